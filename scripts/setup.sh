@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything demotrace needs on a fresh Debian machine (run as root, or with sudo available):
+# the Debian programs the recorder, demo and tests use, then the locked Python environment in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(xvfb openbox xterm xdotool x11-utils tesseract-ocr ffmpeg)
+PROGRAMS=(Xvfb openbox xterm xdotool xwininfo tesseract ffmpeg)
+
+missing=0
+for program in "${PROGRAMS[@]}"; do
+    command -v "$program" >/dev/null 2>&1 || missing=1
+done
+if [ "$missing" = 1 ]; then
+    echo "setup: installing Debian packages: ${DEBIAN_PACKAGES[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+"$PYTHON" -c 'import sys, tkinter; assert sys.version_info[:2] == (3, 11), sys.version' \
+    || { echo "setup: need Python 3.11 with tkinter (found $PYTHON)" >&2; exit 1; }
+
+if ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
+    echo "setup: installing uv" >&2
+    "$PYTHON" -m pip install -q "uv==0.13.8"
+fi
+# Never let uv fetch a Python of its own: this machine's 3.11 is the one we test on.
+UV_PYTHON_DOWNLOADS=never "$PYTHON" -m uv sync --frozen --quiet --python "$PYTHON"
