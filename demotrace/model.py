@@ -214,4 +214,5 @@ def encode_record(record: Record) -> bytes:
 
 def decode_record(data: bytes) -> Record:
     """Decode one MessagePack record; raises msgspec.ValidationError / DecodeError on bad input."""
-    return _record_decoder.decode(data)
+    record: Record = _record_decoder.decode(data)
+    return record

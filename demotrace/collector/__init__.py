@@ -1,0 +1,1 @@
+"""The collector: receives records from enrolled devices and stores them for dataset building."""

@@ -1,0 +1,228 @@
+"""The collector's HTTP layer: routes, body limits and error translation over CollectorService.
+
+Wire protocol (v1):
+- ``POST /v1/enroll`` JSON ``{"device_name": ...}`` (+ ``X-Enrollment-Secret`` if the server has one)
+  → 201 ``{"device_id", "token"}``
+- ``PUT /v1/records/{record_id}`` with ``Authorization: Bearer <token>`` and
+  ``Content-Type: application/x-demotrace-record``, body the zstd-compressed MessagePack of one record
+  → 201 stored, 200 already stored; 400/401/409/413/415 with ``{"error", "detail"}``
+- ``GET /v1/health`` → 200 ``{"status": "ok"}``
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from demotrace import __version__
+from demotrace.collector.service import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_RECORD_BYTES,
+    MAX_ENROLL_BODY_BYTES,
+    RECORD_MEDIA_TYPE,
+    BadRequest,
+    CollectorError,
+    CollectorService,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    parse_enroll_request,
+)
+from demotrace.collector.store import (
+    BLOBS_FOLDER,
+    BlobStore,
+    LocalBlobStore,
+    MetadataStore,
+    default_database_url,
+)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+ENROLLMENT_SECRET_HEADER = "X-Enrollment-Secret"
+# An oversized body that is at most this much larger than the limit is read and dropped before the 413,
+# so the client gets the answer instead of a reset connection (and does not retry a hopeless upload).
+_DRAIN_ALLOWANCE_FACTOR = 4
+
+log = logging.getLogger(__name__)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or PayloadTooLarge as soon as it is known to pass ``limit`` bytes."""
+    declared_header = request.headers.get("content-length")
+    declared: int | None = None
+    if declared_header is not None:
+        try:
+            declared = int(declared_header)
+        except ValueError as error:
+            raise BadRequest("Content-Length is not a number") from error
+    if declared is not None and declared > limit:
+        if declared <= limit * _DRAIN_ALLOWANCE_FACTOR:
+            await _drain(request)
+        raise PayloadTooLarge(f"body is {declared} bytes, more than the {limit} allowed")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"body is more than the {limit} bytes allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(request: Request) -> None:
+    async for _chunk in request.stream():
+        pass
+
+
+def _error_response(error: CollectorError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        {"error": error.code, "detail": error.message}, status_code=error.status, headers=headers
+    )
+
+
+def create_app(
+    data_dir: Path,
+    database_url: str | None = None,
+    enrollment_secret: str | None = None,
+    *,
+    blob_store: BlobStore | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> FastAPI:
+    """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
+    service = CollectorService(
+        metadata,
+        blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER),
+        enrollment_secret=enrollment_secret,
+        max_body_bytes=max_body_bytes,
+        max_record_bytes=max_record_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        metadata.close()
+
+    app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
+    app.state.service = service
+
+    async def collector_error(_request: Request, error: Exception) -> Response:
+        assert isinstance(error, CollectorError)
+        if error.status >= 500:
+            log.error("collector error: %s", error.message)
+        return _error_response(error)
+
+    app.add_exception_handler(CollectorError, collector_error)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/enroll", status_code=201)
+    async def enroll(request: Request) -> dict[str, str]:
+        body = await _read_body(request, MAX_ENROLL_BODY_BYTES)
+        device_name = parse_enroll_request(body)
+        enrollment = await run_in_threadpool(
+            service.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
+        )
+        log.info("enrolled device %s (%s)", enrollment.device_id, device_name)
+        return {"device_id": enrollment.device_id, "token": enrollment.token}
+
+    @app.put("/v1/records/{record_id}")
+    async def put_record(record_id: str, request: Request) -> Response:
+        # Authenticate before reading a byte of the body: strangers cost us nothing.
+        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != RECORD_MEDIA_TYPE:
+            raise UnsupportedMediaType(f"Content-Type must be {RECORD_MEDIA_TYPE}")
+        body = await _read_body(request, service.max_body_bytes)
+        outcome = await run_in_threadpool(service.store_record, device_id, record_id, body)
+        return JSONResponse(
+            {"record_id": outcome.record_id, "status": "created" if outcome.created else "already_stored"},
+            status_code=201 if outcome.created else 200,
+        )
+
+    return app
+
+
+def serve(
+    data_dir: Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    database_url: str | None = None,
+    enrollment_secret: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the collector in the foreground until interrupted (``demotrace server --data DIR``)."""
+    app = create_app(data_dir, database_url=database_url, enrollment_secret=enrollment_secret)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def reserve_port(host: str = DEFAULT_HOST) -> socket.socket:
+    """A socket bound to a free port but not yet listening: connections to it are refused until a
+    ServerThread serves on it, which lets tests know a server's address before it is up."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+class _SignallingServer(uvicorn.Server):
+    """A uvicorn server that says when it listens, so starters wait on an Event instead of polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+class ServerThread:
+    """A collector app served by uvicorn on a background thread: for tests, demos and embedding."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket | None = None) -> None:
+        self.sock = sock if sock is not None else reserve_port()
+        host, port = self.sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._server = _SignallingServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread = threading.Thread(target=self._run, name="collector-server", daemon=True)
+        self._thread.start()
+        if not self._server.ready.wait(timeout) or not self._server.started:
+            self.stop()
+            raise RuntimeError(f"collector did not start on {self.url}")
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self.sock])
+        finally:
+            self._server.ready.set()  # a failed start must not leave start() waiting
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

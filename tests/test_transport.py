@@ -1,0 +1,361 @@
+"""The device's uploader against a real collector (uvicorn on 127.0.0.1, SQLite) and a real spool."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from demotrace.collector.app import ServerThread, create_app, reserve_port
+from demotrace.collector.reader import CollectorReader
+from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
+from demotrace.collector.service import CollectorService
+from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
+from demotrace.model import Batch, Frame, Key, Marker, Record
+from demotrace.spool import Spool
+from demotrace.transport import (
+    RECORD_MEDIA_TYPE,
+    CredentialsError,
+    DeviceCredentials,
+    EnrollmentError,
+    Uploader,
+    UploadError,
+    default_credentials_path,
+    enroll,
+    load_credentials,
+    save_credentials,
+    upload_pending,
+)
+
+MiB = 1024 * 1024
+
+
+def make_batch(session_id: str, seq: int) -> Batch:
+    events: list[Key | Marker] = [
+        Key(t=seq + i / 10, wall=1e9 + seq, down=i % 2 == 0, key="a", keysym=97, char="a") for i in range(50)
+    ]
+    events.append(Marker(t=seq + 5.0, wall=1e9 + seq, kind="task_end"))
+    return Batch(
+        batch_id=f"{session_id}-b{seq}",
+        session_id=session_id,
+        device_id="spoofed",
+        seq=seq,
+        events=list(events),
+    )
+
+
+def make_frame(session_id: str, index: int, size: int = 2048) -> Frame:
+    return Frame(
+        frame_id=f"{session_id}-f{index}",
+        session_id=session_id,
+        device_id="spoofed",
+        t=float(index),
+        wall=1e9 + index,
+        left=0,
+        top=0,
+        width=32,
+        height=32,
+        media_type="image/png",
+        data=os.urandom(size),
+    )
+
+
+def some_records(session_id: str = "s", count: int = 3) -> list[Record]:
+    records: list[Record] = []
+    for index in range(count):
+        records += [make_frame(session_id, index), make_batch(session_id, index)]
+    return records
+
+
+def as_stored(record: Record, device_id: str) -> Record:
+    return msgspec.structs.replace(record, device_id=device_id)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Tests may poll what they observe; the code under test may not."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def enroll_offline(data_dir: Path, server_url: str) -> DeviceCredentials:
+    """Enrol straight into a collector's data folder, for tests whose server is not up yet."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    metadata = MetadataStore.from_url(default_database_url(data_dir))
+    try:
+        service = CollectorService(metadata, LocalBlobStore(data_dir / "blobs"))
+        enrollment = service.enroll("offline-laptop")
+    finally:
+        metadata.close()
+    return DeviceCredentials(server_url=server_url, device_id=enrollment.device_id, token=enrollment.token)
+
+
+def stored_records(data_dir: Path) -> list[Record]:
+    with CollectorReader(data_dir) as reader:
+        return [*reader.iter_frames(), *reader.iter_batches()]
+
+
+def stored_count(data_dir: Path) -> int:
+    metadata = MetadataStore.from_url(default_database_url(data_dir))
+    try:
+        return metadata.record_count()
+    finally:
+        metadata.close()
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    yield spool
+    spool.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "collector"
+
+
+@pytest.fixture
+def server(data_dir: Path) -> Iterator[ServerThread]:
+    with ServerThread(create_app(data_dir, max_body_bytes=1 * MiB)) as server:
+        yield server
+
+
+@pytest.fixture
+def credentials(server: ServerThread) -> DeviceCredentials:
+    return enroll(server.url, "laptop-1")
+
+
+def test_media_type_matches_the_collector() -> None:
+    assert RECORD_MEDIA_TYPE == SERVER_MEDIA_TYPE
+
+
+# --- enrolment and credentials --------------------------------------------------------------------
+
+
+def test_enroll_and_credentials_file(
+    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = enroll(server.url + "/", "laptop-1")
+    assert credentials.server_url == server.url
+    assert credentials.device_id and credentials.token
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = save_credentials(credentials)
+    assert path == default_credentials_path() == tmp_path / "config" / "demotrace" / "device.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert load_credentials() == credentials
+    assert load_credentials(path) == credentials
+    save_credentials(credentials, path)  # overwriting keeps the mode and leaves no temp file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["device.json"]
+
+
+def test_missing_or_broken_credentials(tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError, match="enrol"):
+        load_credentials(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CredentialsError):
+        load_credentials(tmp_path / "bad.json")
+
+
+def test_enroll_with_a_secret(tmp_path: Path) -> None:
+    with ServerThread(create_app(tmp_path / "c", enrollment_secret="s3cret")) as server:
+        with pytest.raises(EnrollmentError, match="401"):
+            enroll(server.url, "laptop")
+        with pytest.raises(EnrollmentError, match="secret"):
+            enroll(server.url, "laptop", secret="wrong")
+        assert enroll(server.url, "laptop", secret="s3cret").device_id
+
+
+def test_enroll_with_no_server() -> None:
+    sock = reserve_port()
+    host, port = sock.getsockname()
+    try:
+        with pytest.raises(EnrollmentError, match="cannot reach"):
+            enroll(f"http://{host}:{port}", "laptop", timeout=5)
+    finally:
+        sock.close()
+
+
+# --- uploading ------------------------------------------------------------------------------------
+
+
+def test_uploader_sends_what_is_committed(
+    spool: Spool, credentials: DeviceCredentials, data_dir: Path
+) -> None:
+    first, second = some_records("s1"), some_records("s2")
+    spool.append(first)  # pending before the uploader starts
+    uploader = Uploader(spool, credentials)
+    uploader.start()
+    try:
+        wait_until(lambda: spool.pending_count() == 0)
+        spool.append(second)  # committed while it sleeps
+        wait_until(lambda: spool.pending_count() == 0)
+    finally:
+        assert uploader.stop() == 0
+    everything = first + second
+    assert uploader.records_sent == len(everything)
+    plain_bytes = sum(len(msgspec.msgpack.encode(r)) for r in everything)
+    assert uploader.bytes_sent > 0
+    assert uploader.bytes_sent < plain_bytes  # the key batches compress
+    expected = [as_stored(r, credentials.device_id) for r in everything]
+    stored = stored_records(data_dir)
+    assert sorted(stored, key=repr) == sorted(expected, key=repr)
+
+
+def test_dead_server_loses_nothing_and_records_arrive_once(spool: Spool, data_dir: Path) -> None:
+    sock = reserve_port()  # bound, not listening: connections are refused until the server starts
+    host, port = sock.getsockname()
+    credentials = enroll_offline(data_dir, f"http://{host}:{port}")
+    uploader = Uploader(spool, credentials, backoff_initial=0.05, backoff_max=0.2)
+    uploader.start()
+    try:
+        records = some_records("s", 4)
+        spool.append(records)
+        wait_until(lambda: uploader.last_error is not None)
+        assert "cannot reach" in (uploader.last_error or "")
+        assert spool.pending_count() == len(records)
+        assert uploader.records_sent == 0
+
+        with ServerThread(create_app(data_dir), sock):
+            wait_until(lambda: spool.pending_count() == 0)
+            late = some_records("late", 1)
+            spool.append(late)
+            wait_until(lambda: spool.pending_count() == 0)
+    finally:
+        uploader.stop(flush=False)
+    assert uploader.records_sent == len(records) + len(late)  # each one answered 201 once
+    assert stored_count(data_dir) == len(records) + len(late)
+    assert sorted(stored_records(data_dir), key=repr) == sorted(
+        (as_stored(r, credentials.device_id) for r in records + late), key=repr
+    )
+
+
+def test_stop_is_immediate_while_backing_off(spool: Spool) -> None:
+    sock = reserve_port()
+    host, port = sock.getsockname()
+    uploader = Uploader(spool, DeviceCredentials(f"http://{host}:{port}", "d", "t"), backoff_initial=30.0)
+    spool.append(some_records())
+    uploader.start()
+    try:
+        wait_until(lambda: uploader.last_error is not None)  # now sleeping ~15-30 s
+        started = time.monotonic()
+        left = uploader.stop(flush=False)
+        assert time.monotonic() - started < 1.0
+        assert left == 6
+    finally:
+        sock.close()
+
+
+def test_stop_with_flush_gives_up_at_the_timeout(spool: Spool) -> None:
+    sock = reserve_port()
+    host, port = sock.getsockname()
+    uploader = Uploader(spool, DeviceCredentials(f"http://{host}:{port}", "d", "t"), backoff_initial=30.0)
+    uploader.start()
+    spool.append(some_records())
+    try:
+        started = time.monotonic()
+        assert uploader.stop(flush=True, timeout=2.0) == 6
+        assert time.monotonic() - started < 3.0
+    finally:
+        sock.close()
+
+
+def test_stop_with_flush_drains(spool: Spool, credentials: DeviceCredentials, data_dir: Path) -> None:
+    uploader = Uploader(spool, credentials)
+    uploader.start()
+    spool.append(some_records("s", 5))
+    assert uploader.stop(flush=True, timeout=30) == 0
+    assert stored_count(data_dir) == 10
+    assert uploader.stop() == 0  # a second stop is harmless
+
+
+def test_a_poison_record_is_dropped_from_the_queue_and_the_rest_flows(
+    spool: Spool, credentials: DeviceCredentials, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_big = make_frame("s", 99, size=2 * MiB)  # the server takes at most 1 MiB bodies: 413
+    invalid = msgspec.structs.replace(make_batch("s", 98), seq=-1)  # 400
+    good = some_records("s", 2)
+    spool.append([too_big, invalid, *good])
+    uploader = Uploader(spool, credentials)
+    with caplog.at_level(logging.ERROR, logger="demotrace.transport"):
+        uploader.start()
+        try:
+            wait_until(lambda: spool.pending_count() == 0)
+        finally:
+            uploader.stop()
+    assert uploader.records_rejected == 2
+    assert uploader.records_sent == len(good)
+    assert stored_count(data_dir) == len(good)
+    assert "s-f99" in caplog.text and "413" in caplog.text
+    assert "s-b98" in caplog.text and "400" in caplog.text
+
+
+def test_a_refused_token_keeps_records_pending(spool: Spool, server: ServerThread, data_dir: Path) -> None:
+    uploader = Uploader(
+        spool, DeviceCredentials(server.url, "d", "not-a-token"), backoff_initial=0.05, backoff_max=0.1
+    )
+    spool.append(some_records())
+    uploader.start()
+    try:
+        wait_until(lambda: "401" in (uploader.last_error or ""))
+    finally:
+        uploader.stop(flush=False)
+    assert spool.pending_count() == 6
+    assert stored_count(data_dir) == 0
+
+
+class FailingOnceBlobStore(LocalBlobStore):
+    """A disk that fails the first write: the collector answers 500 and the device must retry."""
+
+    failures_left = 1
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise OSError("disk on fire")
+        super().put(key, data)
+
+
+def test_server_errors_are_retried(spool: Spool, data_dir: Path) -> None:
+    app = create_app(data_dir, blob_store=FailingOnceBlobStore(data_dir / "blobs"))
+    with ServerThread(app) as server:
+        credentials = enroll(server.url, "laptop")
+        uploader = Uploader(spool, credentials, backoff_initial=0.05, backoff_max=0.1)
+        spool.append(some_records())
+        uploader.start()
+        try:
+            wait_until(lambda: spool.pending_count() == 0)
+        finally:
+            uploader.stop()
+    assert uploader.records_sent == 6
+    assert stored_count(data_dir) == 6
+
+
+def test_upload_pending_once(spool: Spool, credentials: DeviceCredentials, data_dir: Path) -> None:
+    assert upload_pending(spool, credentials) == 0
+    spool.append(some_records("s", 3))
+    assert upload_pending(spool, credentials) == 6
+    assert spool.pending_count() == 0
+    assert stored_count(data_dir) == 6
+
+
+def test_upload_pending_with_no_server_raises_and_keeps_everything(spool: Spool) -> None:
+    sock = reserve_port()
+    host, port = sock.getsockname()
+    spool.append(some_records())
+    try:
+        with pytest.raises(UploadError, match="6 records remain"):
+            upload_pending(spool, DeviceCredentials(f"http://{host}:{port}", "d", "t"))
+    finally:
+        sock.close()
+    assert spool.pending_count() == 6
