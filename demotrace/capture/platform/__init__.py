@@ -1,0 +1,80 @@
+"""The small per-OS surface the recorder needs; input hooks (pynput) and screen grabs (mss) are portable.
+
+One implementation per OS (``x11.py`` now; ``win32.py``, ``macos.py`` later) behind
+:class:`DesktopPlatform`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from demotrace.model import Monitor
+
+
+class PlatformError(Exception):
+    """The desktop cannot be recorded (no display, a missing extension); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """A top-level window: WM_CLASS class, title, owning process and its outer rectangle on the screen."""
+
+    app: str
+    title: str
+    pid: int | None
+    x: int
+    y: int
+    width: int
+    height: int
+    window_id: int
+
+
+@dataclass(frozen=True)
+class ScreenLayout:
+    width: int
+    height: int
+    monitors: list[Monitor]
+
+
+class WindowWatch(Protocol):
+    def stop(self) -> None:
+        """Stop watching and wait for the watcher to end."""
+
+
+class DesktopPlatform(Protocol):
+    name: str  # "x11", "win32", "darwin": SessionHeader.platform
+
+    def check_input_capture(self) -> None:
+        """Raise PlatformError if global input cannot be observed (X11: no RECORD extension)."""
+
+    def screen_layout(self) -> ScreenLayout: ...
+
+    def double_click(self) -> tuple[int, int]:
+        """(max interval in ms, max distance in px) between the clicks of a multi-click."""
+
+    def has_window_manager(self) -> bool:
+        """True when a window manager reports the focused window; otherwise use window_at_pointer."""
+
+    def pointer_position(self) -> tuple[int, int]: ...
+
+    def window_at_pointer(self) -> WindowInfo | None:
+        """The top-level application window under the pointer, if any."""
+
+    def watch_focus(
+        self, on_window: Callable[[WindowInfo | None], None], on_error: Callable[[BaseException], None]
+    ) -> WindowWatch:
+        """Call on_window now with the focused window, then on every focus or focused-title change.
+
+        Event-driven: the watcher sleeps until the desktop reports a change. None means no window has focus.
+        """
+
+    def close(self) -> None: ...
+
+
+def open_platform(display: str | None = None) -> DesktopPlatform:
+    """The platform of this machine (only X11 so far)."""
+    from demotrace.capture.platform.x11 import X11Platform
+
+    return X11Platform(display)
