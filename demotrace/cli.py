@@ -1,2 +1,234 @@
-def app() -> None:
-    pass
+"""The one `demotrace` command. Sub-commands import their modules lazily so each starts fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="demotrace",
+    help="Record computer use where policy allows it, and turn it into agent-training trajectories.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "demotrace"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "demotrace"
+
+
+def local_device_id() -> str:
+    """A random id for this device, made once; never derived from the host or user name."""
+    path = config_dir() / "device_id"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    device_id = f"dev-{uuid.uuid4().hex[:16]}"
+    path.write_text(device_id + "\n")
+    return device_id
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+SpoolOption = Annotated[Path, typer.Option("--spool", help="Spool folder (encrypted, on this device).")]
+KeyOption = Annotated[
+    Path | None, typer.Option("--key", help="Spool key file (default: ~/.config/demotrace/spool.key).")
+]
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
+    ),
+]
+
+
+@app.command()
+def record(
+    spool: SpoolOption = Path("spool"),
+    server: Annotated[
+        str | None, typer.Option("--server", help="Collector URL: upload in the background.")
+    ] = None,
+    key: KeyOption = None,
+    credentials: CredentialsOption = None,
+) -> None:
+    """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
+    from demotrace.capture.recorder import RecorderError, record_until_signal
+    from demotrace.spool import SpoolError, open_spool
+
+    if not os.environ.get("DISPLAY"):
+        raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
+    try:
+        store = open_spool(spool, key)
+    except SpoolError as error:
+        raise fail(str(error)) from error
+
+    uploader = None
+    device_id = local_device_id()
+    if server is not None:
+        from demotrace.transport import (
+            Uploader,
+            default_credentials_path,
+            enroll,
+            load_credentials,
+            save_credentials,
+        )
+
+        credentials_path = credentials or default_credentials_path()
+        if credentials_path.exists():
+            device = load_credentials(credentials_path)
+            if device.server_url.rstrip("/") != server.rstrip("/"):
+                raise fail(
+                    f"{credentials_path} is enrolled with {device.server_url}, not {server}: run enroll"
+                )
+        else:
+            device = enroll(server, device_name=device_id)
+            save_credentials(device, credentials_path)
+        device_id = device.device_id
+        uploader = Uploader(store, device)
+        uploader.start()
+    try:
+        code = record_until_signal(store, device_id)
+    except RecorderError as error:
+        raise fail(str(error), code=3) from error
+    finally:
+        if uploader is not None:
+            uploader.stop(flush=True, timeout=30)
+            console.print(f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes")
+        store.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def enroll(
+    server: Annotated[str, typer.Option("--server", help="Collector URL.")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for this device.")] = None,
+    secret: Annotated[str | None, typer.Option("--secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")] = None,
+    credentials: CredentialsOption = None,
+) -> None:
+    """Enroll this device with a collector; it gets its own upload token."""
+    import httpx
+
+    from demotrace.transport import default_credentials_path, save_credentials
+    from demotrace.transport import enroll as enroll_device
+
+    try:
+        device = enroll_device(server, device_name=name or local_device_id(), secret=secret)
+    except httpx.HTTPError as error:
+        raise fail(f"cannot enroll with {server}: {error}") from error
+    path = credentials or default_credentials_path()
+    save_credentials(device, path)
+    console.print(f"enrolled as {device.device_id}; credentials in {path}")
+
+
+@app.command()
+def server(
+    data: Annotated[Path, typer.Option("--data", help="Collector data folder (database and blobs).")] = Path(
+        "collector-data"
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite in --data).")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option("--enrollment-secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")
+    ] = None,
+) -> None:
+    """Run the collector."""
+    from demotrace.collector.app import serve
+
+    serve(data, host=host, port=port, database_url=database_url, enrollment_secret=secret)
+
+
+@app.command()
+def build(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    spool: Annotated[Path | None, typer.Option("--spool", help="Build from a device spool.")] = None,
+    from_server: Annotated[
+        Path | None, typer.Option("--from-server", help="Build from a collector data folder.")
+    ] = None,
+    key: KeyOption = None,
+    idle_gap: Annotated[float, typer.Option(help="Seconds of idle that split episodes.")] = 60.0,
+) -> None:
+    """Build an agent-training dataset (trajectories.jsonl, images/, summary.json, index.html)."""
+    from demotrace.dataset.build import build_dataset
+
+    if (spool is None) == (from_server is None):
+        raise fail("give exactly one of --spool DIR or --from-server DIR")
+    if spool is not None:
+        from demotrace.spool import SpoolError, open_spool
+
+        if not (spool / "spool.db").exists():
+            raise fail(f"{spool} is not a spool folder (no spool.db)")
+        try:
+            store = open_spool(spool, key)
+            summary = build_dataset(store.batches(), store.load_frame, out, idle_gap=idle_gap)
+        except SpoolError as error:
+            raise fail(str(error)) from error
+    else:
+        assert from_server is not None
+        from demotrace.collector.reader import CollectorReader
+
+        reader = CollectorReader(from_server)
+        summary = build_dataset(reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap)
+    print_build_summary(summary)
+
+
+def print_build_summary(summary: object) -> None:
+    import msgspec
+
+    console.print_json(msgspec.json.encode(summary).decode())
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float, typer.Option(help="Length of the scripted session.")] = 45.0,
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes everything.")] = Path("demo-out"),
+    seed: Annotated[int, typer.Option(help="Seed of the scripted session.")] = 1,
+) -> None:
+    """Record a scripted session on a virtual desktop, upload it, build the dataset, print a summary."""
+    from demotrace.demo.run import run_demo
+
+    raise typer.Exit(run_demo(out, seconds=seconds, seed=seed, console=console))
+
+
+@app.command()
+def up(
+    spool: Annotated[
+        Path | None, typer.Option("--spool", help="Spool folder (default: in XDG data).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Local collector folder.")] = None,
+    port: Annotated[int, typer.Option(help="Local collector port.")] = 8765,
+) -> None:
+    """Record the real desktop into a local collector (on a machine with a display)."""
+    from demotrace.demo.run import record_local
+
+    if not os.environ.get("DISPLAY"):
+        raise fail("no $DISPLAY: `up` records a real desktop; use `demotrace demo` on a machine without one")
+    code = record_local(
+        spool or data_dir() / "spool", data or data_dir() / "collector", port, console=console
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app(prog_name="demotrace")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -23,6 +23,7 @@ from demotrace.capture import Recorder, RecorderError
 from demotrace.capture.frames import TriggerState, choose_media_type, frame_trigger, monitor_at
 from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
+from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.model import (
     Batch,
@@ -459,6 +460,32 @@ def test_sigkill_leaves_every_committed_batch_readable(
     for frame in of_type(events, FrameTaken):
         assert spool.load_frame(frame.frame_id) is not None
     assert not any(isinstance(event, Marker) for event in events)  # it never got to say goodbye
+    spool.close()
+
+    # The killed session builds into a dataset with the committed actions in it.
+    out = tmp_path / "dataset"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demotrace.cli",
+            "build",
+            "--spool",
+            str(tmp_path / "spool"),
+            "--key",
+            str(tmp_path / "key"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    actions = load_actions(out / "trajectories.jsonl")
+    assert [a.kind for a in actions][:2] == ["click", "type"]
+    assert actions[0].x == 50 and actions[0].y == 50
+    assert actions[1].text is not None and actions[1].text.startswith("kill")
 
 
 def test_sigterm_stops_cleanly_with_a_stop_marker(desktop: VirtualDesktop, tmp_path: Path) -> None:

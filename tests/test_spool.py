@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,41 @@ def test_corrupt_spool_file_is_a_clear_error(tmp_path: Path) -> None:
     (spool_dir / "spool.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(SpoolError, match="cannot open spool"):
         Spool(spool_dir, os.urandom(32))
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 512 KiB filesystem (tmpfs), so 'disk full' is the kernel's ENOSPC, not a simulation."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_is_a_clear_error_and_keeps_what_was_committed(tiny_disk: Path) -> None:
+    key = os.urandom(32)
+    ballast = tiny_disk / "ballast"
+    ballast.write_bytes(os.urandom(160 * 1024))  # something the user can delete to make room
+    spool = Spool(tiny_disk / "spool", key)
+    spool.append([typed_batch("first", "kept")])
+    noise = os.urandom(48 * 1024)  # incompressible, so the disk fills fast
+    written = []
+    with pytest.raises(SpoolError, match="cannot write to spool"):
+        for index in range(100):
+            spool.append([Frame(f"f{index}", "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png", noise)])
+            written.append(f"f{index}")
+    assert written, "the disk filled before any frame was written: make the ballast smaller"
+    # Everything committed before the disk filled is intact, and the spool works again once there is room.
+    ballast.unlink()
+    spool.append([typed_batch("after", "room again", seq=1)])
+    spool.close()
+    reopened = Spool(tiny_disk / "spool", key)
+    assert [batch.batch_id for batch in reopened.batches()] == ["first", "after"]
+    assert all(reopened.load_frame(frame_id) is not None for frame_id in written)

@@ -1,0 +1,262 @@
+"""The main job: a whole recording on a virtual desktop, from injected input to a built dataset.
+
+Every part runs for real and as it would in the field: the collector and the recorder are separate
+processes started through the `demotrace` command, talking HTTP on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from demotrace.demo.compare import Comparison, as_redacted, compare_actions
+from demotrace.model import Action
+
+RECORDER_READY_LINE = "recording"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demotrace_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "demotrace.cli", *args]
+
+
+@dataclass
+class ProcessOutput:
+    """Drains a child's stderr on a thread so the child never blocks on a full pipe."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+    ready_text: str = ""
+
+    def start(self) -> ProcessOutput:
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if self.ready_text and self.ready_text in line:
+                self.ready.set()
+        self.ready.set()  # the child exited: whoever waits must look at returncode
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def start_collector(data: Path, port: int) -> tuple[subprocess.Popen[str], ProcessOutput]:
+    process = subprocess.Popen(
+        demotrace_command("server", "--data", str(data), "--port", str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    output = ProcessOutput(process).start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return process, output
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"collector did not start:\n{output.text()}")
+        time.sleep(0.1)
+
+
+def start_recorder(
+    display: str, spool: Path, key: Path, credentials: Path, server_url: str | None
+) -> tuple[subprocess.Popen[str], ProcessOutput]:
+    args = ["record", "--spool", str(spool), "--key", str(key), "--credentials", str(credentials)]
+    if server_url:
+        args += ["--server", server_url]
+    process = subprocess.Popen(
+        demotrace_command(*args),
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    output = ProcessOutput(process, ready_text=RECORDER_READY_LINE).start()
+    if not output.ready.wait(30) or process.poll() is not None:
+        process.kill()
+        raise RuntimeError(f"recorder did not start:\n{output.text()}")
+    return process, output
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = 60) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+@dataclass
+class DemoResult:
+    injected: list[Action]
+    captured: list[Action]
+    comparison: Comparison
+    dataset: Path
+    recorder_exit: int
+    spool_bytes: int
+    uploaded_bytes: int
+    frames: int
+    steps: int
+    steps_with_frame: int
+    seconds: float
+
+
+def record_scripted_session(
+    out: Path, *, seconds: float | None, seed: int, console: Console | None = None
+) -> DemoResult:
+    """Desktop, apps, collector, recorder, scripted input, stop, build: everything the demo does."""
+    from demotrace.collector.reader import CollectorReader
+    from demotrace.dataset.build import build_dataset
+    from demotrace.dataset.load import load_actions
+    from demotrace.demo.desktop import VirtualDesktop
+    from demotrace.demo.script import run_scripted_session, start_demo_apps
+
+    def say(message: str) -> None:
+        if console is not None:
+            console.print(message)
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    spool, key, credentials = out / "spool", out / "spool.key", out / "device.json"
+    collector_data, dataset = out / "collector", out / "dataset"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with VirtualDesktop() as desktop:
+        say(f"virtual desktop on {desktop.display} (1920x1080, openbox)")
+        start_demo_apps(desktop, out / "app-state.json")
+        collector, collector_output = start_collector(collector_data, port)
+        try:
+            say(f"collector on {url}, data in {collector_data}")
+            recorder, recorder_output = start_recorder(desktop.display, spool, key, credentials, url)
+            say("recorder running; driving the scripted session")
+            injected = run_scripted_session(
+                desktop.display, seed=seed, seconds=seconds, app_state_file=out / "app-state.json"
+            )
+            recorder_exit = stop_process(recorder)
+            say(f"recorder stopped (exit {recorder_exit})")
+            if recorder_exit != 0:
+                say(recorder_output.text())
+            summary = build_dataset(
+                CollectorReader(collector_data).iter_batches(),
+                CollectorReader(collector_data).load_frame,
+                dataset,
+            )
+        finally:
+            stop_process(collector)
+            del collector_output
+    captured = load_actions(dataset / "trajectories.jsonl")
+    uploaded = _uploaded_bytes(recorder_output.lines)
+    return DemoResult(
+        injected=injected,
+        captured=captured,
+        comparison=compare_actions(as_redacted(injected), captured),
+        dataset=dataset,
+        recorder_exit=recorder_exit,
+        spool_bytes=folder_bytes(spool),
+        uploaded_bytes=uploaded,
+        frames=summary.frames_written,
+        steps=summary.steps,
+        steps_with_frame=summary.steps - summary.steps_without_frame,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _uploaded_bytes(recorder_lines: list[str]) -> int:
+    for line in recorder_lines:
+        if line.startswith("uploaded "):
+            return int(line.split()[3])
+    return 0
+
+
+def print_demo_summary(result: DemoResult, console: Console) -> None:
+    table = Table(title="actions: injected vs captured")
+    table.add_column("action")
+    table.add_column("injected", justify="right")
+    table.add_column("captured", justify="right")
+    table.add_column("matched", justify="right")
+    kinds = sorted(set(result.comparison.injected) | set(result.comparison.captured))
+    for kind in kinds:
+        table.add_row(
+            kind,
+            str(result.comparison.injected[kind]),
+            str(result.comparison.captured[kind]),
+            str(result.comparison.matched[kind]),
+        )
+    console.print(table)
+    for problem in result.comparison.problems:
+        console.print(f"[yellow]  {problem}[/]")
+    console.print(
+        f"steps {result.steps}, with a pre-action frame {result.steps_with_frame}, frames {result.frames}\n"
+        f"spool {result.spool_bytes:,} bytes on disk, uploaded {result.uploaded_bytes:,} bytes\n"
+        f"dataset: {result.dataset / 'trajectories.jsonl'}\n"
+        f"step-by-step view: {(result.dataset / 'index.html').resolve()}"
+    )
+
+
+def run_demo(out: Path, *, seconds: float, seed: int, console: Console) -> int:
+    result = record_scripted_session(out, seconds=seconds, seed=seed, console=console)
+    print_demo_summary(result, console)
+    ok = result.recorder_exit == 0 and result.comparison.perfect and result.steps == result.steps_with_frame
+    console.print("[bold green]demo ok[/]" if ok else "[bold red]demo found differences[/]")
+    return 0 if ok else 1
+
+
+def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
+    """`demotrace up`: a local collector plus the recorder on the real $DISPLAY, until Ctrl+C."""
+    collector, _ = start_collector(data, port)
+    url = f"http://127.0.0.1:{port}"
+    console.print(f"collector on {url} (data in {data}); recording $DISPLAY — Ctrl+C to stop")
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "demotrace"
+    recorder = subprocess.Popen(
+        demotrace_command(
+            "record",
+            "--spool",
+            str(spool),
+            "--server",
+            url,
+            "--credentials",
+            str(config / "local-device.json"),
+        )
+    )
+    try:
+        code = recorder.wait()
+    except KeyboardInterrupt:
+        code = stop_process(recorder)  # type: ignore[arg-type]
+    finally:
+        stop_process(collector)
+    console.print(f"build a dataset with: demotrace build --from-server {data} --out dataset")
+    return code
