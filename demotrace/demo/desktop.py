@@ -59,9 +59,22 @@ class VirtualDesktop:
         number = _free_display_number()
         self.display = f":{number}"
         xvfb = subprocess.Popen(
-            ["Xvfb", self.display, "-screen", "0", f"{self.width}x{self.height}x24", "-nolisten", "tcp",
-             "+extension", "RECORD", "+extension", "XTEST", "-noreset"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "Xvfb",
+                self.display,
+                "-screen",
+                "0",
+                f"{self.width}x{self.height}x24",
+                "-nolisten",
+                "tcp",
+                "+extension",
+                "RECORD",
+                "+extension",
+                "XTEST",
+                "-noreset",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.processes.append(xvfb)
         _wait_for_socket(number, xvfb, timeout=15)
