@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS records (
     created REAL NOT NULL,
     size INTEGER NOT NULL,
     sealed BLOB NOT NULL,
+    held INTEGER NOT NULL DEFAULT 0,
     uploaded_at REAL
 );
 CREATE INDEX IF NOT EXISTS records_pending ON records (uploaded_at, seq);
@@ -116,8 +117,12 @@ class Spool:
             raise SpoolError(f"record {record_id} does not decrypt: wrong key or tampered spool") from error
         return self._decompress.decompress(packed)
 
-    def append(self, records: Sequence[Record]) -> None:
-        """Write records in one durable transaction; a duplicate record id is stored once."""
+    def append(self, records: Sequence[Record], held: bool = False) -> None:
+        """Write records in one durable transaction; a duplicate record id is stored once.
+
+        ``held`` records (frames waiting for their screen scrub) are never offered for upload until
+        ``replace_held`` releases them.
+        """
         if not records:
             return
         rows = []
@@ -126,13 +131,14 @@ class Spool:
             record_id = record_id_of(record)
             plain = encode_record(record)
             kind = "batch" if isinstance(record, Batch) else "frame"
-            rows.append((record_id, kind, record.session_id, now, len(plain), self._seal(record_id, plain)))
+            sealed = self._seal(record_id, plain)
+            rows.append((record_id, kind, record.session_id, now, len(plain), sealed, int(held)))
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._db.execute("COMMIT")
@@ -147,7 +153,7 @@ class Spool:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, record_id, kind, session_id, size, sealed FROM records"
-                " WHERE uploaded_at IS NULL ORDER BY seq LIMIT ?",
+                " WHERE uploaded_at IS NULL AND held = 0 ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
         out: list[SpooledRecord] = []
@@ -167,6 +173,33 @@ class Spool:
                 [(time.time(), record_id) for record_id in record_ids],
             )
             self._db.execute("COMMIT")
+
+    def held(self, limit: int = 100) -> list[Record]:
+        """Records held back from upload (oldest first), decrypted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record_id, sealed FROM records WHERE held = 1 ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [decode_record(self._open(record_id, sealed)) for record_id, sealed in rows]
+
+    def replace_held(self, record: Record) -> None:
+        """Overwrite a held record (e.g. with its scrubbed frame) and release it for upload."""
+        record_id = record_id_of(record)
+        plain = encode_record(record)
+        sealed = self._seal(record_id, plain)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "UPDATE records SET sealed = ?, size = ?, held = 0 WHERE record_id = ? AND held = 1",
+                    (sealed, len(plain), record_id),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+        self.committed.set()
 
     def pending_count(self) -> int:
         with self._lock:

@@ -129,3 +129,17 @@ def test_full_disk_is_a_clear_error_and_keeps_what_was_committed(tiny_disk: Path
     reopened = Spool(tiny_disk / "spool", key)
     assert [batch.batch_id for batch in reopened.batches()] == ["first", "after"]
     assert all(reopened.load_frame(frame_id) is not None for frame_id in written)
+
+
+def test_held_frames_are_not_offered_for_upload_until_released(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    raw = Frame("f1", "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png", b"unscrubbed")
+    spool.append([typed_batch("b1", "abc")])
+    spool.append([raw], held=True)
+    assert [record.record_id for record in spool.pending()] == ["b1"]
+    assert spool.held() == [raw]
+    scrubbed = Frame("f1", "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png", b"scrubbed")
+    spool.replace_held(scrubbed)
+    assert spool.held() == []
+    assert [record.record_id for record in spool.pending()] == ["b1", "f1"]
+    assert spool.load_frame("f1") == scrubbed
