@@ -16,6 +16,7 @@ from demotrace.dataset.export.agentnet import (
     actions_from_trajectory,
     decode_trajectories,
 )
+from demotrace.dataset.privacy import PSEUDONYM_KEY_FILE, Pseudonyms
 from demotrace.dataset.reduce import reduce_events
 from demotrace.model import (
     Action,
@@ -187,12 +188,18 @@ def build(tmp_path: Path) -> tuple[Any, list[dict[str, Any]]]:
     return summary, [json.loads(line) for line in lines]
 
 
+def pseudonyms_of(out: Path) -> Pseudonyms:
+    """The build's id pseudonyms: session, device and frame ids are keyed hashes in every output."""
+    return Pseudonyms(bytes.fromhex((out / PSEUDONYM_KEY_FILE).read_text()))
+
+
 def test_jsonl_has_one_episode_with_the_steps_in_order(tmp_path: Path) -> None:
     _, episodes = build(tmp_path)
     assert len(episodes) == 1
     episode = episodes[0]
-    assert episode["task_id"] == "s1-0000"
-    assert episode["session_id"] == "s1"
+    session = pseudonyms_of(tmp_path / "out").session("s1")
+    assert episode["task_id"] == f"{session}-0000"
+    assert episode["session_id"] == session
     assert episode["screen"] == {"width": 1920, "height": 1080}
     assert episode["platform"] == "x11"
     assert isinstance(episode["instruction"], str) and episode["instruction"]
@@ -219,10 +226,11 @@ def test_every_step_image_exists_with_its_stored_bytes_and_missing_frames_are_co
     summary, episodes = build(tmp_path)
     out = tmp_path / "out"
     images = [step["image"] for step in episodes[0]["traj"]]
-    assert images == ["images/frame-1.png", "images/frame-2.webp", "images/frame-2.webp", None]
-    assert (out / "images/frame-1.png").read_bytes() == PNG_BYTES
-    assert (out / "images/frame-2.webp").read_bytes() == WEBP_BYTES
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["frame-1.png", "frame-2.webp"]
+    frame_1, frame_2 = (pseudonyms_of(out).frame(frame_id) for frame_id in ("frame-1", "frame-2"))
+    assert images == [f"images/{frame_1}.png", f"images/{frame_2}.webp", f"images/{frame_2}.webp", None]
+    assert (out / f"images/{frame_1}.png").read_bytes() == PNG_BYTES
+    assert (out / f"images/{frame_2}.webp").read_bytes() == WEBP_BYTES
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted([f"{frame_1}.png", f"{frame_2}.webp"])
     assert summary.frames_written == 2
     assert summary.steps_without_frame == 1
 
@@ -252,7 +260,7 @@ def test_viewer_escapes_titles_and_marks_the_click_in_percent(tmp_path: Path) ->
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in page
     # The click at (1000, 335) on a 1920x1080 frame.
     assert "left:52.083%;top:31.019%" in page
-    assert 'src="images/frame-1.png"' in page
+    assert f'src="images/{pseudonyms_of(tmp_path / "out").frame("frame-1")}.png"' in page
     assert "http://" not in page and "https://" not in page
 
 

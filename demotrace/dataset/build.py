@@ -1,9 +1,17 @@
 """Batches + frames → a dataset folder (the I/O edge around the pure transforms).
 
-OUT/trajectories.jsonl   one episode per line (AgentNet style, see export/agentnet.py)
-OUT/images/              each step's pre-action frame, once per frame id, in its stored encoding
-OUT/summary.json         counts and sizes
-OUT/index.html           a viewer to check the result by eye
+OUT/trajectories.jsonl        one episode per line (AgentNet style, see export/agentnet.py)   "agentnet"
+OUT/parquet/train-*.parquet   one step per row, images embedded (export/parquet.py)          "parquet"
+OUT/webdataset/shard-*.tar    one sample per step (export/wds.py)                            "webdataset"
+OUT/adp/trajectories.jsonl    Agent Data Protocol records (export/adp.py)                    "adp"
+OUT/images/                   each step's pre-action frame, once per frame, in its stored encoding
+OUT/summary.json              counts and sizes
+OUT/index.html                a viewer to check the result by eye
+OUT/report.html               plots: actions, episode lengths, apps, redactions, frames, bytes
+OUT/.pseudonym-key            the secret of the id pseudonyms (0600; not written if the caller gives one)
+
+The path of a build: sessions → actions → scrubbed text and pseudonymous ids (privacy.py) → episodes →
+quality filter (quality.py) → optional model-written instructions (describe.py) → exports.
 """
 
 from __future__ import annotations
@@ -12,16 +20,42 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import msgspec
 
-from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, split_episodes
-from demotrace.dataset.export.agentnet import ImageRef, ImageRegion, Trajectory, episode_to_trajectory
+from demotrace.dataset.describe import ChatDescriber, DescriberConfig
+from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
+from demotrace.dataset.export.adp import ADP_DIR, ADP_FILE, adp_jsonl
+from demotrace.dataset.export.agentnet import (
+    ImageRef,
+    ImageRegion,
+    ScreenSize,
+    Trajectory,
+    episode_to_trajectory,
+)
+from demotrace.dataset.export.parquet import PARQUET_DIR, write_parquet_shards
+from demotrace.dataset.export.steps import step_records
 from demotrace.dataset.export.viewer import render_viewer
+from demotrace.dataset.export.wds import WEBDATASET_DIR, write_webdataset_shards
+from demotrace.dataset.privacy import (
+    PSEUDONYM_KEY_FILE,
+    KnownNames,
+    Pseudonyms,
+    Scrubber,
+    TextScrubber,
+    load_or_create_key,
+    local_names,
+    pseudonymous_header,
+    scrub_actions,
+    scrub_markers,
+)
+from demotrace.dataset.quality import DROP_REASONS, QualityConfig, filter_episodes
 from demotrace.dataset.reduce import reduce_events
+from demotrace.dataset.report import REPORT_FILE, ReportFigures, count_redactions, render_report, steps_by_app
 from demotrace.model import Batch, Event, Frame, SessionHeader
 
 TRAJECTORIES_FILE = "trajectories.jsonl"
@@ -29,27 +63,63 @@ IMAGES_DIR = "images"
 SUMMARY_FILE = "summary.json"
 VIEWER_FILE = "index.html"
 
+ExportFormat = Literal["agentnet", "parquet", "webdataset", "adp"]
+ALL_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
+
 _EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpeg", "image/jpg": "jpeg"}
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Summary fields holding paths: absolute in the returned value, relative to the folder in summary.json.
+_PATH_FIELDS = (
+    "out_dir",
+    "trajectories_path",
+    "images_dir",
+    "summary_path",
+    "viewer_path",
+    "report_path",
+    "parquet_dir",
+    "webdataset_dir",
+    "adp_path",
+    "pseudonym_key_path",
+)
+
+
+class ShardLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """When the Parquet and WebDataset writers start a new shard: whichever limit is reached first."""
+
+    max_steps: int = 5000
+    max_bytes: int = 256 * 1024 * 1024
 
 
 class BuildSummary(msgspec.Struct):
     sessions: int
     sessions_without_header: int  # skipped: without the header, screen size and timing are unknown
-    episodes: int
+    episodes: int  # kept ones (after the quality filter)
     steps: int
     actions_by_kind: dict[str, int]
     frames_written: int
     steps_without_frame: int
     image_bytes: int
     jsonl_bytes: int
-    total_bytes: int  # images + JSONL + viewer
-    # Paths as text so the summary encodes as it is (msgspec does not encode Path).
+    total_bytes: int  # images + JSONL + viewer (every output, per file kind: bytes_by_output)
+    # Paths as text so the summary encodes as it is (msgspec does not encode Path); "" when not written.
     out_dir: str
     trajectories_path: str
     images_dir: str
     summary_path: str
     viewer_path: str
+    report_path: str = ""
+    parquet_dir: str = ""
+    webdataset_dir: str = ""
+    adp_path: str = ""
+    pseudonym_key_path: str = ""
+    formats: list[str] = []
+    episodes_dropped: dict[str, int] = {}  # by quality reason
+    instructions_by_source: dict[str, int] = {}
+    describer_failures: int = 0  # episodes whose model description failed (deterministic one kept)
+    redactions_by_kind: dict[str, int] = {}
+    bytes_by_output: dict[str, int] = {}
+    parquet_shards: int = 0
+    webdataset_shards: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,11 +169,19 @@ def image_stem(frame_id: str) -> str:
 
 
 class _ImageWriter:
-    """Writes each frame once and remembers where, so steps sharing a frame share a file."""
+    """Writes each frame once and remembers where, so steps sharing a frame share a file.
 
-    def __init__(self, load_frame: Callable[[str], Frame | None], images_dir: Path) -> None:
+    ``name_of(frame_id)`` gives the file's stem (a pseudonym in a build: frame ids are store keys)."""
+
+    def __init__(
+        self,
+        load_frame: Callable[[str], Frame | None],
+        images_dir: Path,
+        name_of: Callable[[str], str] = image_stem,
+    ) -> None:
         self._load_frame = load_frame
         self._images_dir = images_dir
+        self._name_of = name_of
         self._written: dict[str, ImageRef | None] = {}
         self.frames_written = 0
         self.image_bytes = 0
@@ -117,7 +195,7 @@ class _ImageWriter:
         frame = self._load_frame(frame_id)
         if frame is None:
             return None
-        name = f"{image_stem(frame_id)}.{image_extension(frame.media_type)}"
+        name = f"{image_stem(self._name_of(frame_id))}.{image_extension(frame.media_type)}"
         (self._images_dir / name).write_bytes(frame.data)
         self.frames_written += 1
         self.image_bytes += len(frame.data)
@@ -126,6 +204,7 @@ class _ImageWriter:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)
@@ -136,48 +215,219 @@ def _jsonl(trajectories: Sequence[Trajectory]) -> bytes:
     return b"".join(encoder.encode(trajectory) + b"\n" for trajectory in trajectories)
 
 
+def _scrubber_for(sessions: Sequence[SessionEvents], extra_names: KnownNames | None) -> Scrubber:
+    """Names to scrub: this machine's user and host, the caller's, and every raw device and session id
+    of the dataset (an id typed or shown in a title would undo its pseudonym)."""
+    own_ids = KnownNames(
+        device_ids=tuple(sorted({session.header.device_id for session in sessions})),
+        session_ids=tuple(session.session_id for session in sessions),
+    )
+    names = local_names().merged(own_ids)
+    if extra_names is not None:
+        names = names.merged(extra_names)
+    return Scrubber(TextScrubber(names))
+
+
+def private_episodes(
+    sessions: Sequence[SessionEvents], pseudonyms: Pseudonyms, scrubber: Scrubber, idle_gap: float
+) -> list[Episode]:
+    """Every session's episodes (empty marked tasks included, for the quality counts), with scrubbed
+    text and pseudonymous session and device ids; frame ids stay raw here (the image writer maps them)."""
+    episodes: list[Episode] = []
+    for session in sessions:
+        actions = scrub_actions(reduce_events(session.header, session.events), scrubber)
+        events = scrub_markers(session.events, scrubber)
+        header = pseudonymous_header(session.header, session.session_id, pseudonyms)
+        episodes += split_episodes(
+            header.session_id, header, events, actions, idle_gap, keep_empty_tasks=True
+        )
+    return episodes
+
+
+def _first_frame(episode: Episode, load_frame: Callable[[str], Frame | None]) -> tuple[str, bytes] | None:
+    frame_id = next((action.frame_id for action in episode.actions if action.frame_id is not None), None)
+    frame = load_frame(frame_id) if frame_id is not None else None
+    return (frame.media_type, frame.data) if frame is not None else None
+
+
+def describe_episodes(
+    episodes: Sequence[Episode],
+    describer: ChatDescriber,
+    scrubber: Scrubber,
+    load_frame: Callable[[str], Frame | None],
+) -> list[Episode]:
+    """Episodes without a task marker get the model's instruction when it gives one (scrubbed like any
+    text: a model may echo what it was shown); everything else is returned unchanged."""
+    described = []
+    for episode in episodes:
+        if episode.instruction_source == "generated":
+            screen = ScreenSize(width=episode.header.screen_width, height=episode.header.screen_height)
+            image = _first_frame(episode, load_frame) if describer.config.send_images else None
+            instruction = describer.describe(episode.actions, screen, image)
+            if instruction is not None:
+                episode = msgspec.structs.replace(
+                    episode, instruction=scrubber.text(instruction), instruction_source="described"
+                )
+        described.append(episode)
+    return described
+
+
+def _remove_unrequested(out_dir: Path, formats: Collection[ExportFormat]) -> None:
+    """Our own outputs of formats not built this time: left there, they would pass for this build's."""
+    if "agentnet" not in formats:
+        (out_dir / TRAJECTORIES_FILE).unlink(missing_ok=True)
+    if "adp" not in formats:
+        (out_dir / ADP_DIR / ADP_FILE).unlink(missing_ok=True)
+    if "parquet" not in formats:
+        for shard in (out_dir / PARQUET_DIR).glob("train-*.parquet"):
+            shard.unlink()
+    if "webdataset" not in formats:
+        for shard in (out_dir / WEBDATASET_DIR).glob("shard-*.tar"):
+            shard.unlink()
+
+
 def build_dataset(
     records: Iterable[Batch],
     load_frame: Callable[[str], Frame | None],
     out_dir: Path,
     idle_gap: float = DEFAULT_IDLE_GAP_S,
+    *,
+    formats: Collection[ExportFormat] = ALL_FORMATS,
+    quality: QualityConfig | None = None,
+    pseudonym_key: bytes | None = None,
+    extra_names: KnownNames | None = None,
+    describer: DescriberConfig | None = None,
+    shard_limits: ShardLimits | None = None,
 ) -> BuildSummary:
-    """Reduce, split and export every session in ``records`` into ``out_dir``."""
+    """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
+
+    ``formats``: which exports to write (images, summary, viewer and report are always written).
+    ``pseudonym_key``: the secret of the id pseudonyms; by default OUT/.pseudonym-key, created if absent.
+    ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
+    ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
+    """
+    unknown = set(formats) - set(ALL_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown dataset formats: {sorted(unknown)} (known: {list(ALL_FORMATS)})")
+    quality = quality if quality is not None else QualityConfig()
+    shard_limits = shard_limits if shard_limits is not None else ShardLimits()
     images_dir = out_dir / IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
-    writer = _ImageWriter(load_frame, images_dir)
-    sessions, without_header = collect_sessions(records)
+    key_path = out_dir / PSEUDONYM_KEY_FILE
+    pseudonyms = Pseudonyms(pseudonym_key if pseudonym_key is not None else load_or_create_key(key_path))
+    writer = _ImageWriter(load_frame, images_dir, name_of=pseudonyms.frame)
 
-    trajectories: list[Trajectory] = []
-    for session in sessions:
-        actions = reduce_events(session.header, session.events)
-        for episode in split_episodes(session.session_id, session.header, session.events, actions, idle_gap):
-            trajectories.append(episode_to_trajectory(episode, writer.image_for))
+    sessions, without_header = collect_sessions(records)
+    scrubber = _scrubber_for(sessions, extra_names)
+    kept, quality_counts = filter_episodes(
+        private_episodes(sessions, pseudonyms, scrubber, idle_gap), quality
+    )
+    describer_failures = 0
+    if describer is not None:
+        with ChatDescriber(describer) as chat:
+            kept = describe_episodes(kept, chat, scrubber, load_frame)
+            describer_failures = chat.failures
+    trajectories = [episode_to_trajectory(episode, writer.image_for) for episode in kept]
+
+    _remove_unrequested(out_dir, formats)
+    bytes_by_output: dict[str, int] = {}
+    trajectories_path = out_dir / TRAJECTORIES_FILE
+    jsonl = b""
+    if "agentnet" in formats:
+        jsonl = _jsonl(trajectories)
+        _write_atomically(trajectories_path, jsonl)
+        bytes_by_output["trajectories.jsonl"] = len(jsonl)
+    adp_path = out_dir / ADP_DIR / ADP_FILE
+    if "adp" in formats:
+        adp = adp_jsonl(trajectories)
+        _write_atomically(adp_path, adp)
+        bytes_by_output["adp"] = len(adp)
+
+    def read_image(relative: str) -> bytes | None:
+        path = out_dir / relative
+        return path.read_bytes() if path.is_file() else None
+
+    parquet_shards: list[Path] = []
+    if "parquet" in formats:
+        parquet_shards = write_parquet_shards(
+            step_records(trajectories),
+            read_image,
+            out_dir / PARQUET_DIR,
+            max_rows=shard_limits.max_steps,
+            max_bytes=shard_limits.max_bytes,
+        )
+        bytes_by_output["parquet"] = sum(shard.stat().st_size for shard in parquet_shards)
+    webdataset_shards: list[Path] = []
+    if "webdataset" in formats:
+        webdataset_shards = write_webdataset_shards(
+            step_records(trajectories),
+            read_image,
+            out_dir / WEBDATASET_DIR,
+            max_samples=shard_limits.max_steps,
+            max_bytes=shard_limits.max_bytes,
+        )
+        bytes_by_output["webdataset"] = sum(shard.stat().st_size for shard in webdataset_shards)
+
+    viewer = render_viewer(trajectories).encode()
+    viewer_path = out_dir / VIEWER_FILE
+    _write_atomically(viewer_path, viewer)
+    bytes_by_output["images"] = writer.image_bytes
+    bytes_by_output["index.html"] = len(viewer)
 
     steps = [step for trajectory in trajectories for step in trajectory.traj]
-    jsonl = _jsonl(trajectories)
-    viewer = render_viewer(trajectories).encode()
-    trajectories_path = out_dir / TRAJECTORIES_FILE
-    viewer_path = out_dir / VIEWER_FILE
-    _write_atomically(trajectories_path, jsonl)
-    _write_atomically(viewer_path, viewer)
+    actions_by_kind: dict[str, int] = dict(sorted(Counter(step.value.action for step in steps).items()))
+    instructions_by_source: dict[str, int] = dict(
+        sorted(Counter(t.instruction_source for t in trajectories).items())
+    )
+    redactions = count_redactions(trajectories)
+    steps_without_frame = sum(1 for step in steps if step.image is None)
+    report = render_report(
+        ReportFigures(
+            episodes=len(trajectories),
+            steps=len(steps),
+            actions_by_kind=actions_by_kind,
+            episode_lengths=[len(trajectory.traj) for trajectory in trajectories],
+            steps_by_app=steps_by_app(trajectories),
+            redactions_by_kind=redactions,
+            quality={"kept": quality_counts.kept, **quality_counts.dropped},
+            instructions_by_source=instructions_by_source,
+            frames_written=writer.frames_written,
+            steps_without_frame=steps_without_frame,
+            bytes_by_output=dict(sorted(bytes_by_output.items())),
+        )
+    ).encode()
+    report_path = out_dir / REPORT_FILE
+    _write_atomically(report_path, report)
 
     summary = BuildSummary(
         sessions=len(sessions),
         sessions_without_header=without_header,
         episodes=len(trajectories),
         steps=len(steps),
-        actions_by_kind=dict(sorted(Counter(step.value.action for step in steps).items())),
+        actions_by_kind=actions_by_kind,
         frames_written=writer.frames_written,
-        steps_without_frame=sum(1 for step in steps if step.image is None),
+        steps_without_frame=steps_without_frame,
         image_bytes=writer.image_bytes,
         jsonl_bytes=len(jsonl),
         total_bytes=writer.image_bytes + len(jsonl) + len(viewer),
         out_dir=str(out_dir),
-        trajectories_path=str(trajectories_path),
+        trajectories_path=str(trajectories_path) if "agentnet" in formats else "",
         images_dir=str(images_dir),
         summary_path=str(out_dir / SUMMARY_FILE),
         viewer_path=str(viewer_path),
+        report_path=str(report_path),
+        parquet_dir=str(out_dir / PARQUET_DIR) if "parquet" in formats else "",
+        webdataset_dir=str(out_dir / WEBDATASET_DIR) if "webdataset" in formats else "",
+        adp_path=str(adp_path) if "adp" in formats else "",
+        pseudonym_key_path=str(key_path) if pseudonym_key is None else "",
+        formats=[name for name in ALL_FORMATS if name in formats],
+        episodes_dropped={reason: quality_counts.dropped[reason] for reason in DROP_REASONS},
+        instructions_by_source=instructions_by_source,
+        describer_failures=describer_failures,
+        redactions_by_kind=redactions,
+        bytes_by_output=dict(sorted({**bytes_by_output, "report.html": len(report)}.items())),
+        parquet_shards=len(parquet_shards),
+        webdataset_shards=len(webdataset_shards),
     )
     _write_atomically(out_dir / SUMMARY_FILE, summary_json(summary))
     return summary
@@ -186,6 +436,7 @@ def build_dataset(
 def summary_json(summary: BuildSummary) -> bytes:
     """The figures of a build, with paths relative to the dataset folder so the folder can move."""
     figures = msgspec.structs.asdict(summary)
-    for key in ("out_dir", "trajectories_path", "images_dir", "summary_path", "viewer_path"):
-        figures[key] = os.path.relpath(figures[key], summary.out_dir)
+    for key in _PATH_FIELDS:
+        if figures[key]:
+            figures[key] = os.path.relpath(figures[key], summary.out_dir)
     return msgspec.json.format(msgspec.json.encode(figures), indent=2) + b"\n"

@@ -21,7 +21,8 @@ DEFAULT_IDLE_GAP_S = 60.0
 INTERRUPTION_KINDS = frozenset({"not_captured", "paused", "stop"})
 _TITLE_LIMIT = 60
 
-InstructionSource = Literal["marker", "generated"]
+# "described": written by a language model from the episode's (scrubbed) titles and actions.
+InstructionSource = Literal["marker", "generated", "described"]
 EndReason = Literal["task_end", "task_start", "idle", "interrupted", "end_of_session"]
 
 
@@ -45,6 +46,8 @@ class _Segment:
     in_task: bool = False
     actions: list[Action] = field(default_factory=list)
     end_reason: EndReason = "end_of_session"
+    start_wall: float = 0.0  # of the marker that opened it, if any
+    end_wall: float = 0.0  # of the marker that closed it, if any
 
 
 def _quote_title(title: str) -> str:
@@ -89,23 +92,27 @@ def _segments(timeline: Sequence[Marker | Action], idle_gap: float) -> list[_Seg
     segments: list[_Segment] = []
     current = _Segment()
 
-    def close(reason: EndReason, next_segment: _Segment) -> None:
+    def close(reason: EndReason, next_segment: _Segment, wall: float) -> None:
         nonlocal current
         current.end_reason = reason
+        current.end_wall = wall
         segments.append(current)
         current = next_segment
 
     for item in timeline:
         if isinstance(item, Marker):
             if item.kind == "task_start":
-                close("task_start", _Segment(marked_instruction=item.text.strip() or None, in_task=True))
+                task = _Segment(
+                    marked_instruction=item.text.strip() or None, in_task=True, start_wall=item.wall
+                )
+                close("task_start", task, item.wall)
             elif item.kind == "task_end":
-                close("task_end", _Segment())
+                close("task_end", _Segment(start_wall=item.wall), item.wall)
             elif item.kind in INTERRUPTION_KINDS:
-                close("interrupted", _Segment())
+                close("interrupted", _Segment(start_wall=item.wall), item.wall)
             continue
         if current.actions and not current.in_task and item.t - current.actions[-1].t_end > idle_gap:
-            close("idle", _Segment())
+            close("idle", _Segment(), item.wall)
         current.actions.append(item)
     segments.append(current)
     return segments
@@ -121,13 +128,19 @@ def split_episodes(
     events: Sequence[Event],
     actions: Sequence[Action],
     idle_gap: float = DEFAULT_IDLE_GAP_S,
+    *,
+    keep_empty_tasks: bool = False,
 ) -> list[Episode]:
-    """Split one session's actions (sorted by t) into episodes; episodes without actions are dropped."""
+    """Split one session's actions (sorted by t) into episodes; episodes without actions are dropped,
+    except, with ``keep_empty_tasks``, marked tasks in which nothing was captured (so a caller can count
+    them): those come with no actions and the walls of their markers."""
     episodes: list[Episode] = []
     for segment in _segments(_timeline(events, actions), idle_gap):
-        if not segment.actions:
+        if not segment.actions and not (keep_empty_tasks and segment.in_task):
             continue
         marked = segment.marked_instruction
+        start_wall = segment.actions[0].wall if segment.actions else segment.start_wall
+        end_wall = max((_end_wall(action) for action in segment.actions), default=segment.end_wall)
         episodes.append(
             Episode(
                 task_id=f"{session_id}-{len(episodes):04d}",
@@ -135,8 +148,8 @@ def split_episodes(
                 session_id=session_id,
                 header=header,
                 actions=segment.actions,
-                start_wall=segment.actions[0].wall,
-                end_wall=max(_end_wall(action) for action in segment.actions),
+                start_wall=start_wall,
+                end_wall=max(start_wall, end_wall),
                 instruction_source="marker" if marked is not None else "generated",
                 end_reason=segment.end_reason,
             )

@@ -3,7 +3,8 @@
 A chain of small pure functions over lists, each data in, data out:
 
 1. ``single_steps``: one provisional Action per click, drag, scroll tick and key press, plus barriers
-   where coalescing must stop (markers, focus changes).
+   where coalescing must stop (markers, focus changes). A "redacted" marker is not a barrier: it types
+   its ``<KIND>`` placeholder, so a burst reads 'card <CREDIT_CARD> ok' where the device dropped keys.
 2. ``coalesce_typing``, ``group_multi_clicks``, ``coalesce_scrolls``: merge runs of neighbouring steps.
 3. ``attach_paths``, ``attach_context``: hand cursor movement, window and frame to each action.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -40,6 +42,10 @@ DRAG_THRESHOLD_PX = 5
 SCROLL_GAP_S = 0.6
 SCROLL_RADIUS_PX = 30
 TYPE_BURST_GAP_S = 2.0
+# The device's typed-text redactor leaves Marker(kind="redacted", text="<KIND>") where it dropped keys.
+REDACTED_MARKER_KIND = "redacted"
+REDACTED_PLACEHOLDER = "<REDACTED>"
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
 _CLICK_KIND_OF_BUTTON: dict[ButtonName, ActionKind] = {
     "left": "click",
@@ -211,6 +217,11 @@ def single_steps(events: Sequence[Event], points: Sequence[_Point]) -> list[Step
                 Action(kind="scroll", t=event.t, t_end=event.t, wall=event.wall,
                        x=event.x, y=event.y, dx=event.dx, dy=event.dy)
             )  # fmt: skip
+        elif isinstance(event, Marker) and event.kind == REDACTED_MARKER_KIND:
+            # Typed text the device redacted: its placeholder stands where the text was typed, inside
+            # the burst, as the agent would type it; the input stream around it has no hole.
+            text = event.text if _PLACEHOLDER.fullmatch(event.text) else REDACTED_PLACEHOLDER
+            steps.append(Action(kind="type", t=event.t, t_end=event.t, wall=event.wall, text=text))
         elif isinstance(event, Marker):
             steps.append(_Interruption(event.t))
             held = frozenset()

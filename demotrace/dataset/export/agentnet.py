@@ -87,6 +87,7 @@ class Trajectory(msgspec.Struct):
     start_wall: float
     end_wall: float
     traj: list[TrajectoryStep]
+    device_id: str = ""  # as in the header: a pseudonym in built datasets, to group by contributor
 
 
 def _normalised(value: int, size: int) -> float:
@@ -180,6 +181,7 @@ def episode_to_trajectory(episode: Episode, image_for: Callable[[str], ImageRef 
         start_wall=episode.start_wall,
         end_wall=episode.end_wall,
         traj=steps,
+        device_id=episode.header.device_id,
     )
 
 

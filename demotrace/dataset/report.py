@@ -1,0 +1,149 @@
+"""A one-page HTML report on a built dataset, with plots as inline SVG (pure: figures in, text out).
+
+Plots use matplotlib's object API (``Figure``) with the SVG backend, never pyplot: no GUI backend, no
+global figure state, safe in a worker thread. Text stays text in the SVG (searchable, small), and math
+parsing is off because app names are user data ("$" would start a formula).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import matplotlib
+import msgspec
+from matplotlib.figure import Figure
+
+from demotrace.dataset.export.agentnet import Trajectory
+from demotrace.dataset.quality import placeholder_kinds
+
+REPORT_FILE = "report.html"
+TOP_APPS = 15
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; background: #f6f6f8; }
+section { background: #fff; border: 1px solid #ddd; border-radius: 8px; margin: 1rem 0; padding: .5rem 1rem; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; }
+table { border-collapse: collapse; }
+td, th { padding: .2rem .8rem; text-align: left; border-bottom: 1px solid #eee; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.plot svg { max-width: 720px; height: auto; }
+.empty { color: #888; }
+"""
+
+
+class ReportFigures(msgspec.Struct):
+    """Everything the report shows, computed from the kept trajectories and the build's counters."""
+
+    episodes: int
+    steps: int
+    actions_by_kind: dict[str, int]
+    episode_lengths: list[int]
+    steps_by_app: dict[str, int]
+    redactions_by_kind: dict[str, int]  # "<KIND>" placeholders in typed text and window titles
+    quality: dict[str, int]  # "kept" and one entry per drop reason
+    instructions_by_source: dict[str, int]
+    frames_written: int
+    steps_without_frame: int
+    bytes_by_output: dict[str, int]
+
+
+def count_redactions(trajectories: Sequence[Trajectory]) -> dict[str, int]:
+    """Placeholders by kind in typed text and in window titles (each distinct title once per episode,
+    since consecutive steps repeat the same window)."""
+    counts: Counter[str] = Counter()
+    for trajectory in trajectories:
+        titles: set[str] = set()
+        for step in trajectory.traj:
+            counts.update(placeholder_kinds(step.action_detail.text))
+            if step.value.window:
+                titles.add(step.value.window)
+        for title in titles:
+            counts.update(placeholder_kinds(title))
+    return dict(sorted(counts.items()))
+
+
+def steps_by_app(trajectories: Sequence[Trajectory]) -> dict[str, int]:
+    counts = Counter(step.value.app or "(none)" for trajectory in trajectories for step in trajectory.traj)
+    return dict(counts.most_common())
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    # No metadata block: no build date (reproducible output) and no links to RDF vocabularies.
+    figure.savefig(buffer, format="svg", metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
+    text = buffer.getvalue()
+    return text[text.find("<svg") :]  # drop the XML prolog and doctype: the SVG sits inside HTML
+
+
+def _bar_plot(counts: Mapping[str, int], title: str, horizontal: bool = False) -> str:
+    figure = Figure(figsize=(7.0, max(2.5, 0.3 * len(counts) + 1) if horizontal else 3.2), layout="tight")
+    axes = figure.add_subplot()
+    labels, values = list(counts), list(counts.values())
+    if horizontal:
+        axes.barh(labels[::-1], values[::-1], color="#0a84ff")
+    else:
+        axes.bar(labels, values, color="#0a84ff")
+        axes.tick_params(axis="x", labelrotation=30)
+    axes.set_title(title)
+    return _svg(figure)
+
+
+def _histogram(values: Sequence[int]) -> str:
+    figure = Figure(figsize=(7.0, 3.2), layout="tight")
+    axes = figure.add_subplot()
+    bins = min(30, max(1, len(set(values))))
+    axes.hist(values, bins=bins, color="#0a84ff")
+    axes.set_title("episode lengths")
+    axes.set_xlabel("steps per episode")
+    axes.set_ylabel("episodes")
+    return _svg(figure)
+
+
+def _table(counts: Mapping[str, int]) -> str:
+    rows = "".join(
+        f'<tr><td>{html.escape(name)}</td><td class="n">{value:,}</td></tr>' for name, value in counts.items()
+    )
+    return f"<table>{rows}</table>"
+
+
+def _section(title: str, counts: Mapping[str, int], plot: Callable[[Mapping[str, int]], str]) -> str:
+    """A heading, the plot of ``counts`` and the same figures as a table; only a note when empty."""
+    body = (
+        f'<div class="plot">{plot(counts)}</div>{_table(counts)}' if counts else '<p class="empty">none</p>'
+    )
+    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def _bars(title: str, horizontal: bool = False) -> Callable[[Mapping[str, int]], str]:
+    return lambda counts: _bar_plot(counts, title, horizontal)
+
+
+def render_report(figures: ReportFigures, title: str = "demotrace dataset report") -> str:
+    apps = dict(list(figures.steps_by_app.items())[:TOP_APPS])
+    lengths = {f"{length} step(s)": n for length, n in sorted(Counter(figures.episode_lengths).items())}
+    storage = {"frames written": figures.frames_written, "steps without frame": figures.steps_without_frame}
+    with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False, "font.size": 9}):
+        sections = [
+            _section("Episodes kept and dropped", figures.quality, _bars("episodes")),
+            _section("Action types", figures.actions_by_kind, _bars("steps by action")),
+            _section("Episode lengths", lengths, lambda _: _histogram(figures.episode_lengths)),
+            _section(f"Apps (top {TOP_APPS})", apps, _bars("steps by app", horizontal=True)),
+            _section(
+                "Redactions by type",
+                figures.redactions_by_kind,
+                _bars("placeholders in typed text and titles"),
+            ),
+            _section("Frames", storage, _bars("frames")),
+            _section("Bytes by output", figures.bytes_by_output, _bars("bytes", horizontal=True)),
+            _section("Instruction sources", figures.instructions_by_source, _bars("episodes by source")),
+        ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>{figures.episodes:,} episodes · {figures.steps:,} steps</p>"
+        f"{''.join(sections)}</body></html>\n"
+    )
