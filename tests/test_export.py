@@ -16,7 +16,7 @@ from demotrace.dataset.export.agentnet import (
     actions_from_trajectory,
     decode_trajectories,
 )
-from demotrace.dataset.privacy import PSEUDONYM_KEY_FILE, Pseudonyms
+from demotrace.dataset.privacy import Pseudonyms, default_key_path
 from demotrace.dataset.reduce import reduce_events
 from demotrace.model import (
     Action,
@@ -190,7 +190,7 @@ def build(tmp_path: Path) -> tuple[Any, list[dict[str, Any]]]:
 
 def pseudonyms_of(out: Path) -> Pseudonyms:
     """The build's id pseudonyms: session, device and frame ids are keyed hashes in every output."""
-    return Pseudonyms(bytes.fromhex((out / PSEUDONYM_KEY_FILE).read_text()))
+    return Pseudonyms(bytes.fromhex((default_key_path(out)).read_text()))
 
 
 def test_jsonl_has_one_episode_with_the_steps_in_order(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from dataset_samples import Recording, recording
 from demotrace.dataset import privacy
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.privacy import (
-    PSEUDONYM_KEY_FILE,
     KnownNames,
     PseudonymKeyError,
     Pseudonyms,
     TextScrubber,
+    default_key_path,
     load_or_create_key,
 )
 
@@ -96,7 +96,7 @@ def test_ids_are_hmac_sha256_pseudonyms_under_the_dataset_key(tmp_path: Path) ->
     sample = identifying_recording()
     out = tmp_path / "out"
     build_dataset(sample.batches, sample.load_frame, out)
-    key_file = out / PSEUDONYM_KEY_FILE
+    key_file = default_key_path(out)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = bytes.fromhex(key_file.read_text())
     assert len(key) == 32
@@ -120,7 +120,7 @@ def test_a_key_given_by_the_caller_is_used_and_never_written(tmp_path: Path) -> 
     sample = identifying_recording()
     key = bytes(range(32))
     summary = build_dataset(sample.batches, sample.load_frame, tmp_path / "a", pseudonym_key=key)
-    assert not (tmp_path / "a" / PSEUDONYM_KEY_FILE).exists()
+    assert not default_key_path(tmp_path / "a").exists()
     assert summary.pseudonym_key_path == ""
     first = json.loads((tmp_path / "a" / "trajectories.jsonl").read_text().splitlines()[0])
     assert first["device_id"] == Pseudonyms(key).device(DEVICE)
@@ -131,12 +131,12 @@ def test_a_key_given_by_the_caller_is_used_and_never_written(tmp_path: Path) -> 
 
 
 def test_a_corrupt_key_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / PSEUDONYM_KEY_FILE).write_text("not hex\n")
+    (tmp_path / "key").write_text("not hex\n")
     with pytest.raises(PseudonymKeyError):
-        load_or_create_key(tmp_path / PSEUDONYM_KEY_FILE)
-    (tmp_path / PSEUDONYM_KEY_FILE).write_text("abcd\n")
+        load_or_create_key(tmp_path / "key")
+    (tmp_path / "key").write_text("abcd\n")
     with pytest.raises(PseudonymKeyError, match="shorter"):
-        load_or_create_key(tmp_path / PSEUDONYM_KEY_FILE)
+        load_or_create_key(tmp_path / "key")
     with pytest.raises(PseudonymKeyError):
         build_dataset([], lambda _: None, tmp_path / "out", pseudonym_key=b"short")
 

@@ -8,7 +8,7 @@ OUT/images/                   each step's pre-action frame, once per frame, in i
 OUT/summary.json              counts and sizes
 OUT/index.html                a viewer to check the result by eye
 OUT/report.html               plots: actions, episode lengths, apps, redactions, frames, bytes
-OUT/.pseudonym-key            the secret of the id pseudonyms (0600; not written if the caller gives one)
+../.OUT.pseudonym-key         the secret of the id pseudonyms, beside OUT (0600; not written if given)
 
 The path of a build: sessions → actions → scrubbed text and pseudonymous ids (privacy.py) → episodes →
 quality filter (quality.py) → optional model-written instructions (describe.py) → exports.
@@ -42,11 +42,11 @@ from demotrace.dataset.export.steps import step_records
 from demotrace.dataset.export.viewer import render_viewer
 from demotrace.dataset.export.wds import WEBDATASET_DIR, write_webdataset_shards
 from demotrace.dataset.privacy import (
-    PSEUDONYM_KEY_FILE,
     KnownNames,
     Pseudonyms,
     Scrubber,
     TextScrubber,
+    default_key_path,
     load_or_create_key,
     local_names,
     pseudonymous_header,
@@ -302,7 +302,8 @@ def build_dataset(
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
 
     ``formats``: which exports to write (images, summary, viewer and report are always written).
-    ``pseudonym_key``: the secret of the id pseudonyms; by default OUT/.pseudonym-key, created if absent.
+    ``pseudonym_key``: the secret of the id pseudonyms; by default ../.OUT.pseudonym-key beside the
+    dataset folder (so the folder can be shared without it), created if absent.
     ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
     ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
     """
@@ -313,7 +314,7 @@ def build_dataset(
     shard_limits = shard_limits if shard_limits is not None else ShardLimits()
     images_dir = out_dir / IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
-    key_path = out_dir / PSEUDONYM_KEY_FILE
+    key_path = default_key_path(out_dir)
     pseudonyms = Pseudonyms(pseudonym_key if pseudonym_key is not None else load_or_create_key(key_path))
     writer = _ImageWriter(load_frame, images_dir, name_of=pseudonyms.frame)
 

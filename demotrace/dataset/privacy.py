@@ -28,7 +28,7 @@ import msgspec
 
 from demotrace.model import Action, Event, Marker, SessionHeader, Window
 
-PSEUDONYM_KEY_FILE = ".pseudonym-key"
+PSEUDONYM_KEY_SUFFIX = ".pseudonym-key"
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
 # 128 bits: collision-free at any dataset size, and short enough for file names and WebDataset keys.
@@ -68,6 +68,11 @@ class Pseudonyms:
 
     def frame(self, frame_id: str) -> str:
         return self.of("frame", frame_id)
+
+
+def default_key_path(out_dir: Path) -> Path:
+    """Beside the dataset folder, not in it: the folder can be shared whole without its key."""
+    return out_dir.parent / f".{out_dir.name}{PSEUDONYM_KEY_SUFFIX}"
 
 
 def new_key() -> bytes:
