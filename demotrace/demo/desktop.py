@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,17 @@ def _wait_for_socket(number: int, process: subprocess.Popen[bytes], timeout: flo
         time.sleep(0.05)
 
 
+def _ensure_xauthority() -> None:
+    """python-xlib refuses to connect when $XAUTHORITY (default ~/.Xauthority) is missing, even to an
+    Xvfb that asks for no authorisation. A fresh machine has no such file: give it an empty one."""
+    current = os.environ.get("XAUTHORITY") or str(Path.home() / ".Xauthority")
+    if Path(current).exists():
+        return
+    empty = Path(tempfile.gettempdir()) / f"demotrace-xauth-{os.getuid()}"
+    empty.touch(mode=0o600, exist_ok=True)
+    os.environ["XAUTHORITY"] = str(empty)
+
+
 @dataclass
 class VirtualDesktop:
     """A running Xvfb (+ openbox unless window_manager=False). Use as a context manager."""
@@ -56,6 +68,7 @@ class VirtualDesktop:
         missing = missing_programs()
         if missing:
             raise DesktopError(f"missing programs: {', '.join(missing)} (run scripts/setup.sh)")
+        _ensure_xauthority()
         number = _free_display_number()
         self.display = f":{number}"
         xvfb = subprocess.Popen(
