@@ -1,6 +1,8 @@
-"""Precision and recall of the typed-text detectors on a generated, labelled corpus.
+"""Precision and recall of the typed-text detectors on a generated, labelled corpus; with ``--ocr``,
+the cost and coverage of screen (OCR) redaction per frame.
 
     .venv/bin/python bench/redaction.py [--per-type 1000] [--seed 7]
+    .venv/bin/python bench/redaction.py --ocr [--ocr-frames 6] [--ocr-only]
 
 For each type, a seeded generator makes positives (real-shaped values: cards of several brands with and
 without separators, SSNs, IBANs of several countries, emails, phones in several formats, vendor keys,
@@ -11,6 +13,13 @@ numbers, English words, paths, file names, UUIDs), each embedded in a short sent
 A positive is found when a redaction span of an accepted kind covers the whole value (tokens: any of the
 credential kinds). A negative is a false alarm when any span overlaps it. Precision counts false alarms
 against hits; time is per 1,000 characters through ``redact_text`` with every detector on.
+
+OCR: synthetic 1920x1080 screens rendered with Pillow (DejaVu Sans, black on white, in two "windows"
+on a grey desktop; no X server needed): ordinary sentences with sensitive values (cards, emails, IBANs,
+API keys) among them. A session of frames adds one line per frame, as typing would. Each frame is
+scrubbed twice: whole (``scrub_frame`` with no previous frame) and incrementally (``ScreenScrubber``,
+only the changed bands read). Reported per mode, OCR upscale and font size: seconds per frame, share
+of the screen read, share of sensitive words fully covered, share of ordinary words blacked out.
 """
 
 from __future__ import annotations
@@ -22,10 +31,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from demotrace.redact.detectors.iban import IBAN_LENGTHS, mod97_valid
 from demotrace.redact.detectors.payment_card import luhn_valid
 from demotrace.redact.detectors.us_ssn import ssn_issuable
+from demotrace.redact.screen import Box, OcrSettings, ScreenScrubber, scrub_frame
 from demotrace.redact.text import redact_text
 
 SENTENCES = (
@@ -267,6 +278,144 @@ def score_type(spec: TypeSpec, rng: random.Random, per_type: int) -> tuple[Score
     return score, misses
 
 
+# --- screen (OCR) redaction ------------------------------------------------------------------------------
+
+SCREEN_SIZE = (1920, 1080)
+WINDOWS = (Box(40, 40, 940, 1040), Box(980, 40, 1880, 1040))
+OCR_FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+@dataclass(frozen=True)
+class ScreenLine:
+    """One line of text in a window: its words and whether each one is sensitive."""
+
+    window: int
+    words: tuple[tuple[str, bool], ...]
+
+
+def screen_line(rng: random.Random, window: int) -> ScreenLine:
+    """An ordinary sentence, or (one in three) one with a sensitive value in it."""
+    ordinary = [(word, False) for word in rng.sample(WORDS, 4)]
+    if rng.random() < 2 / 3:
+        return ScreenLine(window, tuple(ordinary))
+    kind = rng.choice(["card", "email", "iban", "key"])
+    if kind == "card":
+        value = card(rng, True)
+    elif kind == "email":
+        value = email(rng, True)
+    elif kind == "iban":
+        value = iban(rng, True)
+    else:
+        value = "AKIA" + random_text(rng, string.ascii_uppercase + string.digits, 16)
+    secret = [(part, True) for part in value.split(" ")]
+    return ScreenLine(window, tuple(ordinary[:2] + secret + ordinary[2:]))
+
+
+@dataclass(frozen=True)
+class Ink:
+    box: Box
+    sensitive: bool
+
+
+def render_screen(lines: list[ScreenLine], font_px: int) -> tuple[Any, list[Ink]]:
+    """The screen with these lines (filled top-down in each window), and every word's ink box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(OCR_FONT_FILE, font_px)
+    image = Image.new("RGB", SCREEN_SIZE, (90, 100, 110))
+    draw = ImageDraw.Draw(image)
+    for window in WINDOWS:
+        draw.rectangle((window.left, window.top, window.right - 1, window.bottom - 1), fill="white")
+    pitch = round(font_px * 1.8)
+    rows = [0] * len(WINDOWS)
+    inks: list[Ink] = []
+    for line in lines:
+        window = WINDOWS[line.window]
+        y = window.top + 12 + rows[line.window] * pitch
+        rows[line.window] += 1
+        x = float(window.left + 12)
+        for text, sensitive in line.words:
+            draw.text((x, y), text, fill="black", font=font)
+            left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+            inks.append(Ink(Box(int(left), int(top), int(right), int(bottom)), sensitive))
+            x += draw.textlength(text + " ", font=font)
+    return image, inks
+
+
+def fully_covered(boxes: list[Box], ink: Box) -> bool:
+    import numpy as np
+
+    mask = np.zeros((ink.height, ink.width), dtype=bool)
+    for box in boxes:
+        if box.intersects(ink):
+            mask[
+                max(0, box.top - ink.top) : box.bottom - ink.top,
+                max(0, box.left - ink.left) : box.right - ink.left,
+            ] = True
+    return bool(mask.all())
+
+
+@dataclass
+class OcrScore:
+    frames: int = 0
+    seconds: float = 0.0
+    area_read: float = 0.0
+    sensitive: int = 0
+    sensitive_covered: int = 0
+    ordinary: int = 0
+    ordinary_hit: int = 0
+
+    def add(self, seconds: float, regions: list[Box], boxes: list[Box], inks: list[Ink]) -> None:
+        self.frames += 1
+        self.seconds += seconds
+        self.area_read += sum(region.area for region in regions) / (SCREEN_SIZE[0] * SCREEN_SIZE[1])
+        for ink in inks:
+            if ink.sensitive:
+                self.sensitive += 1
+                self.sensitive_covered += fully_covered(boxes, ink.box)
+            else:
+                self.ordinary += 1
+                self.ordinary_hit += any(box.intersects(ink.box) for box in boxes)
+
+
+def ocr_session(rng: random.Random, frames: int, first_lines: int) -> list[list[ScreenLine]]:
+    """Frame i shows the first ``first_lines + i`` lines: one new line per frame."""
+    lines = [screen_line(rng, index % 2) for index in range(first_lines + frames)]
+    return [lines[: first_lines + index] for index in range(frames)]
+
+
+def ocr_bench(seed: int, frames: int, scales: list[int], font_sizes: list[int]) -> None:
+    print(
+        f"\nOCR redaction, synthetic {SCREEN_SIZE[0]}x{SCREEN_SIZE[1]} screens (Pillow, DejaVu Sans), "
+        f"{frames} frames, one new line each"
+    )
+    print(
+        f"{'mode':<12} {'scale':>5} {'font px':>7} {'s/frame':>8} {'read %':>7} "
+        f"{'secret words':>12} {'covered %':>9} {'ordinary hit %':>14}"
+    )
+    for font_px in font_sizes:
+        session = ocr_session(random.Random(seed), frames, first_lines=24)
+        rendered = [render_screen(lines, font_px) for lines in session]
+        for scale in scales:
+            settings = OcrSettings(scale=scale)
+            full, incremental = OcrScore(), OcrScore()
+            scrubber = ScreenScrubber(settings=settings)
+            for index, (image, inks) in enumerate(rendered):
+                whole = scrub_frame(image, settings=settings)
+                full.add(whole.ocr_seconds, whole.regions, whole.boxes, inks)
+                changed = scrubber.scrub(image)
+                if index > 0:  # the first frame has no previous one: it is read whole
+                    incremental.add(changed.ocr_seconds, changed.regions, changed.boxes, inks)
+            for name, score in (("full frame", full), ("changed only", incremental)):
+                print(
+                    f"{name:<12} {scale:>5} {font_px:>7} {score.seconds / score.frames:>8.2f} "
+                    f"{100 * score.area_read / score.frames:>7.1f} {score.sensitive:>12} "
+                    f"{100 * score.sensitive_covered / max(1, score.sensitive):>9.1f} "
+                    f"{100 * score.ordinary_hit / max(1, score.ordinary):>14.2f}"
+                )
+    print("(changed only: frames 2 onwards; the first has no previous frame and is read whole)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -276,8 +425,19 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--show-errors", type=int, default=3, help="print this many errors per type")
+    parser.add_argument("--ocr", action="store_true", help="also measure screen (OCR) redaction")
+    parser.add_argument("--ocr-only", action="store_true", help="only measure screen (OCR) redaction")
+    parser.add_argument("--ocr-frames", type=int, default=6, help="frames per OCR session")
+    parser.add_argument("--ocr-scales", default="1,2", help="OCR upscale factors to compare")
+    parser.add_argument("--ocr-font-px", default="12,16", help="font sizes of the synthetic screens")
     args = parser.parse_args()
 
+    if args.ocr or args.ocr_only:
+        scales = [int(value) for value in args.ocr_scales.split(",")]
+        font_sizes = [int(value) for value in args.ocr_font_px.split(",")]
+    if args.ocr_only:
+        ocr_bench(args.seed, args.ocr_frames, scales, font_sizes)
+        return
     rng = random.Random(args.seed)
     print(
         f"{'type':<12} {'pos':>5} {'neg':>5} {'TP':>5} {'FN':>4} {'FP':>4} "
@@ -304,6 +464,8 @@ def main() -> None:
     )
     for name, error in all_errors:
         print(f"  {name}: {error}")
+    if args.ocr:
+        ocr_bench(args.seed, args.ocr_frames, scales, font_sizes)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,353 @@
+"""Screen safeguards with real Tesseract: text rendered with a real font, a real xterm on Xvfb, and held
+frames in a real spool scrubbed by the deferred worker."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber, ScrubError, webp_is_lossless
+from demotrace.demo.desktop import VirtualDesktop
+from demotrace.model import Frame
+from demotrace.redact.screen import (
+    Box,
+    OcrError,
+    OcrSettings,
+    OcrWord,
+    ScreenScrubber,
+    changed_regions,
+    find_sensitive_boxes,
+    group_lines,
+    ocr_words,
+    scrub_frame,
+    sensitive_words,
+)
+from demotrace.spool import Spool
+
+CARD = "4111 1111 1111 1111"
+EMAIL = "maria.k@example.com"
+API_KEY = "AKIAIOSFODNN7EXAMPLE"
+ORDINARY = ("Weekly", "report", "planning", "meeting", "invoice", "Deploy", "staging")
+LINES = (
+    "Weekly report for the planning meeting",
+    f"Card number {CARD} on file",
+    f"Write to {EMAIL} about the invoice",
+    f"Deploy key {API_KEY} for staging",
+)
+FONT_SIZE = 16
+LINE_PITCH = 40
+
+
+def font_file(family: str) -> str:
+    found = subprocess.run(["fc-match", "-f", "%{file}", family], capture_output=True, text=True, check=True)
+    path = found.stdout.strip()
+    if not path.endswith((".ttf", ".otf")):
+        pytest.fail(f"no scalable font for {family!r} (fc-match gave {path!r}): install fonts-dejavu-core")
+    return path
+
+
+@dataclass
+class Rendered:
+    image: Image.Image
+    words: dict[str, list[Box]]  # every word drawn, with where it landed
+
+
+def render(lines: Sequence[str], size: tuple[int, int] = (900, 240), top: int = 20) -> Rendered:
+    """Black text on white, one line every LINE_PITCH px, remembering each word's ink box."""
+    font = ImageFont.truetype(font_file("DejaVu Sans"), FONT_SIZE)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    words: dict[str, list[Box]] = {}
+    for row, line in enumerate(lines):
+        y = top + row * LINE_PITCH
+        x = 20.0
+        for word in line.split(" "):
+            draw.text((x, y), word, fill="black", font=font)
+            left, word_top, right, bottom = draw.textbbox((x, y), word, font=font)
+            words.setdefault(word, []).append(Box(int(left), int(word_top), int(right), int(bottom)))
+            x += draw.textlength(word + " ", font=font)
+    return Rendered(image, words)
+
+
+def covered(boxes: Sequence[Box], target: Box) -> bool:
+    """Every pixel of ``target`` lies in some box."""
+    return all(
+        any(box.left <= x < box.right and box.top <= y < box.bottom for box in boxes)
+        for x in range(target.left, target.right)
+        for y in range(target.top, target.bottom)
+    )
+
+
+def read_text(image: Image.Image) -> str:
+    return " ".join(word.text for word in ocr_words(image))
+
+
+def assert_no_secret_visible(text: str) -> None:
+    compact = text.replace(" ", "")
+    assert "4111" not in text and "41111111" not in compact
+    assert "example" not in text and "@" not in text
+    assert "AKIA" not in text and "EXAMPLE" not in text
+
+
+# --- pure pieces ----------------------------------------------------------------------------------------
+
+
+def word(text: str, left: int, right: int, top: int = 100, height: int = 14) -> OcrWord:
+    return OcrWord(text, Box(left, top, right, top + height), 90.0)
+
+
+def test_words_on_one_row_form_a_line_and_far_apart_ones_are_separate_columns() -> None:
+    words = [
+        word("key", 10, 40),
+        word("total", 900, 950, top=102),
+        word("card", 50, 90),
+        word("below", 10, 60, top=130),
+    ]
+    lines = [[w.text for w in line] for line in group_lines(words)]
+    assert lines == [["key", "card"], ["total"], ["below"]]
+
+
+def test_ocr_slips_on_secrets_are_undone_before_detection() -> None:
+    cases = {
+        "comma for dot in an email": [word("mail", 0, 40), word("maria,k@example,com", 50, 240)],
+        "digit groups run together": [word("4111", 0, 40), word("1111", 50, 90), word("11111111", 100, 180)],
+        "letters read for digits": [word("4lll", 0, 40), word("1111", 50, 90), word("IIII", 100, 140),
+                                    word("1111", 150, 190)],
+        "a space in a token": [word("key", 0, 30), word("AKIAIOSF", 45, 125), word("ODNN7EXAMPLE", 126, 246)],
+    }  # fmt: skip
+    for name, line in cases.items():
+        flagged = [found.word.text for found in sensitive_words(line)]
+        assert flagged == [w.text for w in line[1:]] or flagged == [w.text for w in line], name
+    ordinary = [word("Weekly", 0, 60), word("report", 70, 130), word("2024", 140, 180)]
+    assert sensitive_words(ordinary) == []
+
+
+def test_changed_regions_are_full_width_bands_around_what_changed() -> None:
+    before = Image.new("RGB", (640, 480), "white")
+    assert changed_regions(before, before.copy()) == []
+    after = before.copy()
+    after.putpixel((600, 300), (0, 0, 0))
+    (band,) = changed_regions(before, after, tile=64, line_pad=24)
+    assert band.left == 0 and band.right == 640
+    assert band.top <= 300 < band.bottom
+    assert band.height <= 64 + 2 * 24
+    assert changed_regions(before, Image.new("RGB", (320, 240), "white")) == [Box(0, 0, 320, 240)]
+
+
+# --- Tesseract on rendered text ----------------------------------------------------------------------
+
+
+def test_boxes_cover_exactly_the_sensitive_words_and_the_scrubbed_frame_reads_clean() -> None:
+    rendered = render(LINES)
+    boxes = find_sensitive_boxes(rendered.image)
+
+    for secret_word in [*CARD.split(), EMAIL, API_KEY]:
+        for ink in rendered.words[secret_word]:
+            assert covered(boxes, ink), f"{secret_word} at {ink} is not covered"
+    for ordinary_word in ORDINARY:
+        for ink in rendered.words[ordinary_word]:
+            assert not any(box.intersects(ink) for box in boxes), f"{ordinary_word} was blacked out"
+
+    result = scrub_frame(rendered.image)
+    assert result.boxes == boxes
+    text = read_text(result.image)
+    assert_no_secret_visible(text)
+    for ordinary_word in ORDINARY:
+        assert ordinary_word in text
+    # The input frame itself is left as it was: scrubbing returns a copy.
+    assert CARD.split()[0] in read_text(rendered.image)
+
+
+def test_only_changed_bands_are_read_and_a_card_that_stayed_on_screen_stays_covered() -> None:
+    first_lines = ["Weekly report for the planning meeting", f"Card number {CARD} on file"]
+    first = render(first_lines, size=(900, 400))
+    second = render([*first_lines, "", "", "", f"Write to {EMAIL} about the invoice"], size=(900, 400))
+    scrubber = ScreenScrubber()
+    scrubber.scrub(first.image)
+
+    result = scrubber.scrub(second.image)
+
+    (card_ink,) = second.words["4111"]
+    (email_ink,) = second.words[EMAIL]
+    assert result.regions, "the new line was not read"
+    assert all(not region.intersects(card_ink) for region in result.regions), (
+        "the unchanged card was read again"
+    )
+    assert any(region.contains(email_ink) for region in result.regions)
+    assert sum(region.area for region in result.regions) < second.image.width * second.image.height / 2
+    for ink in [*second.words["4111"], *second.words["1111"], email_ink]:
+        assert covered(result.boxes, ink)
+    assert_no_secret_visible(read_text(result.image))
+
+    unchanged = scrubber.scrub(second.image.copy())
+    assert unchanged.regions == []  # nothing changed, nothing read
+    assert set(unchanged.boxes) == set(result.boxes)
+    assert_no_secret_visible(read_text(unchanged.image))
+
+
+def test_a_missing_tesseract_is_a_clear_error() -> None:
+    scrubber = FrameScrubber(settings=OcrSettings(tesseract="/nonexistent/tesseract"))
+    with pytest.raises(OcrError, match="not found"):
+        scrubber.scrub(render(LINES).image)
+
+
+# --- a real xterm on Xvfb -----------------------------------------------------------------------------
+
+
+def xdotool(desktop: VirtualDesktop, *args: str) -> str:
+    done = subprocess.run(["xdotool", *args], env=desktop.env(), check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def grab(desktop: VirtualDesktop) -> Image.Image:
+    import mss
+
+    with mss.MSS(display=desktop.display) as screen:
+        shot = screen.grab({"left": 0, "top": 0, "width": desktop.width, "height": desktop.height})
+    return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+
+
+def settled_grab(desktop: VirtualDesktop) -> Image.Image:
+    """A grab once two in a row are equal: xterm draws what the shell wrote a moment later."""
+    previous = grab(desktop)
+    deadline = time.monotonic() + 10
+    while True:
+        time.sleep(0.2)
+        current = grab(desktop)
+        if current.tobytes() == previous.tobytes() or time.monotonic() > deadline:
+            return current
+        previous = current
+
+
+@pytest.fixture()
+def xterm(desktop: VirtualDesktop) -> Iterator[str]:
+    """A 14 pt Monospace xterm running a plain bash; yields its window id."""
+    title = "demotrace-screen-scrub"
+    process = desktop.spawn(
+        ["xterm", "-fa", "Monospace", "-fs", "14", "-title", title, "-geometry", "70x8+40+40",
+         "-e", "bash", "--norc", "--noprofile"],
+        env={"PS1": "$ "},
+    )  # fmt: skip
+    window = xdotool(desktop, "search", "--sync", "--onlyvisible", "--name", f"^{title}$").split()[0]
+    yield window
+    process.terminate()
+    process.wait(timeout=5)
+
+
+@pytest.mark.x11
+def test_a_card_number_echoed_in_a_real_xterm_is_gone_from_the_scrubbed_frame(
+    desktop: VirtualDesktop, xterm: str, tmp_path: Path
+) -> None:
+    done = tmp_path / "done"
+    os.mkfifo(done)
+    xdotool(desktop, "windowactivate", "--sync", xterm)
+    xdotool(desktop, "type", "--delay", "15", f"echo card {CARD}; echo ok > {done}\n")
+    with done.open() as fifo:  # blocks until the shell has run the echo
+        assert fifo.read().strip() == "ok"
+    frame = settled_grab(desktop)
+    assert "4111" in read_text(frame), "the xterm did not show the card number: nothing to test"
+
+    scrubbed = FrameScrubber().scrub(frame)
+
+    text = read_text(scrubbed)
+    assert "4111" not in text and "41111111" not in text.replace(" ", "")
+    assert "echo" in text and "card" in text  # the rest of the terminal stays readable
+
+
+# --- deferred scrubbing of held frames ---------------------------------------------------------------
+
+
+def frame_record(frame_id: str, image: Image.Image, media_type: str, *, lossless: bool = False) -> Frame:
+    buffer = io.BytesIO()
+    if media_type == "image/png":
+        image.save(buffer, "PNG")
+    else:
+        image.save(buffer, "WEBP", quality=90, lossless=lossless)
+    return Frame(
+        frame_id, "s1", "d1", 1.0, 1e9, 0, 0, image.width, image.height, media_type, buffer.getvalue()
+    )
+
+
+def decoded(payload: bytes) -> Frame:
+    from demotrace.model import decode_record
+
+    record = decode_record(payload)
+    assert isinstance(record, Frame)
+    return record
+
+
+def test_held_frames_are_uploaded_only_after_the_worker_scrubbed_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    image = render(LINES).image
+    held = [
+        frame_record("png", image, "image/png"),
+        frame_record("webp", image, "image/webp"),
+        frame_record("webp-lossless", image, "image/webp", lossless=True),
+    ]
+    spool.append(held, held=True)
+    assert spool.pending() == []
+
+    worker = DeferredScrubWorker(spool, FrameScrubber()).start()
+    try:
+        worker.resume()
+        assert worker.wait_idle(timeout=240)
+    finally:
+        worker.close()
+
+    released = {record.record_id: decoded(record.payload) for record in spool.pending()}
+    assert set(released) == {"png", "webp", "webp-lossless"}
+    assert spool.held() == []
+    for frame_id, frame in released.items():
+        assert frame.media_type == ("image/png" if frame_id == "png" else "image/webp")
+        assert webp_is_lossless(frame.data) == (frame_id == "webp-lossless")
+        with Image.open(io.BytesIO(frame.data)) as opened:
+            assert opened.get_format_mimetype() == frame.media_type
+            text = read_text(opened.convert("RGB"))
+        assert_no_secret_visible(text)
+        assert "Weekly" in text and "invoice" in text
+    assert worker.last_report.released == 3 and worker.last_report.failed == 0
+
+
+def test_a_frame_that_cannot_be_scrubbed_stays_held_and_the_others_are_released(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    broken = Frame("broken", "s1", "d1", 1.0, 1e9, 0, 0, 10, 10, "image/png", b"not a png")
+    delta = Frame("delta", "s1", "d1", 1.0, 1e9, 0, 0, 10, 10, "application/x-demotrace-delta", b"DTD1")
+    good = frame_record("good", render(LINES).image, "image/png")
+    spool.append([broken, delta, good], held=True)
+
+    with pytest.raises(ScrubError, match="does not decode"):
+        FrameScrubber().scrub_record(broken)
+    with pytest.raises(ScrubError, match="only whole images"):
+        FrameScrubber().scrub_record(delta)
+    worker = DeferredScrubWorker(spool, FrameScrubber()).start()
+    try:
+        worker.resume()
+        assert worker.wait_idle(timeout=240)
+    finally:
+        worker.close()
+
+    assert [record.record_id for record in spool.pending()] == ["good"]
+    assert [record.frame_id for record in spool.held() if isinstance(record, Frame)] == ["broken", "delta"]
+    assert worker.last_report.failed == 2
+
+
+def test_when_ocr_fails_every_held_frame_stays_held(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    spool.append([frame_record("f1", render(LINES).image, "image/png")], held=True)
+    scrubber = FrameScrubber(settings=OcrSettings(tesseract="/nonexistent/tesseract"))
+    worker = DeferredScrubWorker(spool, scrubber).start()
+    try:
+        worker.resume()
+        assert worker.wait_idle(timeout=60)
+    finally:
+        worker.close()
+    assert spool.pending() == []
+    assert len(spool.held()) == 1
