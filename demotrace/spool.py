@@ -101,6 +101,9 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit survives power loss, not only a process kill.
             self._db.execute("PRAGMA synchronous=FULL")
+            # Deleted or replaced records (unscrubbed frames, an exemption's unsent data) are zeroed,
+            # not left in free pages.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
             raise SpoolError(f"cannot open spool {directory}: {error}") from error
