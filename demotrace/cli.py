@@ -40,7 +40,7 @@ def local_device_id() -> str:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -163,12 +163,22 @@ def build(
     ] = None,
     key: KeyOption = None,
     idle_gap: Annotated[float, typer.Option(help="Seconds of idle that split episodes.")] = 60.0,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format", help="Export format, repeatable: agentnet, parquet, webdataset, adp (default: all)."
+        ),
+    ] = None,
 ) -> None:
-    """Build an agent-training dataset (trajectories.jsonl, images/, summary.json, index.html)."""
-    from demotrace.dataset.build import build_dataset
+    """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report)."""
+    from demotrace.dataset.build import ALL_FORMATS, build_dataset
 
     if (spool is None) == (from_server is None):
         raise fail("give exactly one of --spool DIR or --from-server DIR")
+    unknown = sorted(set(formats or ()) - set(ALL_FORMATS))
+    if unknown:
+        raise fail(f"unknown --format {', '.join(unknown)} (known: {', '.join(ALL_FORMATS)})")
+    chosen = [name for name in ALL_FORMATS if name in formats] if formats else list(ALL_FORMATS)
     if spool is not None:
         from demotrace.spool import SpoolError, open_spool
 
@@ -176,15 +186,19 @@ def build(
             raise fail(f"{spool} is not a spool folder (no spool.db)")
         try:
             store = open_spool(spool, key)
-            summary = build_dataset(store.batches(), store.load_frame, out, idle_gap=idle_gap)
+            summary = build_dataset(store.batches(), store.load_frame, out, idle_gap=idle_gap, formats=chosen)
         except SpoolError as error:
             raise fail(str(error)) from error
     else:
         assert from_server is not None
         from demotrace.collector.reader import CollectorReader
 
+        if not from_server.is_dir():
+            raise fail(f"{from_server} is not a collector data folder")
         reader = CollectorReader(from_server)
-        summary = build_dataset(reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap)
+        summary = build_dataset(
+            reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap, formats=chosen
+        )
     print_build_summary(summary)
 
 

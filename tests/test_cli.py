@@ -1,0 +1,89 @@
+"""The `demotrace` command as a user runs it: real processes, real files, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from demotrace.model import Batch, Button, Frame, FrameTaken, Monitor, SessionHeader
+from demotrace.spool import open_spool
+
+
+def demotrace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "demotrace.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env if env is not None else {**os.environ},
+    )
+
+
+def tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def spool_with_one_click(tmp_path: Path) -> tuple[Path, Path]:
+    spool_dir, key = tmp_path / "spool", tmp_path / "spool.key"
+    spool = open_spool(spool_dir, key)
+    header = SessionHeader("s1", "d1", "x11", 64, 48, [Monitor(0, 0, 64, 48)], 400, 5, 10.0, 1e9)
+    events = [
+        FrameTaken(10.0, 1e9, "f1", 0, 0, 64, 48, "click"),
+        Button(10.0, 1e9, True, "left", 32, 24),
+        Button(10.05, 1e9, False, "left", 32, 24),
+    ]
+    spool.append(
+        [
+            Batch("b1", "s1", "d1", 0, events, header=header),  # type: ignore[arg-type]
+            Frame("f1", "s1", "d1", 10.0, 1e9, 0, 0, 64, 48, "image/png", tiny_png()),
+        ]
+    )
+    spool.close()
+    return spool_dir, key
+
+
+def test_build_from_a_spool_writes_the_chosen_formats(tmp_path: Path) -> None:
+    spool_dir, key = spool_with_one_click(tmp_path)
+    out = tmp_path / "dataset"
+    result = demotrace(
+        "build", "--spool", str(spool_dir), "--key", str(key), "--out", str(out), "--format", "agentnet"
+    )
+    assert result.returncode == 0, result.stderr
+    episode = json.loads((out / "trajectories.jsonl").read_text())
+    assert episode["traj"][0]["value"]["code"] == "pyautogui.click(x=0.5, y=0.5)"
+    assert (out / episode["traj"][0]["image"]).is_file()
+    assert not (out / "parquet").exists()
+    assert json.loads((out / "summary.json").read_text())["steps"] == 1
+
+
+def test_build_errors_are_clear(tmp_path: Path) -> None:
+    spool_dir, _ = spool_with_one_click(tmp_path)
+    neither = demotrace("build", "--out", str(tmp_path / "o"))
+    assert neither.returncode == 2 and "exactly one of --spool" in neither.stderr
+    unknown = demotrace("build", "--spool", str(spool_dir), "--out", str(tmp_path / "o"), "--format", "mp4")
+    assert unknown.returncode == 2 and "unknown --format mp4" in unknown.stderr
+    not_spool = demotrace("build", "--spool", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert not_spool.returncode == 2 and "not a spool folder" in not_spool.stderr
+    wrong_key = tmp_path / "other.key"
+    wrong_key.write_bytes(os.urandom(32))
+    bad_key = demotrace(
+        "build", "--spool", str(spool_dir), "--key", str(wrong_key), "--out", str(tmp_path / "o")
+    )
+    assert bad_key.returncode == 2 and "wrong key" in bad_key.stderr
+
+
+def test_record_and_up_need_a_display(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
+    for command in (["record", "--spool", str(tmp_path / "s")], ["up"]):
+        result = demotrace(*command, env=env)
+        assert result.returncode == 2
+        assert "no $DISPLAY" in result.stderr
