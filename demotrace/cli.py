@@ -239,6 +239,15 @@ def up(
     raise typer.Exit(code)
 
 
+def _register_sub_commands() -> None:
+    from demotrace.cli_replay import replay as replay_command
+
+    app.command(name="replay")(replay_command)
+
+
+_register_sub_commands()
+
+
 def main() -> None:
     app(prog_name="demotrace")
 

@@ -25,6 +25,7 @@ from demotrace.demo.compare import Comparison, as_redacted, compare_actions
 from demotrace.model import Action
 
 RECORDER_READY_LINE = "recording"
+RECORDER_SETTLE_SECONDS = 1.0
 
 
 def free_port() -> int:
@@ -166,6 +167,9 @@ def record_scripted_session(
             injected = run_scripted_session(
                 desktop.display, seed=seed, seconds=seconds, app_state_file=out / "app-state.json"
             )
+            # The last release is in the X server's queue when the driver returns; give the recorder's
+            # RECORD connection a moment to deliver it before we ask it to stop, as a person would.
+            time.sleep(RECORDER_SETTLE_SECONDS)
             recorder_exit = stop_process(recorder)
             say(f"recorder stopped (exit {recorder_exit})")
             if recorder_exit != 0:

@@ -1,0 +1,105 @@
+"""`demotrace replay`: run a trajectory file's pyautogui code on an X display.
+
+Registered in cli.py with ``app.command()(replay)``; also runs on its own, for a process that must bind
+pyautogui to a display of its choosing: ``python -m demotrace.cli_replay FILE [--episode ID]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2  # nothing was replayed
+EXIT_STOPPED = 1  # replay began and stopped part way (the fail-safe)
+
+
+def replay(
+    trajectory_file: Annotated[
+        Path, typer.Argument(help="trajectories.jsonl of a built dataset (OpenCUA/AgentNet style).")
+    ],
+    episode: Annotated[
+        str | None,
+        typer.Option("--episode", help="task_id of the one episode to replay (default: all, in file order)."),
+    ] = None,
+    display: Annotated[
+        str | None, typer.Option("--display", help="X display to replay on (default: $DISPLAY).")
+    ] = None,
+    speed: Annotated[
+        float,
+        typer.Option(
+            "--speed", min=0.1, max=10.0, help="Pacing factor: 2 is twice as fast as the human-ish default."
+        ),
+    ] = 1.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Parse and check every step, list them, send no input.")
+    ] = False,
+) -> None:
+    """Replay recorded steps on a display: pyautogui code is parsed, checked and run, never exec'd."""
+    import msgspec
+
+    from demotrace.dataset.export.agentnet import decode_trajectories
+    from demotrace.dataset.replay import (
+        Pacing,
+        ReplayError,
+        ReplayStep,
+        plan_replay,
+        redacted_steps,
+        select_trajectories,
+    )
+    from demotrace.dataset.replay import replay as run_replay
+
+    def fail(message: str, code: int) -> typer.Exit:
+        console.print(f"[bold red]error:[/] {escape(message)}")
+        return typer.Exit(code)
+
+    try:
+        data = trajectory_file.read_bytes()
+    except OSError as error:
+        raise fail(f"cannot read {trajectory_file}: {error.strerror or error}", EXIT_BAD_INPUT) from error
+    try:
+        trajectories = decode_trajectories(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise fail(f"{trajectory_file} is not a trajectories file: {error}", EXIT_BAD_INPUT) from error
+
+    started = False  # whether input was sent: an error after that stopped a replay part way
+
+    def show(position: int, total: int, step: ReplayStep) -> None:
+        nonlocal started
+        started = not dry_run
+        code = escape(step.code.replace("\n", "; "))
+        console.print(f"[dim]{position + 1}/{total}[/] {step.label}: {code}", highlight=False, soft_wrap=True)
+
+    try:
+        chosen = select_trajectories(trajectories, episode)
+        if dry_run:
+            steps = plan_replay(chosen)
+            for position, step in enumerate(steps):
+                show(position, len(steps), step)
+            redacted = [step.label for step in redacted_steps(steps)]
+            console.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
+        else:
+            result = run_replay(chosen, display=display, pacing=Pacing().faster(speed), on_step=show)
+            redacted = result.redacted_steps
+            console.print(
+                f"replayed {result.steps} steps ({result.calls} pyautogui calls) from {len(chosen)} episodes "
+                f"on a {result.screen.width}x{result.screen.height} screen"
+            )
+    except ReplayError as error:
+        code = EXIT_STOPPED if started else EXIT_BAD_INPUT
+        suffix = "" if started else " (nothing was replayed)"
+        raise fail(f"{error}{suffix}", code) from error
+    if redacted:
+        console.print(
+            f"[yellow]{len(redacted)} steps type redaction placeholders, not the original text:[/] "
+            + escape(", ".join(redacted))
+        )
+
+
+if __name__ == "__main__":
+    typer.run(replay)
