@@ -6,11 +6,13 @@ denylist), or an allowlist pushed by the collector for a fleet. The denylist alw
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +20,9 @@ import msgspec
 
 PolicyMode = Literal["denylist", "allowlist"]
 LowBatteryMode = Literal["input_only", "pause", "normal"]
+# What may be captured: "all" (input, window context, frames), "input_only" (no frames), "nothing".
+CaptureLevel = Literal["all", "input_only", "nothing"]
+Reason = Literal["", "paused", "exempt", "denied app", "denied title", "not allowlisted", "low battery"]
 
 
 class PolicyError(ValueError):
@@ -135,6 +140,131 @@ def load_policy(path: Path | None) -> CapturePolicy:
     return parse_policy(text, source=str(path))
 
 
+class WindowContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a decision knows about a window: WM_CLASS ``app`` (class) and ``instance``, the owning
+    ``process`` name, the ``title``, and the page ``url`` when the platform can tell (None on X11)."""
+
+    app: str = ""
+    instance: str = ""
+    process: str = ""
+    title: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """May this be captured now? ``capture`` says how much; ``reason`` why not everything ("" if all)."""
+
+    capture: CaptureLevel
+    reason: Reason = ""
+
+    @property
+    def input_allowed(self) -> bool:
+        return self.capture != "nothing"
+
+    @property
+    def screen_allowed(self) -> bool:
+        return self.capture == "all"
+
+
+CAPTURE_ALL = Decision("all")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    # Policies are validated on load, so every pattern compiles; cached because decisions run per event.
+    return tuple(re.compile(pattern, re.IGNORECASE) for pattern in patterns)
+
+
+def _any_search(patterns: Sequence[str], text: str) -> bool:
+    return bool(text) and any(pattern.search(text) for pattern in _compiled(tuple(patterns)))
+
+
+def _names_of(window: WindowContext) -> set[str]:
+    return {name.casefold() for name in (window.app, window.instance, window.process) if name}
+
+
+def _app_listed(apps: Sequence[str], window: WindowContext) -> bool:
+    return not _names_of(window).isdisjoint(app.casefold() for app in apps)
+
+
+def is_paused(state: DeviceState, now_wall: float) -> bool:
+    return state.paused_until is not None and now_wall < state.paused_until
+
+
+def is_low_battery(policy: CapturePolicy, state: DeviceState) -> bool:
+    """On battery below the policy's threshold (the same rule the uploader uses)."""
+    return (
+        state.on_battery
+        and state.battery_percent is not None
+        and state.battery_percent < policy.low_battery_percent
+    )
+
+
+def decide_device(policy: CapturePolicy, state: DeviceState, now_wall: float) -> Decision:
+    """The part of a decision that does not depend on the window: exemption, pause, battery."""
+    if state.exempt:
+        return Decision("nothing", "exempt")
+    if is_paused(state, now_wall):
+        return Decision("nothing", "paused")
+    if is_low_battery(policy, state) and policy.low_battery_mode != "normal":
+        level: CaptureLevel = "input_only" if policy.low_battery_mode == "input_only" else "nothing"
+        return Decision(level, "low battery")
+    return CAPTURE_ALL
+
+
+def window_denial(policy: CapturePolicy, window: WindowContext | None) -> Reason:
+    """Why this window may not be captured at all ("" if it may). The denylist always wins; in
+    allowlist mode a window must match an allowed app, title pattern or URL pattern (matched against
+    the URL when it is known, else against the title). No window (the bare desktop) is allowed only in
+    denylist mode."""
+    if window is None:
+        return "not allowlisted" if policy.mode == "allowlist" else ""
+    if _app_listed(policy.deny_apps, window):
+        return "denied app"
+    if _any_search(policy.deny_title_patterns, window.title):
+        return "denied title"
+    if policy.mode == "denylist":
+        return ""
+    url_or_title = window.url if window.url is not None else window.title
+    if (
+        _app_listed(policy.allow_apps, window)
+        or _any_search(policy.allow_title_patterns, window.title)
+        or _any_search(policy.allow_url_patterns, url_or_title)
+    ):
+        return ""
+    return "not allowlisted"
+
+
+def decide(
+    policy: CapturePolicy, window: WindowContext | None, state: DeviceState, now_wall: float
+) -> Decision:
+    """What may be captured of ``window`` (the focused one; None: none) now.
+
+    Exemption and pause stop everything, then the window's own denial, then low battery (frames off,
+    or everything off with ``low_battery_mode = "pause"``).
+    """
+    device = decide_device(policy, state, now_wall)
+    if device.capture == "nothing" and device.reason != "low battery":
+        return device
+    denial = window_denial(policy, window)
+    if denial:
+        return Decision("nothing", denial)
+    return device
+
+
+def decision_expires(state: DeviceState, now_wall: float) -> float | None:
+    """The wall time at which a decision taken now may change by time alone (a pause ends), if any."""
+    if is_paused(state, now_wall):
+        return state.paused_until
+    return None
+
+
+def is_password_window(policy: CapturePolicy, window: WindowContext | None) -> bool:
+    """Is this a window where typing is password entry (its title matches password_title_patterns)?"""
+    return window is not None and _any_search(policy.password_title_patterns, window.title)
+
+
 class DeviceState(msgspec.Struct, kw_only=True):
     """The non-policy inputs of every capture decision."""
 
@@ -172,6 +302,18 @@ class CaptureGate:
     def subscribe(self, listener: Callable[[], None]) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def decide(self, window: WindowContext | None) -> Decision:
+        """The decision for ``window`` under the current policy and state, at the gate's clock."""
+        with self._lock:
+            policy, state = self._policy, self._state
+        return decide(policy, window, state, self.clock())
 
     def _changed(self) -> None:
         with self._lock:

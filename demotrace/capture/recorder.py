@@ -15,6 +15,28 @@ wall-clock reading taken at start, so the two never disagree about order.
 
 Uploading is not the recorder's business: pass ``on_started``/``on_stopping`` to start and stop an
 uploader around the recording (it can sleep on ``spool.committed``).
+
+Privacy, all on the processing thread and in memory, before anything is written:
+
+- The gate (``CaptureGate``): every event is decided against the current window and the gate's policy
+  and state (``policy.decide``). The gate's listener puts a wake-up on the event queue, so a change
+  applies to the very next event; a pause's end is a deadline of the queue wait, not a loop. While
+  nothing may be captured (paused, exempt, a denied or not-allowlisted window) no input, pointer path,
+  frame or window event is written - not even the window's name: the focus change into such a window is
+  simply not reported. When capture resumes (or at stop) one ``Marker(kind="not_captured",
+  text=<reason>, duration=<seconds>)`` is written, stamped with the *start* of the span; a change of
+  reason inside a span closes it and opens the next. Task markers set during a span are held and
+  written after its marker, in order; while exempt they are dropped. With low battery in
+  ``input_only`` mode input is written but no frames, after a ``Marker(kind="input_only")``.
+- Frames: every window the policy does not allow is painted black in the grabbed pixels (``blackout``),
+  respecting the stacking order, before the frame is encoded.
+- Typed text: keys go through ``TypingBurstRedactor``, which holds a typing burst until it ends and
+  releases it with sensitive spans replaced by ``Marker(kind="redacted", text="<KIND>")``. Batches hold
+  back whatever sorts after the held burst, so events stay in t order across batches.
+- Passwords: in a window whose title matches ``password_title_patterns`` every typing burst is a
+  password: none of its keys is written, only one ``Marker(kind="redacted", text="<PASSWORD>")``. The
+  platform's accessibility probe (AT-SPI, when present) and any ``password_probes`` can flag a burst in
+  other windows too (the hook for the screen safeguards' masked-echo detection).
 """
 
 from __future__ import annotations
@@ -22,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import queue
 import signal
@@ -30,7 +53,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -38,29 +61,45 @@ from typing import Any, TextIO
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
+from demotrace.capture.blackout import Box, black_boxes, blackout_bgra
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
+from demotrace.framecodec import FrameEncoder, PowerState, choose_encoding
 from demotrace.model import (
     Batch,
     Button,
     ButtonName,
     Event,
-    Frame,
     FrameTaken,
     Key,
     Marker,
+    Monitor,
     MovePath,
     Scroll,
     SessionHeader,
     Window,
 )
+from demotrace.policy import (
+    CAPTURE_ALL,
+    DEFAULT_LOCAL_POLICY,
+    CaptureGate,
+    Decision,
+    PolicyError,
+    WindowContext,
+    decide,
+    decide_device,
+    decision_expires,
+    is_password_window,
+    load_policy,
+)
+from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
 from demotrace.spool import Spool, SpoolError, open_spool
 
 RECORDER_VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 # Message codes on the event queue (tuples keep the hot path to one allocation).
-_MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN = range(8)
+_MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN, _GATE, _MARK = range(10)
 
 # A pointer path is cut after this many raw points (~4 s of motion at 125 Hz): it bounds memory and
 # the simplifier's worst case (quadratic in the points of one path).
@@ -70,6 +109,19 @@ MAX_PENDING_FRAMES = 4
 LATENCY_SAMPLES = 1 << 16  # per listener; a power of two so the ring index is a mask
 LISTENER_READY_SECONDS = 10.0
 _BUTTON_NAMES: dict[str, ButtonName] = {"left": "left", "right": "right", "middle": "middle"}
+NOT_CAPTURED_MARKER_KIND = "not_captured"
+INPUT_ONLY_MARKER_KIND = "input_only"
+PASSWORD_KIND = "PASSWORD"
+# Reasons that belong to the focused window (others - pause, exemption, battery - hold for every window).
+_WINDOW_REASONS = frozenset({"denied app", "denied title", "not allowlisted"})
+# Button events of clicks held while the focused window may not be captured (a few clicks' worth).
+MAX_HELD_CLICK_EVENTS = 8
+# The redactor ends a quiet burst once *more* than its gap has passed: wake just after that.
+_QUIET_MARGIN_SECONDS = 0.01
+
+# Asks whether the focused widget takes a password: True, False, or None (cannot tell). Called on the
+# processing thread at the first key of a typing burst, with the focused window.
+PasswordProbe = Callable[[WindowInfo | None], bool | None]
 
 
 class RecorderError(Exception):
@@ -180,6 +232,66 @@ def _stop_listeners(listeners: list[Any], display: str | None) -> None:
             listener.join()
 
 
+def window_context(info: WindowInfo | None) -> WindowContext | None:
+    """What the policy is told about a window."""
+    if info is None:
+        return None
+    return WindowContext(app=info.app, instance=info.instance, process=info.process, title=info.title)
+
+
+class _CaptureNotAllowed(Exception):
+    """The screen may no longer be captured (a pause or exemption began after the frame was asked for)."""
+
+
+class _PolicyScreen:
+    """An ``mss.MSS`` whose grabs show only what the policy allows.
+
+    The windows are listed before and after the grab and the union of both blackouts is painted, so a
+    window that moved or was raised during the grab is black wherever it may have been.
+    """
+
+    def __init__(self, screen: Any, platform: DesktopPlatform, gate: CaptureGate) -> None:
+        self._screen = screen
+        self._platform = platform
+        self._gate = gate
+
+    def _device_allows_screen(self) -> None:
+        gate = self._gate
+        if not decide_device(gate.policy, gate.state, gate.clock()).screen_allowed:
+            raise _CaptureNotAllowed
+
+    def grab(self, box: dict[str, int]) -> Any:
+        self._device_allows_screen()
+        before = self._platform.visible_windows()
+        shot = self._screen.grab(box)
+        after = self._platform.visible_windows()
+        self._device_allows_screen()
+        gate = self._gate
+        policy, state, now = gate.policy, gate.state, gate.clock()
+        monitor = Monitor(box["left"], box["top"], box["width"], box["height"])
+        width, height = shot.size
+        scale_x, scale_y = width / monitor.width, height / monitor.height  # 1 on X11; HiDPI elsewhere
+        for windows in [before] if after == before else [before, after]:
+            stacked = [(window, decide(policy, window_context(window), state, now)) for window in windows]
+            boxes = [
+                Box(
+                    math.floor(b.left * scale_x),
+                    math.floor(b.top * scale_y),
+                    math.ceil(b.right * scale_x),
+                    math.ceil(b.bottom * scale_y),
+                )
+                for b in black_boxes(monitor, stacked)
+            ]
+            blackout_bgra(shot.raw, width, height, boxes)
+        return shot
+
+    def close(self) -> None:
+        self._screen.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._screen, name)
+
+
 def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall: float) -> Window:
     if info is None:  # nothing focused: the desktop itself
         return Window(
@@ -211,20 +323,28 @@ def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall:
 class _FrameGrabber:
     """Grabs, encodes and spools frames on its own thread, then reports FrameTaken on the event queue."""
 
-    def __init__(self, recorder: Recorder, layout: ScreenLayout, clock: _Clock) -> None:
+    def __init__(
+        self, recorder: Recorder, layout: ScreenLayout, clock: _Clock, platform: DesktopPlatform
+    ) -> None:
         self._recorder = recorder
         self._layout = layout
         self._clock = clock
-        self._requests: queue.Queue[tuple[str, int, int, int] | None] = queue.Queue(MAX_PENDING_FRAMES)
+        self._platform = platform
+        self._requests: queue.Queue[tuple[str, int, int, int, int] | None] = queue.Queue(MAX_PENDING_FRAMES)
         self._thread = threading.Thread(target=self._run, name="demotrace-frames", daemon=True)
         self.frame_bytes: list[int] = []
+        self._encoder = FrameEncoder(choose_encoding(PowerState()))
+        # The focused window's id, written by the processing thread; a change makes the next frame a key.
+        self.window_id = 0
+        self._encoded_window_id: int | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def request(self, trigger: str, stamp_ns: int, x: int, y: int) -> bool:
         try:
-            self._requests.put_nowait((trigger, stamp_ns, x, y))
+            # The window as the processor knows it when the action starts: the grab may come later.
+            self._requests.put_nowait((trigger, stamp_ns, x, y, self.window_id))
         except queue.Full:
             return False
         return True
@@ -240,7 +360,7 @@ class _FrameGrabber:
         recorder = self._recorder
         screen: Any = None
         try:
-            screen = mss.MSS(display=recorder.display)
+            screen = _PolicyScreen(mss.MSS(display=recorder.display), self._platform, recorder.gate)
         except Exception as failure:
             recorder._fail(RecorderError(f"cannot grab the screen: {failure}"))
         try:
@@ -250,6 +370,8 @@ class _FrameGrabber:
                 try:
                     if screen is not None:
                         taken = self._grab(screen, *request)
+                except _CaptureNotAllowed:
+                    pass  # the screen went out of bounds between the request and the grab
                 except SpoolError as failure:
                     recorder._fail(RecorderError(f"cannot write a frame to the spool: {failure}"))
                 except Exception:
@@ -260,30 +382,29 @@ class _FrameGrabber:
             if screen is not None:
                 screen.close()
 
-    def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int) -> FrameTaken:
+    def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> FrameTaken:
         recorder = self._recorder
         monitor = frame_policy.monitor_at(self._layout.monitors, x, y)
         grabbed_ns = time.perf_counter_ns()
-        encoded = frame_policy.grab_and_encode(screen, monitor)
-        frame_id = uuid.uuid4().hex
-        recorder.spool.append(
-            [
-                Frame(
-                    frame_id=frame_id,
-                    session_id=recorder.session_id,
-                    device_id=recorder.device_id,
-                    t=self._clock.t(grabbed_ns),
-                    wall=self._clock.wall(grabbed_ns),
-                    left=monitor.left,
-                    top=monitor.top,
-                    width=encoded.width,
-                    height=encoded.height,
-                    media_type=encoded.media_type,
-                    data=encoded.data,
-                )
-            ]
+        image = frame_policy.grab_image(screen, monitor)
+        # A key frame (self-contained) at the start and after every window switch; deltas otherwise.
+        encoded = self._encoder.encode(image, monitor, key=window_id != self._encoded_window_id)
+        self._encoded_window_id = window_id
+        frame = encoded.to_frame(
+            session_id=recorder.session_id,
+            device_id=recorder.device_id,
+            t=self._clock.t(grabbed_ns),
+            wall=self._clock.wall(grabbed_ns),
+            left=monitor.left,
+            top=monitor.top,
         )
+        try:
+            recorder.spool.append([frame])
+        except BaseException:
+            self._encoder.reset()  # no later frame may refer to one that was never stored
+            raise
         self.frame_bytes.append(len(encoded.data))
+        frame_id = encoded.frame_id
         return FrameTaken(
             t=self._clock.t(stamp_ns),
             wall=self._clock.wall(stamp_ns),
@@ -298,7 +419,8 @@ class _FrameGrabber:
 
 
 class _Processor:
-    """Queue → model events → batches. All state here is touched by the processing thread only."""
+    """Queue → decided, redacted model events → batches. All state here is touched by the processing
+    thread only."""
 
     def __init__(
         self,
@@ -310,6 +432,8 @@ class _Processor:
         grabber: _FrameGrabber,
         follow_pointer_window: bool,
         pointer: tuple[int, int],
+        window: WindowInfo | None,
+        password_probes: Sequence[PasswordProbe],
     ) -> None:
         self._recorder = recorder
         self._platform = platform
@@ -330,6 +454,28 @@ class _Processor:
         self._double_click_px = header.double_click_px
         self._frames_in_flight = 0
         self._last_window: tuple[int, str] | None = None
+        # The privacy gate: the window events are decided against, and the decision in force.
+        self._gate = recorder.gate
+        # The policy and state in force at this point of the event queue (see Recorder._on_gate_changed).
+        self._policy = recorder.gate.policy
+        self._state = recorder.gate.state
+        self._window = window
+        self._decision = CAPTURE_ALL
+        self._decision_expires: float | None = None  # gate-clock time at which time alone may change it
+        self._in_password_window = False
+        self._span_start_ns = 0  # start of the current not-captured span
+        self._span_markers: list[Marker] = []  # task markers set during it, written after its marker
+        self._dropped_presses: set[str] = set()  # keys whose press was not written: drop their release
+        self._dropped_buttons: set[ButtonName] = set()  # the same for buttons
+        self._held_buttons: set[ButtonName] = set()  # pressed in a held click, not released yet
+        self._held_clicks: list[tuple[int, Button]] = []  # (window id clicked, event) during a span
+        self._target_cache: tuple[tuple[int, int], tuple[bool, int]] | None = None
+        self._password_probes = password_probes
+        self._password_key_t: float | None = None  # last key of a password burst in progress
+        # Typed-text redaction: the burst it holds, and where that burst starts (batches stop there).
+        self._redactor = TypingBurstRedactor()
+        self._burst_start_t: float | None = None
+        self._last_key_t: float | None = None
         self._thread = threading.Thread(target=self._run, name="demotrace-process", daemon=True)
 
     def start(self) -> None:
@@ -340,10 +486,38 @@ class _Processor:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _add(self, event: Event, stamp_ns: int) -> None:
+    def _add(self, event: Event) -> None:
+        """Queue an event that may be written for the next batch."""
         self._pending.append(event)
         if self._first_unflushed_ns is None:
-            self._first_unflushed_ns = stamp_ns
+            self._first_unflushed_ns = time.perf_counter_ns()
+
+    def _released(self, events: list[Event]) -> None:
+        for event in events:
+            self._add(event)
+        if not self._redactor.open:
+            self._burst_start_t = None
+
+    def _emit(self, event: Event) -> None:
+        """Everything but frames passes the typed-text redactor, which may hold it until its burst ends."""
+        if isinstance(event, FrameTaken):
+            self._add(event)  # pixels, not typed text; the batch split keeps it in order
+            return
+        redactor = self._redactor
+        was_open = redactor.open
+        released = redactor.feed(event)
+        if redactor.open and (not was_open or released):
+            self._burst_start_t = event.t  # a new burst starts with this event
+        if redactor.open and isinstance(event, Key):
+            self._last_key_t = event.t
+        self._released(released)
+
+    def _end_burst(self) -> None:
+        if self._redactor.open:
+            self._released(self._redactor.end_burst().events)
+
+    def _marker(self, ns: int, kind: str, text: str = "", duration: float = 0.0) -> Marker:
+        return Marker(t=self._clock.t(ns), wall=self._clock.wall(ns), kind=kind, text=text, duration=duration)
 
     def _close_path(self) -> None:
         if not self._path:
@@ -351,23 +525,26 @@ class _Processor:
         ns = self._path_start_ns
         points = relative_path(self._path)
         self._path = []
-        self._add(MovePath(t=self._clock.t(ns), wall=self._clock.wall(ns), points=points), ns)
+        self._emit(MovePath(t=self._clock.t(ns), wall=self._clock.wall(ns), points=points))
 
     def _request_frame(self, trigger: str, stamp_ns: int) -> None:
+        if not self._decision.screen_allowed:
+            return
         x, y = self._pointer
         if self._grabber.request(trigger, stamp_ns, x, y):
             self._frames_in_flight += 1
 
-    def _note_window(self, info: WindowInfo | None, stamp_ns: int) -> None:
+    def _note_window(self, info: WindowInfo | None, stamp_ns: int, *, force: bool = False) -> None:
         identity = (0, "") if info is None else (info.window_id, info.title)
-        if identity == self._last_window:
+        if identity == self._last_window and not force:
             return
         self._last_window = identity
-        self._add(
-            _window_event(info, self._layout, self._clock.t(stamp_ns), self._clock.wall(stamp_ns)), stamp_ns
-        )
+        self._grabber.window_id = identity[0]
+        self._emit(_window_event(info, self._layout, self._clock.t(stamp_ns), self._clock.wall(stamp_ns)))
 
     def _decide_frame(self, kind: frame_policy.InputKind, stamp_ns: int, **facts: Any) -> None:
+        if not self._decision.screen_allowed:
+            return
         trigger, self._triggers = frame_policy.frame_trigger(
             self._triggers,
             kind,
@@ -379,14 +556,179 @@ class _Processor:
         if trigger is not None:
             self._request_frame(trigger, stamp_ns)
 
+    # -- the privacy gate ----------------------------------------------------------------------
+
+    def _refresh_decision(self, ns: int) -> None:
+        """Decide again (the window or the gate changed, or a pause ran out) and act on a change at ``ns``."""
+        policy, state, now = self._policy, self._state, self._gate.clock()
+        context = window_context(self._window)
+        decision = decide(policy, context, state, now)
+        self._decision_expires = decision_expires(state, now)
+        self._in_password_window = is_password_window(policy, context)
+        self._target_cache = None
+        if decision != self._decision:
+            previous, self._decision = self._decision, decision
+            self._change_decision(previous, decision, ns)
+
+    def _close_span(self, reason: str, ns: int) -> None:
+        """The not-captured span ends at ``ns``: its one marker (stamped at its start), then the task
+        markers set during it."""
+        duration = max(0, ns - self._span_start_ns) / 1e9
+        self._emit(self._marker(self._span_start_ns, NOT_CAPTURED_MARKER_KIND, reason, duration))
+        for marker in self._span_markers:
+            self._emit(marker)
+        self._span_markers = []
+
+    def _change_decision(self, previous: Decision, decision: Decision, ns: int) -> None:
+        if previous.capture == "nothing":
+            self._close_span(previous.reason, ns)
+        if decision.capture == "nothing":
+            # What was captured before the span is complete: write it; from here on nothing is kept.
+            self._close_path()
+            self._end_burst()
+            self._password_key_t = None
+            self._span_start_ns = ns
+            self._held_clicks = []
+            self._held_buttons.clear()
+            return
+        if previous.capture == "nothing":
+            self._note_window(self._window, ns, force=True)
+            self._release_held_clicks()
+        if decision.capture == "input_only" and previous.capture != "input_only":
+            self._emit(self._marker(ns, INPUT_ONLY_MARKER_KIND, decision.reason))
+        if decision.screen_allowed and not previous.screen_allowed:
+            self._triggers = frame_policy.TriggerState()  # the next action gets a fresh frame
+
+    def _check_expiry(self, ns: int) -> None:
+        """A pause that ran out ends at its own instant, even if we only notice it now."""
+        expires = self._decision_expires
+        if expires is None:
+            return
+        now = self._gate.clock()
+        if now < expires:
+            return
+        ended_ns = time.perf_counter_ns() - int((now - expires) * 1e9)
+        self._refresh_decision(max(self._span_start_ns, min(ns, ended_ns)))
+
+    def _set_window(self, info: WindowInfo | None, ns: int) -> None:
+        self._window = info
+        self._refresh_decision(ns)
+        if self._decision.input_allowed:
+            self._note_window(info, ns)
+
+    def _user_marker(self, ns: int, kind: str, text: str) -> None:
+        if self._decision.reason == "exempt":
+            return  # an exempt person's tasks are not recorded either
+        # The text is typed by the person, so it gets the same scrub as any typed text.
+        marker = self._marker(ns, kind, redact_text(text).text)
+        if not self._decision.input_allowed:
+            self._span_markers.append(marker)
+            return
+        self._password_key_t = None
+        self._close_path()
+        self._emit(marker)
+
+    def _password_typing(self, key: str, down: bool, typed: bool, ns: int) -> bool:
+        """Is this key part of a password burst (never written)? Starts one, with its marker, if needed."""
+        t = self._clock.t(ns)
+        in_burst = self._password_key_t is not None and t - self._password_key_t <= self._redactor.gap_s
+        if not in_burst:
+            self._password_key_t = None
+            if not down:
+                return self._in_password_window
+            if not (self._in_password_window or (typed and self._probe_password())):
+                return False
+            self._decide_frame("key_down", ns)  # the screen before the password is typed
+            self._close_path()
+            self._emit(self._marker(ns, REDACTED_MARKER_KIND, placeholder(PASSWORD_KIND)))
+        if down:
+            self._password_key_t = t
+            self._dropped_presses.add(key)
+        return True
+
+    def _target_allowed(self, x: int, y: int) -> tuple[bool, int]:
+        """May input to the window under the pointer be captured (and that window's id)? A click or a
+        scroll lands there, whichever window has focus. Without a window manager the focused window is
+        the one under the pointer already."""
+        if self._follow_pointer_window:
+            return True, self._window.window_id if self._window is not None else 0
+        if self._target_cache is not None and self._target_cache[0] == (x, y):
+            return self._target_cache[1]
+        target = self._platform.window_at_pointer()
+        decision = decide(self._policy, window_context(target), self._state, self._gate.clock())
+        answer = (
+            decision.input_allowed,
+            target.window_id if target is not None else 0,
+        )
+        self._target_cache = ((x, y), answer)
+        return answer
+
+    def _button_allowed(self, event: Button) -> bool:
+        """Is this button event written now? A press on a window that may not be captured is dropped
+        with its release. While the focused window may not be captured, a click on one that may is
+        held: if that window takes focus next (the click that brings the person back), the click is
+        written after the span's marker; otherwise it is forgotten."""
+        if not event.down:
+            if event.button in self._dropped_buttons:
+                self._dropped_buttons.discard(event.button)
+                return False
+            if event.button in self._held_buttons:
+                self._held_buttons.discard(event.button)
+                self._held_clicks.append((self._held_clicks[-1][0], event))
+                return False
+            return self._decision.input_allowed
+        self._target_cache = None  # a click may raise or open windows: look again next time
+        allowed, target_id = self._target_allowed(event.x, event.y)
+        if allowed and self._decision.input_allowed:
+            return True
+        if allowed and self._decision.reason in _WINDOW_REASONS and target_id:
+            self._held_buttons.add(event.button)
+            self._held_clicks = [*self._held_clicks, (target_id, event)][-MAX_HELD_CLICK_EVENTS:]
+        else:
+            self._dropped_buttons.add(event.button)
+        return False
+
+    def _release_held_clicks(self) -> None:
+        """Write the clicks held during the span that ended, if they landed on the window now focused."""
+        focused = self._window.window_id if self._window is not None else 0
+        clicks = [event for target, event in self._held_clicks if target == focused]
+        self._held_clicks = []
+        self._held_buttons.clear()
+        self._close_path()
+        for event in clicks:
+            self._emit(event)
+
+    def _probe_password(self) -> bool:
+        if self._redactor.open:
+            return False  # only the first key of a burst asks; the rest follow it
+        return any(probe(self._window) for probe in self._password_probes)
+
     # -- one message ---------------------------------------------------------------------------
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         code = message[0]
         clock = self._clock
+        if code == _FRAME_DONE:
+            self._frames_in_flight -= 1
+            taken: FrameTaken | None = message[1]
+            if taken is not None:
+                self._emit(taken)
+            return
+        ns: int = message[1]
+        self._check_expiry(ns)
+        if code == _GATE:
+            _, _, self._policy, self._state = message
+            self._refresh_decision(ns)
+            return
+        if code == _MARK:
+            _, _, kind, text = message
+            self._user_marker(ns, kind, text)
+            return
         if code == _MOVE:
-            _, ns, x, y = message
+            _, _, x, y = message
             self._pointer = (x, y)
+            if not self._decision.input_allowed:
+                return
             if not self._path:
                 self._path_start_ns = ns
                 if self._first_unflushed_ns is None:
@@ -395,43 +737,57 @@ class _Processor:
             if len(self._path) >= MAX_RAW_PATH_POINTS:
                 self._close_path()
             return
-        if code == _FRAME_DONE:
-            self._frames_in_flight -= 1
-            taken: FrameTaken | None = message[1]
-            if taken is not None:
-                self._add(taken, int(taken.t * 1e9))
-            return
         if code == _WINDOW:
-            _, ns, info = message
-            self._note_window(info, ns)
+            self._password_key_t = None
+            self._set_window(message[2], ns)
             return
-        self._close_path()
         t_of = clock.t
         wall_of = clock.wall
         if code == _BUTTON:
-            _, ns, x, y, button, pressed = message
+            _, _, x, y, button, pressed = message
             self._pointer = (x, y)
             name = _BUTTON_NAMES.get(getattr(button, "name", ""))
             if name is None:
                 return  # back/forward and other extra buttons have no place in the action vocabulary
+            if pressed and self._follow_pointer_window:
+                self._set_window(self._platform.window_at_pointer(), ns)
+            event = Button(t=t_of(ns), wall=wall_of(ns), down=bool(pressed), button=name, x=x, y=y)
+            if not self._button_allowed(event):
+                return
+            self._close_path()
+            self._password_key_t = None
             if pressed:
-                if self._follow_pointer_window:
-                    self._note_window(self._platform.window_at_pointer(), ns)
                 self._decide_frame("button_down", ns, x=x, y=y, button=name)
             else:
                 self._decide_frame("button_up", ns)
-            self._add(Button(t=t_of(ns), wall=wall_of(ns), down=bool(pressed), button=name, x=x, y=y), ns)
+            self._emit(event)
         elif code == _SCROLL:
-            _, ns, x, y, dx, dy = message
+            _, _, x, y, dx, dy = message
             self._pointer = (x, y)
+            if not self._decision.input_allowed or not self._target_allowed(x, y)[0]:
+                return
+            self._close_path()
+            self._password_key_t = None
             self._decide_frame("scroll", ns)
-            self._add(Scroll(t=t_of(ns), wall=wall_of(ns), x=x, y=y, dx=dx, dy=dy), ns)
+            self._emit(Scroll(t=t_of(ns), wall=wall_of(ns), x=x, y=y, dx=dx, dy=dy))
         elif code in (_KEY_DOWN, _KEY_UP):
-            _, ns, pynput_key = message
+            _, _, pynput_key = message
             down = code == _KEY_DOWN
             info = key_names.describe_key(key_names.raw_key_of(pynput_key))
             modifiers = key_names.modifiers_held(self._held, excluding=info.key)
+            # Modifier bookkeeping goes on while nothing is written, so modifiers are right on resume.
             self._held = key_names.press_modifiers(self._held, info.key, down)
+            if not self._decision.input_allowed:
+                if down:
+                    self._dropped_presses.add(info.key)
+                return
+            if not down and info.key in self._dropped_presses:
+                self._dropped_presses.discard(info.key)
+                return
+            char = key_names.typed_char(info, modifiers, down)
+            if self._password_typing(info.key, down, char is not None, ns):
+                return
+            self._close_path()
             if down:
                 is_modifier = info.key in key_names.MODIFIER_OF_KEY
                 self._decide_frame(
@@ -439,18 +795,24 @@ class _Processor:
                     ns,
                     hotkey=key_names.is_hotkey(info.key, modifiers),
                 )
-            self._add(
+            self._emit(
                 Key(
                     t=t_of(ns),
                     wall=wall_of(ns),
                     down=down,
                     key=info.key,
                     keysym=info.keysym,
-                    char=key_names.typed_char(info, modifiers, down),
+                    char=char,
                     modifiers=modifiers,
-                ),
-                ns,
+                )
             )
+
+    def _on_time_passed(self) -> None:
+        """Deadlines of the queue wait: a pause that ends, a typing burst that went quiet."""
+        now_ns = time.perf_counter_ns()
+        self._check_expiry(now_ns)
+        if self._redactor.open:
+            self._released(self._redactor.flush_if_quiet(self._clock.t(now_ns)))
 
     # -- batching ------------------------------------------------------------------------------
 
@@ -458,8 +820,16 @@ class _Processor:
         self._close_path()
         if not self._pending and self._header is None:
             return
+        # Events the redactor still holds sort at or after the start of its burst: what sorts later
+        # waits for them (frames of keys inside the burst), so t never goes back across batches.
+        limit = self._burst_start_t
+        ready = self._pending if limit is None else [event for event in self._pending if event.t <= limit]
+        waiting = [] if limit is None else [event for event in self._pending if event.t > limit]
+        self._first_unflushed_ns = None  # waiting events are written once the burst is released
+        if not ready and self._header is None:
+            return
         # A frame shares its trigger's t and must come first: it shows the screen before the action.
-        events = sorted(self._pending, key=lambda event: (event.t, not isinstance(event, FrameTaken)))
+        events = sorted(ready, key=lambda event: (event.t, not isinstance(event, FrameTaken)))
         batch = Batch(
             batch_id=uuid.uuid4().hex,
             session_id=self._recorder.session_id,
@@ -471,8 +841,7 @@ class _Processor:
         self._recorder.spool.append([batch])
         self._seq += 1
         self._header = None
-        self._pending = []
-        self._first_unflushed_ns = None
+        self._pending = waiting
 
     def _due(self, now_ns: int) -> bool:
         if self._first_unflushed_ns is None:
@@ -483,21 +852,29 @@ class _Processor:
         )
 
     def _wait_timeout(self) -> float | None:
-        """Seconds to wait for a message; None (no wake-up) if nothing is unflushed or a frame is awaited."""
-        if self._first_unflushed_ns is None:
-            return None
-        remaining = self._first_unflushed_ns / 1e9 + self._recorder.batch_seconds - time.perf_counter()
-        if remaining <= 0 and self._frames_in_flight > 0:
-            return None  # hold the batch until the frame's FrameTaken arrives, so t stays ordered
-        return max(remaining, 0.0)
+        """Seconds to wait for a message: until the next batch is due, the held typing burst goes quiet
+        or a pause ends; None (no wake-up) if none of these is pending."""
+        now = time.perf_counter()
+        waits: list[float] = []
+        if self._first_unflushed_ns is not None:
+            remaining = self._first_unflushed_ns / 1e9 + self._recorder.batch_seconds - now
+            # An overdue batch waits for its frame's FrameTaken (a message), so t stays ordered.
+            if remaining > 0 or self._frames_in_flight == 0:
+                waits.append(remaining)
+        if self._redactor.open and self._last_key_t is not None:
+            waits.append(self._last_key_t + self._redactor.gap_s + _QUIET_MARGIN_SECONDS - now)
+        if self._decision_expires is not None:
+            waits.append(self._decision_expires - self._gate.clock())
+        return max(min(waits), 0.0) if waits else None
 
     def _run(self) -> None:
         events = self._recorder._events
         draining = False
         try:
             start_ns = self._clock.start_ns
-            if self._follow_pointer_window:
-                self._note_window(self._platform.window_at_pointer(), start_ns)
+            self._refresh_decision(start_ns)
+            if self._decision.input_allowed:
+                self._note_window(self._window, start_ns)
             self._request_frame("start", start_ns)
             while True:
                 timeout = self._wait_timeout()
@@ -511,13 +888,17 @@ class _Processor:
                         self._grabber.finish()  # every requested frame is now on the queue
                     else:
                         self._handle(message)
+                self._on_time_passed()
                 if draining and self._frames_in_flight == 0 and events.empty():
                     break
                 if self._frames_in_flight == 0 and self._due(time.perf_counter_ns()):
                     self._flush()
             stop_ns = time.perf_counter_ns()
             self._close_path()
-            self._add(Marker(t=self._clock.t(stop_ns), wall=self._clock.wall(stop_ns), kind="stop"), stop_ns)
+            if self._decision.capture == "nothing":
+                self._close_span(self._decision.reason, stop_ns)
+            self._end_burst()
+            self._emit(self._marker(stop_ns, "stop"))
             self._flush()
         except SpoolError as failure:
             self._recorder._fail(RecorderError(f"cannot write to the spool: {failure}"))
@@ -544,10 +925,14 @@ class Recorder:
         batch_max_events: int = 500,
         on_started: Callable[[], None] | None = None,
         on_stopping: Callable[[], None] | None = None,
+        gate: CaptureGate | None = None,
+        password_probes: Sequence[PasswordProbe] = (),
     ) -> None:
         self.spool = spool
         self.device_id = device_id
         self.display = display
+        self.gate = gate if gate is not None else CaptureGate(DEFAULT_LOCAL_POLICY)
+        self.password_probes = tuple(password_probes)
         self.batch_seconds = batch_seconds
         self.batch_max_events = batch_max_events
         self.session_id = uuid.uuid4().hex
@@ -608,6 +993,21 @@ class Recorder:
     def frame_sizes(self) -> list[int]:
         """Encoded bytes of every frame grabbed in this session."""
         return list(self._grabber.frame_bytes) if self._grabber is not None else []
+
+    def mark(self, kind: str, text: str = "") -> None:
+        """Write a ``Marker(kind, text)`` now, such as ``task_start`` with the task's words or
+        ``task_end``. Thread-safe and non-blocking; ``text`` is scrubbed like typed text. Held while
+        nothing may be captured (written after that span's marker); dropped while exempt."""
+        if not kind:
+            raise ValueError("a marker needs a kind, such as 'task_start' or 'task_end'")
+        self._events.put_nowait((_MARK, time.perf_counter_ns(), kind, text))
+
+    def _on_gate_changed(self) -> None:
+        # Called on whichever thread changed the gate: wake the processing thread, decide nothing here.
+        # The state travels with the wake-up: events queued before it are decided under the old one,
+        # events after it under this one, however late the processing thread gets to them.
+        gate = self.gate
+        self._events.put_nowait((_GATE, time.perf_counter_ns(), gate.policy, gate.state))
 
     def _fail(self, failure: RecorderError) -> None:
         with self._failure_lock:
@@ -675,6 +1075,7 @@ class Recorder:
             double_click_ms, double_click_px = platform.double_click()
             window_manager = platform.has_window_manager()
             pointer = platform.pointer_position()
+            window = platform.focused_window() if window_manager else platform.window_at_pointer()
         except PlatformError as failure:
             raise RecorderError(str(failure)) from failure
         clock = _Clock(time.perf_counter_ns(), time.time())
@@ -691,8 +1092,14 @@ class Recorder:
             wall=clock.start_wall,
             recorder_version=RECORDER_VERSION,
         )
-        grabber = _FrameGrabber(self, layout, clock)
+        grabber = _FrameGrabber(self, layout, clock, platform)
         self._grabber = grabber
+
+        def accessibility_probe(_window: WindowInfo | None) -> bool | None:
+            return platform.password_field_focused()
+
+        # Before the processor takes its first look at the gate, so no change falls in between.
+        self.gate.subscribe(self._on_gate_changed)
         processor = _Processor(
             self,
             platform,
@@ -702,6 +1109,8 @@ class Recorder:
             grabber,
             follow_pointer_window=not window_manager,
             pointer=pointer,
+            window=window,
+            password_probes=(accessibility_probe, *self.password_probes),
         )
         grabber.start()
         processor.start()
@@ -727,6 +1136,7 @@ class Recorder:
                 watch.stop()
             self._events.put_nowait((_DRAIN,))
             processor.join()
+            self.gate.unsubscribe(self._on_gate_changed)
 
 
 def record_until_signal(
@@ -739,6 +1149,7 @@ def record_until_signal(
     on_started: Callable[[], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
     status: TextIO | None = sys.stderr,
+    gate: CaptureGate | None = None,
 ) -> int:
     """Record until SIGINT or SIGTERM; returns the exit code (0 clean stop, 1 error, printed to stderr).
 
@@ -764,6 +1175,7 @@ def record_until_signal(
         batch_max_events=batch_max_events,
         on_started=started,
         on_stopping=on_stopping,
+        gate=gate,
     )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -793,7 +1205,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-id", default="local")
     parser.add_argument("--display", default=None)
     parser.add_argument("--batch-seconds", type=float, default=1.0)
+    parser.add_argument("--policy", type=Path, default=None, help="capture policy (TOML); default: local")
     args = parser.parse_args(argv)
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as failure:
+        print(f"demotrace: {failure}", file=sys.stderr)
+        return 2
     spool = open_spool(args.spool, args.key_file)
     try:
         return record_until_signal(
@@ -802,6 +1220,7 @@ def main(argv: list[str] | None = None) -> int:
             display=args.display,
             batch_seconds=args.batch_seconds,
             on_started=lambda: print("recording", flush=True),
+            gate=CaptureGate(policy),
         )
     finally:
         spool.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -40,15 +43,36 @@ def _wait_for_socket(number: int, process: subprocess.Popen[bytes], timeout: flo
         time.sleep(0.05)
 
 
-def _ensure_xauthority() -> None:
-    """python-xlib refuses to connect when $XAUTHORITY (default ~/.Xauthority) is missing, even to an
-    Xvfb that asks for no authorisation. A fresh machine has no such file: give it an empty one."""
-    current = os.environ.get("XAUTHORITY") or str(Path.home() / ".Xauthority")
-    if Path(current).exists():
-        return
-    empty = Path(tempfile.gettempdir()) / f"demotrace-xauth-{os.getuid()}"
-    empty.touch(mode=0o600, exist_ok=True)
-    os.environ["XAUTHORITY"] = str(empty)
+def xauthority_file() -> Path:
+    """This process's Xauthority file for its virtual desktops (0600, in the temp folder)."""
+    path = Path(tempfile.gettempdir()) / f"demotrace-xauth-{os.getpid()}"
+    if not path.exists():
+        atexit.register(path.unlink, missing_ok=True)
+    return path
+
+
+def _add_cookie(path: Path, display_number: int) -> None:
+    """Append an MIT-MAGIC-COOKIE-1 entry for this host's display, in the Xauthority file format.
+
+    Xvfb reads it with -auth, so only holders of the file may connect; python-xlib and every X client
+    find it through $XAUTHORITY (a fresh machine has no ~/.Xauthority, and python-xlib refuses to
+    connect without one).
+    """
+
+    def counted(data: bytes) -> bytes:
+        return struct.pack(">H", len(data)) + data
+
+    family_local = 256
+    entry = (
+        struct.pack(">H", family_local)
+        + counted(socket.gethostname().encode())
+        + counted(str(display_number).encode())
+        + counted(b"MIT-MAGIC-COOKIE-1")
+        + counted(os.urandom(16))
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "ab") as handle:
+        handle.write(entry)
 
 
 @dataclass
@@ -68,9 +92,11 @@ class VirtualDesktop:
         missing = missing_programs()
         if missing:
             raise DesktopError(f"missing programs: {', '.join(missing)} (run scripts/setup.sh)")
-        _ensure_xauthority()
         number = _free_display_number()
         self.display = f":{number}"
+        auth = xauthority_file()
+        _add_cookie(auth, number)
+        os.environ["XAUTHORITY"] = str(auth)  # our own connections (tests, driver) need it too
         xvfb = subprocess.Popen(
             [
                 "Xvfb",
@@ -85,6 +111,8 @@ class VirtualDesktop:
                 "+extension",
                 "XTEST",
                 "-noreset",
+                "-auth",
+                str(auth),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,9 +4,12 @@
 
 Entries (name, email), a notes Text, a 200-item Listbox (wheel scrolls it), a Canvas with a draggable
 rectangle (middle-click recolours it, right-click opens a context menu that Escape closes), Save / Clear
-buttons and ctrl+s. The whole state, including each widget's box in root coordinates ("layout"), is
-written as JSON to the state file after every change and on exit, so tests and drivers can read both
-what the app holds and where to click.
+buttons and ctrl+s. A "Sign in" button opens a separate window titled "Sign in" with a user name and a
+password entry (shown as bullets), for the recorder's password tests; the app keeps what was typed
+there in its state, as a test's ground truth (it is a demo: nothing real is ever typed into it).
+The whole state, including each widget's box in root coordinates ("layout"), is written as JSON to
+the state file after every change and on exit, so tests and drivers can read both what the app holds
+and where to click.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ ITEM_SIZE = (80, 50)
 ITEM_START = (40, 40)
 ITEM_COLOURS = ("tomato", "steelblue", "seagreen", "goldenrod")
 HISTORY_LIMIT = 50  # histories let a test see states the app passed through, not only the last one
+SIGN_IN_TITLE = "Sign in - demotrace demo"
+SIGN_IN_GEOMETRY = "380x170+1000+650"  # clear of the form and of the demo xterm
+PASSWORD_BULLET = "\u2022"
 
 
 def list_item_label(index: int) -> str:
@@ -65,6 +71,8 @@ class DemoForm:
         self.status_clicks = 0
         self.colour_index = 0
         self.exit_reason = ""
+        self.sign_ins: list[str] = []  # user names submitted from the sign-in window
+        self.sign_in_window: tk.Toplevel | None = None
         self._drag_from: tuple[int, int] | None = None
         self._write_scheduled = False
 
@@ -104,6 +112,12 @@ class DemoForm:
         self.save_button.place(x=10, y=340, width=100, height=32)
         self.clear_button = tk.Button(window, text="Clear", command=self.clear)
         self.clear_button.place(x=120, y=340, width=100, height=32)
+        self.sign_in_button = tk.Button(window, text="Sign in", command=self.open_sign_in)
+        self.sign_in_button.place(x=230, y=340, width=100, height=32)
+        self.user_var = tk.StringVar(window)
+        self.password_var = tk.StringVar(window)
+        for var in (self.user_var, self.password_var):
+            var.trace_add("write", lambda *_: self.schedule_write())
 
         self.records_label = tk.Label(window, text="No saved records", anchor="nw", justify="left")
         self.records_label.place(x=10, y=390, width=420, height=290)
@@ -187,6 +201,41 @@ class DemoForm:
         self.status.configure(text="Cleared")
         self.schedule_write()
 
+    def open_sign_in(self) -> None:
+        """Show the sign-in window (built on first use), a top-level window of its own."""
+        if self.sign_in_window is None:
+            dialog = tk.Toplevel(self.root, class_=CLASS_NAME, name="signin")
+            dialog.title(SIGN_IN_TITLE)
+            dialog.geometry(SIGN_IN_GEOMETRY)
+            dialog.resizable(False, False)
+            dialog.protocol("WM_DELETE_WINDOW", self.close_sign_in)
+            tk.Label(dialog, text="User name", anchor="w").place(x=10, y=15, width=90, height=26)
+            self.user_entry = tk.Entry(dialog, textvariable=self.user_var)
+            self.user_entry.place(x=100, y=15, width=260, height=26)
+            tk.Label(dialog, text="Password", anchor="w").place(x=10, y=55, width=90, height=26)
+            self.password_entry = tk.Entry(dialog, textvariable=self.password_var, show=PASSWORD_BULLET)
+            self.password_entry.place(x=100, y=55, width=260, height=26)
+            self.sign_in_submit = tk.Button(dialog, text="Sign in", command=self.submit_sign_in)
+            self.sign_in_submit.place(x=100, y=100, width=120, height=32)
+            dialog.bind("<Map>", lambda _e: self.schedule_write())
+            dialog.bind("<Unmap>", lambda _e: self.schedule_write())
+            self.sign_in_window = dialog
+        else:
+            self.sign_in_window.deiconify()
+        self.sign_in_window.lift()
+        self.status.configure(text="Sign in window open")
+        self.schedule_write()
+
+    def submit_sign_in(self) -> None:
+        self.sign_ins.append(self.user_var.get())
+        self.status.configure(text=f"Signed in as {self.user_var.get()}")
+        self.close_sign_in()
+
+    def close_sign_in(self) -> None:
+        if self.sign_in_window is not None:
+            self.sign_in_window.withdraw()
+        self.schedule_write()
+
     def recolour(self) -> None:
         self.colour_index = (self.colour_index + 1) % len(ITEM_COLOURS)
         self.canvas.itemconfigure(self.item, fill=ITEM_COLOURS[self.colour_index])
@@ -222,8 +271,13 @@ class DemoForm:
         names: dict[str, tk.Misc] = {
             "name": self.name, "email": self.email, "notes": self.notes, "list": self.listbox,
             "canvas": self.canvas, "save": self.save_button, "clear": self.clear_button,
-            "menu": self.menu, "window": self.window,
+            "menu": self.menu, "window": self.window, "sign_in": self.sign_in_button,
         }  # fmt: skip
+        if self.sign_in_window is not None:
+            names.update({
+                "sign_in_window": self.sign_in_window, "sign_in_user": self.user_entry,
+                "sign_in_password": self.password_entry, "sign_in_submit": self.sign_in_submit,
+            })  # fmt: skip
         for name, candidate in names.items():
             if widget is candidate:
                 return name
@@ -311,6 +365,7 @@ class DemoForm:
             "notes": self._box(self.notes),
             "save": self._box(self.save_button),
             "clear": self._box(self.clear_button),
+            "sign_in": self._box(self.sign_in_button),
             "list": self._box(self.listbox),
             "canvas": self._box(self.canvas),
         }
@@ -336,7 +391,16 @@ class DemoForm:
             "width": right - left,
             "height": bottom - top,
         }
+        dialog = self.sign_in_window
+        if dialog is not None and dialog.winfo_viewable():
+            boxes["sign_in_window"] = self._box(dialog)
+            boxes["sign_in_user"] = self._box(self.user_entry)
+            boxes["sign_in_password"] = self._box(self.password_entry)
+            boxes["sign_in_submit"] = self._box(self.sign_in_submit)
         return boxes
+
+    def _sign_in_open(self) -> bool:
+        return self.sign_in_window is not None and bool(self.sign_in_window.winfo_viewable())
 
     def state(self) -> dict[str, Any]:
         left, top, *_ = (round(value) for value in self.canvas.coords(self.item))
@@ -359,6 +423,12 @@ class DemoForm:
             "status_clicks": self.status_clicks,
             "records": self.records,
             "focus_history": self.focus_history,
+            "sign_in": {
+                "open": self._sign_in_open(),
+                "user": self.user_var.get(),
+                "password": self.password_var.get(),
+                "submitted": self.sign_ins,
+            },
             "pid": os.getpid(),
             "exit_reason": self.exit_reason,
         }

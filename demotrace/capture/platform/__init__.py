@@ -19,7 +19,11 @@ class PlatformError(Exception):
 
 @dataclass(frozen=True)
 class WindowInfo:
-    """A top-level window: WM_CLASS class, title, owning process and its outer rectangle on the screen."""
+    """A top-level window: WM_CLASS class, title, owning process and its outer rectangle on the screen.
+
+    ``instance`` is the WM_CLASS instance part, ``process`` the owning process's name (both "" if
+    unknown); the policy matches app names against all three.
+    """
 
     app: str
     title: str
@@ -29,6 +33,8 @@ class WindowInfo:
     width: int
     height: int
     window_id: int
+    instance: str = ""
+    process: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,17 @@ class DesktopPlatform(Protocol):
 
     def window_at_pointer(self) -> WindowInfo | None:
         """The top-level application window under the pointer, if any."""
+
+    def focused_window(self) -> WindowInfo | None:
+        """The focused application window (window manager present), if any."""
+
+    def visible_windows(self) -> list[WindowInfo]:
+        """Every viewable top-level window, bottom to top of the stacking order, with its outer
+        rectangle. Windows that carry no application identity are listed with app and title ""."""
+
+    def password_field_focused(self) -> bool | None:
+        """Does the focused widget take a password? None when the platform cannot tell (no
+        accessibility bus, or a toolkit that does not expose one)."""
 
     def watch_focus(
         self, on_window: Callable[[WindowInfo | None], None], on_error: Callable[[BaseException], None]

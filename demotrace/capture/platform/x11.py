@@ -11,11 +11,14 @@ Double-click settings: X has no standard setting. We read ``Net/DoubleClickTime`
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import select
 import struct
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from demotrace.capture.platform import PlatformError, ScreenLayout, WindowInfo
@@ -89,6 +92,28 @@ def _text(value: Any) -> str:
     return str(value) if value is not None else ""
 
 
+# The kernel keeps a process's name (comm) to 15 bytes.
+_COMM_LENGTH = 15
+
+
+def process_name(pid: int | None, proc: Path = Path("/proc")) -> str:
+    """The name of a local process ("" if unknown): its comm, or the program's file name when comm was
+    cut at 15 bytes (so "polkit-gnome-authentication-agent-1" matches a denylist in full)."""
+    if pid is None or pid <= 0:
+        return ""
+    try:
+        comm = (proc / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+    if len(comm) >= _COMM_LENGTH:
+        with contextlib.suppress(OSError):
+            argv0 = (proc / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
+            program = os.path.basename(argv0.decode("utf-8", "replace"))
+            if program.startswith(comm):
+                return program
+    return comm
+
+
 class _WindowReader:
     """Reads window facts on one connection. Not thread-safe: each thread gets its own reader."""
 
@@ -142,28 +167,75 @@ class _WindowReader:
 
     def describe(self, client: Any) -> WindowInfo | None:
         """WindowInfo of a client window (geometry of its top-level frame), None if it vanished."""
-        from Xlib import X, error
+        from Xlib import error
 
         try:
             wm_class = client.get_wm_class()
             top_level = self.top_level_of(client)
             origin = self.root.translate_coords(top_level, 0, 0)
             geometry = top_level.get_geometry()
-            pid_value = self._property(client, self.net_wm_pid, X.AnyPropertyType)
+            pid = self.pid_of(client)
             # translate_coords gives the inside of the border; report the outer rectangle.
             border = int(geometry.border_width)
             return WindowInfo(
                 app=_text(wm_class[1]) if wm_class else "",
                 title=self.title_of(client),
-                pid=int(pid_value[0]) if pid_value is not None and len(pid_value) else None,
+                pid=pid,
                 x=int(origin.x) - border,
                 y=int(origin.y) - border,
                 width=int(geometry.width) + 2 * border,
                 height=int(geometry.height) + 2 * border,
                 window_id=int(client.id),
+                instance=_text(wm_class[0]) if wm_class else "",
+                process=process_name(pid),
             )
         except error.XError:
             return None  # windows come and go between two requests
+
+    def pid_of(self, client: Any) -> int | None:
+        from Xlib import X
+
+        value = self._property(client, self.net_wm_pid, X.AnyPropertyType)
+        return int(value[0]) if value is not None and len(value) else None
+
+    def visible_windows(self) -> list[WindowInfo]:
+        """Viewable children of the root, bottom to top (XQueryTree lists them in stacking order), so
+        override-redirect popups and menus are included, not only what the window manager manages."""
+        from Xlib import X, error
+
+        try:
+            children = self.root.query_tree().children
+        except error.XError:
+            return []
+        windows: list[WindowInfo] = []
+        for top_level in children:
+            try:
+                attributes = top_level.get_attributes()
+                if attributes.map_state != X.IsViewable or attributes.win_class != X.InputOutput:
+                    continue  # unmapped, or input-only: nothing of it is on the screen
+                geometry = top_level.get_geometry()
+                client = self.client_of(top_level)
+                wm_class = client.get_wm_class() if client is not None else None
+                pid = self.pid_of(client) if client is not None else None
+                title = self.title_of(client) if client is not None else ""
+            except error.XError:
+                continue  # destroyed while we looked: no longer on the screen
+            border = int(geometry.border_width)
+            windows.append(
+                WindowInfo(
+                    app=_text(wm_class[1]) if wm_class else "",
+                    title=title,
+                    pid=pid,
+                    x=int(geometry.x),
+                    y=int(geometry.y),
+                    width=int(geometry.width) + 2 * border,
+                    height=int(geometry.height) + 2 * border,
+                    window_id=int(client.id) if client is not None else int(top_level.id),
+                    instance=_text(wm_class[0]) if wm_class else "",
+                    process=process_name(pid),
+                )
+            )
+        return windows
 
     def active_window(self) -> WindowInfo | None:
         from Xlib import error
@@ -256,6 +328,18 @@ class X11Platform:
     def window_at_pointer(self) -> WindowInfo | None:
         with self._lock:
             return self._reader.window_at_pointer()
+
+    def focused_window(self) -> WindowInfo | None:
+        with self._lock:
+            return self._reader.active_window()
+
+    def visible_windows(self) -> list[WindowInfo]:
+        with self._lock:
+            return self._reader.visible_windows()
+
+    def password_field_focused(self) -> bool | None:
+        tracker = _atspi_focus_tracker()
+        return None if tracker is None else tracker.password_focused
 
     def watch_focus(
         self, on_window: Callable[[WindowInfo | None], None], on_error: Callable[[BaseException], None]
@@ -360,3 +444,45 @@ class FocusWatch:
                     return
         except Exception as failure:  # the X connection broke: the recorder decides what that means
             self._on_error(failure)
+
+
+class _AtspiFocusTracker:
+    """Follows keyboard focus over the AT-SPI accessibility bus and remembers whether the focused
+    widget is a password field (ROLE_PASSWORD_TEXT). Event-driven: AT-SPI's own main loop runs on a
+    daemon thread and calls us on every focus change.
+
+    Needs ``pyatspi`` (the distribution's python3-pyatspi; it is not on PyPI) and a running
+    accessibility bus. Neither is on the build machine, so this path is untested there; without them
+    :func:`_atspi_focus_tracker` returns None and the recorder relies on window titles alone.
+    """
+
+    def __init__(self, pyatspi: Any) -> None:
+        self._pyatspi = pyatspi
+        self.password_focused: bool | None = None
+
+    def start(self) -> None:
+        registry = self._pyatspi.Registry
+        registry.registerEventListener(self._on_focus, "object:state-changed:focused")
+        threading.Thread(target=registry.start, name="demotrace-atspi", daemon=True).start()
+
+    def _on_focus(self, event: Any) -> None:
+        if not event.detail1:
+            return  # focus left this widget; the one that gains it reports next
+        try:
+            self.password_focused = event.source.getRole() == self._pyatspi.ROLE_PASSWORD_TEXT
+        except Exception:  # the widget went away, or the bus broke: we no longer know
+            self.password_focused = None
+
+
+@functools.cache
+def _atspi_focus_tracker() -> _AtspiFocusTracker | None:
+    try:
+        import pyatspi  # type: ignore[import-not-found]
+    except Exception:  # not installed, or no accessibility bus to connect to
+        return None
+    tracker = _AtspiFocusTracker(pyatspi)
+    try:
+        tracker.start()
+    except Exception:
+        return None
+    return tracker

@@ -1,0 +1,107 @@
+"""Frames show only what may be captured: every window the policy does not allow is painted black.
+
+Pure geometry over the stacking order (bottom to top): a window that may not be captured is black
+wherever no allowed window lies above it, so an allowed window on top of a denied one stays visible
+and a denied window on top of an allowed one hides it. The title bar and borders count as the
+window's own (its outer rectangle). The bare desktop behind all windows is left as it is.
+
+Painting happens in memory on the grabbed pixels, before the frame is encoded or written anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from demotrace.capture.platform import WindowInfo
+from demotrace.model import Monitor
+from demotrace.policy import Decision
+
+BGRA_BYTES_PER_PIXEL = 4
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle: left, top (inclusive), right, bottom (exclusive)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def empty(self) -> bool:
+        return self.right <= self.left or self.bottom <= self.top
+
+    def intersection(self, other: Box) -> Box:
+        return Box(
+            max(self.left, other.left),
+            max(self.top, other.top),
+            min(self.right, other.right),
+            min(self.bottom, other.bottom),
+        )
+
+    def minus(self, other: Box) -> list[Box]:
+        """This box with ``other`` cut out, as up to four disjoint boxes."""
+        cut = self.intersection(other)
+        if cut.empty:
+            return [self]
+        pieces = [
+            Box(self.left, self.top, self.right, cut.top),  # above the cut
+            Box(self.left, cut.bottom, self.right, self.bottom),  # below it
+            Box(self.left, cut.top, cut.left, cut.bottom),  # left of it
+            Box(cut.right, cut.top, self.right, cut.bottom),  # right of it
+        ]
+        return [piece for piece in pieces if not piece.empty]
+
+
+def window_box(window: WindowInfo) -> Box:
+    return Box(window.x, window.y, window.x + window.width, window.y + window.height)
+
+
+StackedWindow = tuple[WindowInfo, Decision]
+
+
+def black_boxes(monitor: Monitor, windows: Sequence[StackedWindow]) -> list[Box]:
+    """The disjoint-or-overlapping boxes to paint black, relative to the monitor's top-left corner.
+
+    ``windows`` are bottom to top, each with the decision for it.
+    """
+    screen = Box(monitor.left, monitor.top, monitor.left + monitor.width, monitor.top + monitor.height)
+    boxes: list[Box] = []
+    for index, (window, decision) in enumerate(windows):
+        if decision.screen_allowed:
+            continue
+        pieces = [window_box(window).intersection(screen)]
+        for above, above_decision in windows[index + 1 :]:
+            if above_decision.screen_allowed:
+                pieces = [piece for box in pieces for piece in box.minus(window_box(above))]
+        boxes.extend(piece for piece in pieces if not piece.empty)
+    return [
+        Box(
+            box.left - monitor.left, box.top - monitor.top, box.right - monitor.left, box.bottom - monitor.top
+        )
+        for box in boxes
+    ]
+
+
+def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> Any:
+    """A copy of a Pillow image of ``monitor`` with every window that may not be captured black."""
+    result = image.copy()
+    for box in black_boxes(monitor, windows):
+        result.paste((0,) * len(result.getbands()), (box.left, box.top, box.right, box.bottom))
+    return result
+
+
+def blackout_bgra(pixels: bytearray, width: int, height: int, boxes: Sequence[Box]) -> None:
+    """Paint ``boxes`` black in place in raw BGRA pixels (an mss grab), row by row."""
+    stride = width * BGRA_BYTES_PER_PIXEL
+    for box in boxes:
+        clipped = box.intersection(Box(0, 0, width, height))
+        if clipped.empty:
+            continue
+        black_row = bytes((clipped.right - clipped.left) * BGRA_BYTES_PER_PIXEL)
+        for row in range(clipped.top, clipped.bottom):
+            start = row * stride + clipped.left * BGRA_BYTES_PER_PIXEL
+            pixels[start : start + len(black_row)] = black_row
