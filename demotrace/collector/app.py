@@ -7,6 +7,18 @@ Wire protocol (v1):
   ``Content-Type: application/x-demotrace-record``, body the zstd-compressed MessagePack of one record
   → 201 stored, 200 already stored; 400/401/409/413/415 with ``{"error", "detail"}``
 - ``GET /v1/health`` → 200 ``{"status": "ok"}``
+- Resumable upload of a large record: ``POST /v1/uploads`` JSON ``{"record_id", "size", "sha256"}`` (size
+  and SHA-256 of the compressed body) → 201 opened / 200 already open, ``{"upload_id", "record_id",
+  "size", "received"}``; ``PUT /v1/uploads/{upload_id}`` with ``Content-Range: bytes START-END/SIZE``
+  → 202 with the new ``received``, or, for the chunk that completes it, the answer of
+  ``PUT /v1/records/{record_id}`` (201/200); ``bytes */SIZE`` with no body completes an upload that has
+  every byte; 416 when START is not ``received``; ``GET /v1/uploads/{upload_id}`` → the status.
+- Exemptions (device token): ``POST /v1/exemptions`` JSON ``{"reason", "delete_collected"}`` → 201;
+  ``GET /v1/device/policy`` → ``{"policy": TOML, "exempt", "exemption_status", ...}``;
+  ``POST /v1/device/exemption-applied`` ``{"deleted_unsent"}``. An exempt device's uploads → 403 ``exempt``.
+- Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
+  ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
+  ``PUT|GET /v1/admin/policy`` (TOML), ``GET /v1/admin/audit``.
 """
 
 from __future__ import annotations
@@ -25,16 +37,31 @@ from starlette.concurrency import run_in_threadpool
 
 from demotrace import __version__
 from demotrace.collector.service import (
+    ADMIN_NAME_HEADER,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_ENROLL_BODY_BYTES,
+    MAX_EXEMPTION_BODY_BYTES,
+    MAX_POLICY_BYTES,
+    MAX_UPLOAD_CHUNK_BYTES,
+    MAX_UPLOAD_REQUEST_BYTES,
     RECORD_MEDIA_TYPE,
+    UPLOADS_FOLDER,
     BadRequest,
     CollectorError,
     CollectorService,
+    ExemptionService,
     PayloadTooLarge,
+    ResumableUploads,
+    StoreOutcome,
     UnsupportedMediaType,
+    UploadStatus,
+    admin_name,
+    parse_content_range,
     parse_enroll_request,
+    parse_exemption_applied,
+    parse_exemption_request,
+    parse_upload_request,
 )
 from demotrace.collector.store import (
     BLOBS_FOLDER,
@@ -43,6 +70,7 @@ from demotrace.collector.store import (
     MetadataStore,
     default_database_url,
 )
+from demotrace.collector.store.metadata import ExemptionStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -97,6 +125,7 @@ def create_app(
     blob_store: BlobStore | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    admin_token: str | None = None,
 ) -> FastAPI:
     """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +137,8 @@ def create_app(
         max_body_bytes=max_body_bytes,
         max_record_bytes=max_record_bytes,
     )
+    exemptions = ExemptionService(service, ExemptionStore(metadata.engine), admin_token=admin_token)
+    service.upload_guard = exemptions
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -143,6 +174,7 @@ def create_app(
     async def put_record(record_id: str, request: Request) -> Response:
         # Authenticate before reading a byte of the body: strangers cost us nothing.
         device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        await run_in_threadpool(exemptions.check_upload_allowed, device_id)
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type != RECORD_MEDIA_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {RECORD_MEDIA_TYPE}")
@@ -153,7 +185,121 @@ def create_app(
             status_code=201 if outcome.created else 200,
         )
 
+    _add_upload_routes(app, service, ResumableUploads(service, data_dir / UPLOADS_FOLDER))
+    _add_exemption_routes(app, service, exemptions)
     return app
+
+
+def _store_outcome_response(outcome: StoreOutcome) -> JSONResponse:
+    return JSONResponse(
+        {"record_id": outcome.record_id, "status": "created" if outcome.created else "already_stored"},
+        status_code=201 if outcome.created else 200,
+    )
+
+
+def _upload_status_response(status: UploadStatus, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(
+        {
+            "upload_id": status.upload_id,
+            "record_id": status.record_id,
+            "size": status.size,
+            "received": status.received,
+        },
+        status_code=status_code,
+    )
+
+
+def _add_upload_routes(app: FastAPI, service: CollectorService, uploads: ResumableUploads) -> None:
+    """Resumable uploads: large records arrive in chunks and survive broken links and restarts."""
+    app.state.uploads = uploads
+
+    @app.post("/v1/uploads")
+    async def begin_upload(request: Request) -> Response:
+        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        upload_request = parse_upload_request(await _read_body(request, MAX_UPLOAD_REQUEST_BYTES))
+        status = await run_in_threadpool(uploads.begin, device_id, upload_request)
+        return _upload_status_response(status, 201 if status.created else 200)
+
+    @app.get("/v1/uploads/{upload_id}")
+    async def upload_status(upload_id: str, request: Request) -> Response:
+        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        return _upload_status_response(await run_in_threadpool(uploads.status, device_id, upload_id))
+
+    @app.put("/v1/uploads/{upload_id}")
+    async def put_upload_chunk(upload_id: str, request: Request) -> Response:
+        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        content_range = parse_content_range(request.headers.get("content-range"))
+        if content_range.length > MAX_UPLOAD_CHUNK_BYTES:
+            raise PayloadTooLarge(f"chunks may be at most {MAX_UPLOAD_CHUNK_BYTES} bytes")
+        chunk = await _read_body(request, content_range.length)
+        answer = await run_in_threadpool(uploads.append, device_id, upload_id, content_range, chunk)
+        if isinstance(answer, StoreOutcome):
+            return _store_outcome_response(answer)
+        return _upload_status_response(answer, 202)
+
+
+def _add_exemption_routes(app: FastAPI, service: CollectorService, exemptions: ExemptionService) -> None:
+    """Exemption requests (devices), their decisions, the fleet policy and the audit log (admins)."""
+    app.state.exemptions = exemptions
+
+    async def device_of(request: Request) -> str:
+        device_id: str = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        return device_id
+
+    async def admin_of(request: Request) -> str:
+        await run_in_threadpool(exemptions.authenticate_admin, request.headers.get("authorization"))
+        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
+
+    @app.post("/v1/exemptions", status_code=201)
+    async def request_exemption(request: Request) -> dict[str, object]:
+        device_id = await device_of(request)
+        body = parse_exemption_request(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
+        return await run_in_threadpool(exemptions.request_exemption, device_id, body)
+
+    @app.get("/v1/device/policy")
+    async def device_policy(request: Request) -> dict[str, object]:
+        device_id = await device_of(request)
+        return await run_in_threadpool(exemptions.device_policy, device_id)
+
+    @app.post("/v1/device/exemption-applied")
+    async def exemption_applied(request: Request) -> dict[str, object]:
+        device_id = await device_of(request)
+        report = parse_exemption_applied(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
+        return await run_in_threadpool(exemptions.report_applied, device_id, report)
+
+    @app.get("/v1/admin/exemptions")
+    async def list_exemptions(request: Request, status: str | None = None) -> list[dict[str, object]]:
+        await admin_of(request)
+        return await run_in_threadpool(exemptions.list_requests, status)
+
+    @app.post("/v1/admin/exemptions/{request_id}/approve")
+    async def approve_exemption(request_id: int, request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        return await run_in_threadpool(exemptions.decide, request_id, True, admin)
+
+    @app.post("/v1/admin/exemptions/{request_id}/deny")
+    async def deny_exemption(request_id: int, request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        return await run_in_threadpool(exemptions.decide, request_id, False, admin)
+
+    @app.put("/v1/admin/policy")
+    async def set_policy(request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        body = await _read_body(request, MAX_POLICY_BYTES)
+        return await run_in_threadpool(exemptions.set_fleet_policy, body, admin)
+
+    @app.get("/v1/admin/policy")
+    async def get_policy(request: Request) -> dict[str, object]:
+        await admin_of(request)
+        text, source, updated_at = await run_in_threadpool(exemptions.fleet_policy_text)
+        return {"policy": text, "policy_source": source, "policy_updated_at": updated_at}
+
+    @app.get("/v1/admin/audit")
+    async def audit_log(
+        request: Request, limit: int = 1000, device_id: str | None = None
+    ) -> list[dict[str, object]]:
+        await admin_of(request)
+        return await run_in_threadpool(exemptions.audit, limit, device_id)
 
 
 def serve(
@@ -164,9 +310,12 @@ def serve(
     database_url: str | None = None,
     enrollment_secret: str | None = None,
     log_level: str = "info",
+    admin_token: str | None = None,
 ) -> None:
     """Run the collector in the foreground until interrupted (``demotrace server --data DIR``)."""
-    app = create_app(data_dir, database_url=database_url, enrollment_secret=enrollment_secret)
+    app = create_app(
+        data_dir, database_url=database_url, enrollment_secret=enrollment_secret, admin_token=admin_token
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -7,6 +7,7 @@ The schema is created on open (``create_all``); migrations will move to Alembic 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,15 +16,19 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     create_engine,
+    delete,
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
@@ -203,3 +208,217 @@ class MetadataStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# --- exemptions, the fleet policy and the audit log ---------------------------------------------------
+
+EXEMPTION_REQUESTED = "requested"
+EXEMPTION_APPROVED = "approved"
+EXEMPTION_DENIED = "denied"
+
+
+class ExemptionEntry(Base):
+    __tablename__ = "exemption_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.device_id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    delete_collected: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))  # requested, approved, denied
+    requested_at: Mapped[float] = mapped_column(Float)
+    decided_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditEntry(Base):
+    """Append-only: the store has no method that updates or deletes a row."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(256))  # "admin:<name>" or "device:<id>"
+    action: Mapped[str] = mapped_column(String(64))
+    # No foreign key: the trail of a device must outlive anything deleted about it.
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    details: Mapped[str] = mapped_column(Text)  # JSON object
+
+
+class FleetPolicyEntry(Base):
+    __tablename__ = "fleet_policy"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one policy per collector
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+@dataclass(frozen=True)
+class ExemptionRequest:
+    id: int
+    device_id: str
+    reason: str
+    delete_collected: bool
+    status: str
+    requested_at: float
+    decided_by: str | None
+    decided_at: float | None
+
+    @staticmethod
+    def from_entry(entry: ExemptionEntry) -> ExemptionRequest:
+        return ExemptionRequest(
+            id=entry.id,
+            device_id=entry.device_id,
+            reason=entry.reason,
+            delete_collected=entry.delete_collected,
+            status=entry.status,
+            requested_at=entry.requested_at,
+            decided_by=entry.decided_by,
+            decided_at=entry.decided_at,
+        )
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: float
+    actor: str
+    action: str
+    device_id: str | None
+    details: str
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    text: str
+    updated_at: float
+    updated_by: str
+
+
+class ExemptionStore:
+    """Exemption requests, the fleet policy and the audit log, on the MetadataStore's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def add_request(
+        self, device_id: str, reason: str, delete_collected: bool, at: float, audit: AuditRecord
+    ) -> ExemptionRequest:
+        """Store a request and its audit entry in one transaction."""
+        with self._sessions.begin() as session:
+            entry = ExemptionEntry(
+                device_id=device_id,
+                reason=reason,
+                delete_collected=delete_collected,
+                status=EXEMPTION_REQUESTED,
+                requested_at=at,
+            )
+            session.add(entry)
+            session.flush()
+            session.add(_audit_entry(audit, details_extra={"request_id": entry.id}))
+            return ExemptionRequest.from_entry(entry)
+
+    def get_request(self, request_id: int) -> ExemptionRequest | None:
+        with self._sessions() as session:
+            entry = session.get(ExemptionEntry, request_id)
+            return None if entry is None else ExemptionRequest.from_entry(entry)
+
+    def requests(self, status: str | None = None, device_id: str | None = None) -> list[ExemptionRequest]:
+        query = select(ExemptionEntry).order_by(ExemptionEntry.id)
+        if status is not None:
+            query = query.where(ExemptionEntry.status == status)
+        if device_id is not None:
+            query = query.where(ExemptionEntry.device_id == device_id)
+        with self._sessions() as session:
+            return [ExemptionRequest.from_entry(entry) for entry in session.scalars(query)]
+
+    def is_exempt(self, device_id: str) -> bool:
+        query = select(ExemptionEntry.id).where(
+            ExemptionEntry.device_id == device_id, ExemptionEntry.status == EXEMPTION_APPROVED
+        )
+        with self._sessions() as session:
+            return session.scalar(query.limit(1)) is not None
+
+    def decide(
+        self, request_id: int, approve: bool, decided_by: str, at: float, audit: AuditRecord
+    ) -> tuple[ExemptionRequest, list[str]] | None:
+        """Approve or deny a pending request, with its audit entry, in one transaction.
+
+        An approval with ``delete_collected`` also deletes the device's record rows in that transaction
+        and returns their blob keys (the caller deletes the blobs). None if the request is not pending.
+        """
+        status = EXEMPTION_APPROVED if approve else EXEMPTION_DENIED
+        with self._sessions.begin() as session:
+            # Conditional update: two admins deciding at once cannot both win.
+            changed = session.execute(
+                update(ExemptionEntry)
+                .where(ExemptionEntry.id == request_id, ExemptionEntry.status == EXEMPTION_REQUESTED)
+                .values(status=status, decided_by=decided_by, decided_at=at)
+            )
+            if getattr(changed, "rowcount", 0) != 1:
+                return None
+            entry = session.get(ExemptionEntry, request_id)
+            assert entry is not None
+            session.refresh(entry)
+            blob_keys: list[str] = []
+            if approve and entry.delete_collected:
+                blob_keys = _delete_records_of(session, entry.device_id)
+            session.add(_audit_entry(audit, details_extra={"request_id": request_id}))
+            return ExemptionRequest.from_entry(entry), blob_keys
+
+    def delete_device_records(self, device_id: str) -> list[str]:
+        """Delete every record row of a device; returns the blob keys they pointed to."""
+        with self._sessions.begin() as session:
+            return _delete_records_of(session, device_id)
+
+    def delete_record(self, record_id: str, device_id: str) -> str | None:
+        """Delete one record row of a device; returns its blob key (None if there was no such row)."""
+        with self._sessions.begin() as session:
+            entry = session.get(RecordEntry, record_id)
+            if entry is None or entry.device_id != device_id:
+                return None
+            blob_key = entry.blob_key
+            session.delete(entry)
+            return blob_key
+
+    def append_audit(self, record: AuditRecord) -> None:
+        with self._sessions.begin() as session:
+            session.add(_audit_entry(record))
+
+    def audit(self, limit: int = 1000, device_id: str | None = None) -> list[AuditRecord]:
+        """The newest ``limit`` entries, oldest first."""
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if device_id is not None:
+            query = query.where(AuditEntry.device_id == device_id)
+        with self._sessions() as session:
+            rows = [
+                AuditRecord(e.id, e.at, e.actor, e.action, e.device_id, e.details)
+                for e in session.scalars(query)
+            ]
+        return rows[::-1]
+
+    def set_fleet_policy(self, text: str, updated_by: str, at: float, audit: AuditRecord) -> None:
+        with self._sessions.begin() as session:
+            session.merge(FleetPolicyEntry(id=1, text=text, updated_at=at, updated_by=updated_by))
+            session.add(_audit_entry(audit))
+
+    def fleet_policy(self) -> FleetPolicy | None:
+        with self._sessions() as session:
+            entry = session.get(FleetPolicyEntry, 1)
+            return None if entry is None else FleetPolicy(entry.text, entry.updated_at, entry.updated_by)
+
+
+def _delete_records_of(session: Any, device_id: str) -> list[str]:
+    blob_keys = list(session.scalars(select(RecordEntry.blob_key).where(RecordEntry.device_id == device_id)))
+    session.execute(delete(RecordEntry).where(RecordEntry.device_id == device_id))
+    return blob_keys
+
+
+def _audit_entry(record: AuditRecord, details_extra: dict[str, Any] | None = None) -> AuditEntry:
+    details = record.details
+    if details_extra:
+        merged = {**json.loads(details or "{}"), **details_extra}
+        details = json.dumps(merged, sort_keys=True)
+    return AuditEntry(
+        at=record.at, actor=record.actor, action=record.action, device_id=record.device_id, details=details
+    )
