@@ -1,0 +1,250 @@
+"""Exemptions on the command line: employees ask (``demotrace exemption ...``), admins decide and set the
+fleet policy (``demotrace admin ...``). Registered by ``register_exemption_commands(app)`` in cli.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+exemption_app = typer.Typer(
+    help="Ask not to be recorded on this device, and see the answer.", no_args_is_help=True
+)
+admin_app = typer.Typer(
+    help="Collector administration: exemptions, fleet policy, audit log.", no_args_is_help=True
+)
+admin_exemptions_app = typer.Typer(help="Exemption requests: list, approve, deny.", no_args_is_help=True)
+admin_policy_app = typer.Typer(help="The policy every device of the fleet follows.", no_args_is_help=True)
+admin_app.add_typer(admin_exemptions_app, name="exemptions")
+admin_app.add_typer(admin_policy_app, name="policy")
+
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
+    ),
+]
+ServerOption = Annotated[str, typer.Option("--server", envvar="DEMOTRACE_SERVER", help="Collector URL.")]
+AdminTokenOption = Annotated[
+    str,
+    typer.Option("--admin-token", envvar="DEMOTRACE_ADMIN_TOKEN", help="The collector's admin token."),
+]
+AdminNameOption = Annotated[
+    str | None, typer.Option("--as", help="Your name in the audit log (default: your login name).")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _when(wall: float | None) -> str:
+    if wall is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- employees -----------------------------------------------------------------------------------------
+
+
+def _credentials(path: Path | None) -> Any:
+    from demotrace.transport import CredentialsError, load_credentials
+
+    try:
+        return load_credentials(path)
+    except CredentialsError as error:
+        raise _fail(str(error)) from error
+
+
+@exemption_app.command("request")
+def exemption_request(
+    reason: Annotated[str, typer.Option("--reason", help="Why this device should not be recorded.")],
+    delete_collected: Annotated[
+        bool,
+        typer.Option("--delete-collected", help="Also delete everything the collector already has from it."),
+    ] = False,
+    credentials: CredentialsOption = None,
+) -> None:
+    """Ask to be exempt from recording; an admin approves or denies it."""
+    from demotrace.policy_sync import PolicySyncError, request_exemption
+
+    device = _credentials(credentials)
+    try:
+        answer = request_exemption(device, reason, delete_collected)
+    except PolicySyncError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"Exemption request {answer['id']} sent ({'with' if delete_collected else 'without'} deletion of "
+        "collected data). Recording stops on this device as soon as an admin approves it."
+    )
+
+
+@exemption_app.command("status")
+def exemption_status(credentials: CredentialsOption = None) -> None:
+    """Whether this device is exempt, or where its request stands."""
+    from demotrace.policy_sync import PolicySyncError, fetch_device_policy
+
+    device = _credentials(credentials)
+    try:
+        answer = fetch_device_policy(device)
+    except PolicySyncError as error:
+        raise _fail(str(error)) from error
+    if answer.exempt:
+        console.print("[bold green]exempt[/]: nothing is recorded on this device.")
+    elif answer.exemption_status == "none":
+        console.print("No exemption requested: this device records where the policy allows it.")
+    else:
+        console.print(f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/].")
+
+
+# --- admins ------------------------------------------------------------------------------------------
+
+
+class AdminClient:
+    """The collector's admin API, with errors turned into messages."""
+
+    def __init__(self, server: str, token: str, admin: str | None = None, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}", "X-Admin-Name": admin or getpass.getuser()}
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = httpx.request(
+                method, f"{self.server}{path}", headers=self.headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.HTTPError as error:
+            raise _fail(f"cannot reach collector {self.server}: {error}") from error
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except (ValueError, AttributeError):
+                detail = response.text[:300]
+            raise _fail(f"collector answered {response.status_code}: {detail}")
+        return response.json()
+
+
+@admin_exemptions_app.command("list")
+def admin_list(
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only requested, approved or denied.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List exemption requests, oldest first."""
+    params = {"status": status} if status else {}
+    requests = AdminClient(server, admin_token).call("GET", "/v1/admin/exemptions", params=params)
+    if as_json:
+        print(json.dumps(requests, indent=2))
+        return
+    table = Table("id", "device", "status", "delete data", "requested", "decided by", "reason")
+    for request in requests:
+        table.add_row(
+            str(request["id"]),
+            request["device_id"],
+            request["status"],
+            "yes" if request["delete_collected"] else "no",
+            _when(request["requested_at"]),
+            request["decided_by"] or "-",
+            request["reason"],
+        )
+    console.print(table)
+
+
+def _decide(server: str, token: str, admin: str | None, request_id: int, verb: str) -> None:
+    answer = AdminClient(server, token, admin).call("POST", f"/v1/admin/exemptions/{request_id}/{verb}")
+    console.print(f"Exemption request {request_id} {answer['status']} for device {answer['device_id']}.")
+    if "deleted_records" in answer:
+        console.print(
+            f"Deleted {answer['deleted_records']} records ({answer['deleted_blobs']} stored blobs) "
+            "collected from that device."
+        )
+
+
+@admin_exemptions_app.command("approve")
+def admin_approve(
+    request_id: Annotated[int, typer.Argument(help="Request id (from `list`).")],
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    admin: AdminNameOption = None,
+) -> None:
+    """Approve a request: the device stops recording, and its data goes if it asked for that."""
+    _decide(server, admin_token, admin, request_id, "approve")
+
+
+@admin_exemptions_app.command("deny")
+def admin_deny(
+    request_id: Annotated[int, typer.Argument(help="Request id (from `list`).")],
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    admin: AdminNameOption = None,
+) -> None:
+    """Deny a request (the employee may ask again)."""
+    _decide(server, admin_token, admin, request_id, "deny")
+
+
+@admin_policy_app.command("set")
+def admin_policy_set(
+    file: Annotated[Path, typer.Argument(help="Policy TOML file.", exists=True, dir_okay=False)],
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    admin: AdminNameOption = None,
+) -> None:
+    """Check a policy file and make it the fleet's policy (devices pick it up within a minute)."""
+    from demotrace.policy import PolicyError, load_policy
+
+    try:
+        load_policy(file)  # the collector checks too; this gives the message before any network
+    except PolicyError as error:
+        raise _fail(str(error)) from error
+    client = AdminClient(server, admin_token, admin)
+    answer = client.call("PUT", "/v1/admin/policy", content=file.read_bytes())
+    console.print(f"Fleet policy set ({answer['mode']} mode).")
+
+
+@admin_app.command("audit")
+def admin_audit(
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    limit: Annotated[int, typer.Option("--limit", help="How many of the newest entries.")] = 200,
+    device: Annotated[str | None, typer.Option("--device", help="Only this device id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Read the audit log: every request, decision, deletion and policy change."""
+    params: dict[str, Any] = {"limit": limit}
+    if device:
+        params["device_id"] = device
+    entries = AdminClient(server, admin_token).call("GET", "/v1/admin/audit", params=params)
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    table = Table("when", "who", "what", "device", "details")
+    for entry in entries:
+        table.add_row(
+            _when(entry["at"]),
+            entry["actor"],
+            entry["action"],
+            entry["device_id"] or "-",
+            json.dumps(entry["details"], sort_keys=True),
+        )
+    console.print(table)
+
+
+def register_exemption_commands(app: typer.Typer) -> None:
+    """Add ``exemption`` and ``admin`` to the main ``demotrace`` command."""
+    app.add_typer(exemption_app, name="exemption")
+    app.add_typer(admin_app, name="admin")

@@ -1,0 +1,280 @@
+"""Device side of the fleet policy and of exemptions.
+
+``PolicySync`` fetches ``GET /v1/device/policy`` every ``policy.refresh_seconds`` (at most a minute) and
+applies it to the CaptureGate. When the collector says the device is exempt, capture stops
+(``gate.update_state(exempt=True)``), every record not yet uploaded is deleted from the spool, and the
+collector is told how many (it audits that). A collector that cannot be reached changes nothing: the
+last policy (kept in memory, and in ``cache_file`` if given, so it survives a restart) stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
+from demotrace.spool import Spool
+from demotrace.transport import USER_AGENT, DeviceCredentials, TransportError
+
+MAX_REFRESH_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
+
+
+class PolicySyncError(TransportError):
+    """The collector could not be asked or refused; the message says which and why."""
+
+
+class DevicePolicyAnswer(msgspec.Struct):
+    policy: str
+    exempt: bool = False
+    exemption_status: str = "none"
+    exemption_request_id: int | None = None
+    policy_source: str = "fleet"
+    policy_updated_at: float | None = None
+
+
+def _headers(credentials: DeviceCredentials) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credentials.token}", "User-Agent": USER_AGENT}
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        answer = response.json()
+    except ValueError:
+        return response.text[:200]
+    return (
+        str(answer.get("detail") or answer.get("error") or answer)
+        if isinstance(answer, dict)
+        else str(answer)
+    )
+
+
+def _call(
+    client: httpx.Client | None,
+    method: str,
+    url: str,
+    credentials: DeviceCredentials,
+    timeout: float,
+    **kwargs: Any,
+) -> httpx.Response:
+    try:
+        if client is not None:
+            return client.request(method, url, headers=_headers(credentials), timeout=timeout, **kwargs)
+        return httpx.request(method, url, headers=_headers(credentials), timeout=timeout, **kwargs)
+    except httpx.HTTPError as error:
+        raise PolicySyncError(f"cannot reach collector {credentials.server_url}: {error}") from error
+
+
+def fetch_device_policy(
+    credentials: DeviceCredentials, *, client: httpx.Client | None = None, timeout: float = 10.0
+) -> DevicePolicyAnswer:
+    url = f"{credentials.server_url}/v1/device/policy"
+    response = _call(client, "GET", url, credentials, timeout)
+    if response.status_code != 200:
+        raise PolicySyncError(
+            f"collector answered {response.status_code} for the policy: {_detail(response)}"
+        )
+    try:
+        return msgspec.json.decode(response.content, type=DevicePolicyAnswer)
+    except msgspec.DecodeError as error:
+        raise PolicySyncError(f"collector gave an unreadable policy answer: {error}") from error
+
+
+def request_exemption(
+    credentials: DeviceCredentials,
+    reason: str,
+    delete_collected: bool = False,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Ask the collector to exempt this device; returns the stored request (id, status...)."""
+    url = f"{credentials.server_url}/v1/exemptions"
+    body = {"reason": reason, "delete_collected": delete_collected}
+    response = _call(client, "POST", url, credentials, timeout, json=body)
+    if response.status_code != 201:
+        raise PolicySyncError(f"collector refused the request ({response.status_code}): {_detail(response)}")
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def report_exemption_applied(
+    credentials: DeviceCredentials,
+    deleted_unsent: int,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 10.0,
+) -> None:
+    url = f"{credentials.server_url}/v1/device/exemption-applied"
+    response = _call(client, "POST", url, credentials, timeout, json={"deleted_unsent": deleted_unsent})
+    if response.status_code != 200:
+        raise PolicySyncError(f"collector answered {response.status_code}: {_detail(response)}")
+
+
+def refresh_interval(policy: CapturePolicy, explicit: float | None) -> float:
+    """Seconds between refreshes: the explicit interval if given, else the policy's, at most a minute."""
+    if explicit is not None:
+        return explicit
+    return min(policy.refresh_seconds, MAX_REFRESH_SECONDS)
+
+
+class PolicySync:
+    """Keeps the gate's policy and exemption in step with the collector, on one background thread.
+
+    Every wait is on the stop Event with the refresh interval as timeout, so stop() is immediate.
+    ``refresh_once()`` does one round on the calling thread (the thread calls it too).
+    """
+
+    def __init__(
+        self,
+        credentials: DeviceCredentials,
+        gate: CaptureGate,
+        spool: Spool,
+        interval: float | None = None,
+        *,
+        client: httpx.Client | None = None,
+        cache_file: Path | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
+        if interval is not None and interval <= 0:
+            raise ValueError("interval must be positive")
+        self.credentials = credentials
+        self.gate = gate
+        self.spool = spool
+        self.interval = interval
+        self.client = client
+        self.cache_file = cache_file
+        self.request_timeout = request_timeout
+        self.last_error: str | None = None
+        self.last_answer: DevicePolicyAnswer | None = None
+        self.refreshes = 0  # completed rounds, successful or not: lets a caller wait for the next one
+        self.round_done = threading.Condition()
+        self._unreported_deletions = 0
+        self._applied_reported = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if cache_file is not None:
+            self._apply_cached(cache_file)
+
+    # --- thread -------------------------------------------------------------------------------------
+
+    def start(self) -> PolicySync:
+        if self._thread is not None:
+            raise RuntimeError("PolicySync already started")
+        self._thread = threading.Thread(target=self._run, name="demotrace-policy-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh_once()
+            # The one timed wait in the device: the collector cannot push, so we ask again later.
+            if self._stop.wait(refresh_interval(self.gate.policy, self.interval)):
+                return
+
+    def wait_for_rounds(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` rounds have completed (for callers that must know a refresh happened)."""
+        with self.round_done:
+            return self.round_done.wait_for(lambda: self.refreshes >= count, timeout)
+
+    # --- one round ------------------------------------------------------------------------------------
+
+    def refresh_once(self) -> DevicePolicyAnswer | None:
+        """Fetch and apply; returns the answer, or None (and ``last_error`` says why) if it failed."""
+        try:
+            answer = fetch_device_policy(self.credentials, client=self.client, timeout=self.request_timeout)
+            # Cached first: an exemption must hold across a restart even if reporting it fails below.
+            self._store_cache(answer)
+            self.last_answer = answer
+            self.last_error = None
+            self._apply(answer)
+            return answer
+        except PolicySyncError as error:
+            self.last_error = str(error)
+            log.warning("policy refresh failed, keeping the current policy: %s", error)
+            return None
+        except Exception as error:  # never let the thread die: a bug here must not stop exemptions later
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.exception("policy refresh failed unexpectedly")
+            return None
+        finally:
+            with self.round_done:
+                self.refreshes += 1
+                self.round_done.notify_all()
+
+    def _apply(self, answer: DevicePolicyAnswer) -> None:
+        try:
+            policy = parse_policy(answer.policy, source="collector policy")
+        except PolicyError as error:
+            # Keep what we have: a broken policy from the server must not open up capture.
+            log.error("ignoring the collector's policy: %s", error)
+            self.last_error = str(error)
+        else:
+            if policy != self.gate.policy:
+                self.gate.set_policy(policy)
+        if answer.exempt:
+            self._apply_exemption()
+
+    def _apply_exemption(self) -> None:
+        if not self.gate.state.exempt:
+            log.warning("this device is exempt from recording: capture stops and unsent records are deleted")
+            self.gate.update_state(exempt=True)
+        # Every round, not only the first: a record written while the recorder was stopping goes too.
+        deleted = self.spool.delete_unsent()
+        self._unreported_deletions += deleted
+        if self._applied_reported and self._unreported_deletions == 0:
+            return
+        report_exemption_applied(
+            self.credentials, self._unreported_deletions, client=self.client, timeout=self.request_timeout
+        )
+        self._applied_reported = True
+        self._unreported_deletions = 0
+
+    # --- cache ----------------------------------------------------------------------------------------
+
+    def _apply_cached(self, path: Path) -> None:
+        try:
+            answer = msgspec.json.decode(path.read_bytes(), type=DevicePolicyAnswer)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError) as error:
+            log.warning("ignoring unreadable policy cache %s: %s", path, error)
+            return
+        try:
+            self.gate.set_policy(parse_policy(answer.policy, source=str(path)))
+        except PolicyError as error:
+            log.warning("ignoring cached policy: %s", error)
+        if answer.exempt:
+            # Exempt before the collector is reached again: nothing may be recorded meanwhile.
+            self.gate.update_state(exempt=True)
+        self.last_answer = answer
+
+    def _store_cache(self, answer: DevicePolicyAnswer) -> None:
+        if self.cache_file is None or answer == self.last_answer:
+            return
+        path = self.cache_file
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(msgspec.json.encode(answer))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
