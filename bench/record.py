@@ -27,7 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import BaselineRecorder
 
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.demo.run import folder_bytes, free_port, start_collector, start_recorder, stop_process
+from demotrace.demo.run import (
+    demo_fleet_policy,
+    folder_bytes,
+    free_port,
+    start_collector_with_policy,
+    start_recorder,
+    stop_process,
+)
 from demotrace.demo.script import run_scripted_session, start_demo_apps
 
 
@@ -92,13 +99,9 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         work = Path(tmp)
         start_demo_apps(desktop, work / "app-state.json")
         port = free_port()
-        collector, _ = start_collector(work / "collector", port)
+        collector, _, url = start_collector_with_policy(work / "collector", port, demo_fleet_policy())
         recorder, output = start_recorder(
-            desktop.display,
-            work / "spool",
-            work / "spool.key",
-            work / "device.json",
-            f"http://127.0.0.1:{port}",
+            desktop.display, work / "spool", work / "spool.key", work / "device.json", url
         )
         process = psutil.Process(recorder.pid)
         actions, active, cpu, idle_cpu, wakeups = drive(desktop.display, work, [process], seconds, idle, seed)

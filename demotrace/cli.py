@@ -60,55 +60,44 @@ CredentialsOption = Annotated[
 def record(
     spool: SpoolOption = Path("spool"),
     server: Annotated[
-        str | None, typer.Option("--server", help="Collector URL: upload in the background.")
+        str | None, typer.Option("--server", help="Collector URL: fleet policy, uploads in the background.")
     ] = None,
     key: KeyOption = None,
     credentials: CredentialsOption = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="Capture policy (TOML). Default: the fleet's, or every app but the denylist."
+        ),
+    ] = None,
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
-    from demotrace.capture.recorder import RecorderError, record_until_signal
-    from demotrace.spool import SpoolError, open_spool
+    from demotrace.agent import AgentConfig, run_agent
+    from demotrace.capture.recorder import RecorderError
+    from demotrace.policy import PolicyError
+    from demotrace.spool import SpoolError
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
+    config = AgentConfig(
+        spool=spool,
+        key=key,
+        config_dir=config_dir(),
+        device_id=local_device_id(),
+        server=server,
+        credentials=credentials,
+        policy=policy,
+    )
+    import httpx
+
     try:
-        store = open_spool(spool, key)
-    except SpoolError as error:
+        code = run_agent(config, console)
+    except httpx.HTTPError as error:
+        raise fail(f"cannot reach the collector at {server}: {error}") from error
+    except (SpoolError, PolicyError, ValueError) as error:
         raise fail(str(error)) from error
-
-    uploader = None
-    device_id = local_device_id()
-    if server is not None:
-        from demotrace.transport import (
-            Uploader,
-            default_credentials_path,
-            enroll,
-            load_credentials,
-            save_credentials,
-        )
-
-        credentials_path = credentials or default_credentials_path()
-        if credentials_path.exists():
-            device = load_credentials(credentials_path)
-            if device.server_url.rstrip("/") != server.rstrip("/"):
-                raise fail(
-                    f"{credentials_path} is enrolled with {device.server_url}, not {server}: run enroll"
-                )
-        else:
-            device = enroll(server, device_name=device_id)
-            save_credentials(device, credentials_path)
-        device_id = device.device_id
-        uploader = Uploader(store, device)
-        uploader.start()
-    try:
-        code = record_until_signal(store, device_id)
     except RecorderError as error:
         raise fail(str(error), code=3) from error
-    finally:
-        if uploader is not None:
-            uploader.stop(flush=True, timeout=30)
-            console.print(f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes")
-        store.close()
     raise typer.Exit(code)
 
 
@@ -147,11 +136,22 @@ def server(
     secret: Annotated[
         str | None, typer.Option("--enrollment-secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")
     ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option("--admin-token", envvar="DEMOTRACE_ADMIN_TOKEN", help="Token for the admin API."),
+    ] = None,
 ) -> None:
     """Run the collector."""
     from demotrace.collector.app import serve
 
-    serve(data, host=host, port=port, database_url=database_url, enrollment_secret=secret)
+    serve(
+        data,
+        host=host,
+        port=port,
+        database_url=database_url,
+        enrollment_secret=secret,
+        admin_token=admin_token,
+    )
 
 
 @app.command()
@@ -240,9 +240,13 @@ def up(
 
 
 def _register_sub_commands() -> None:
+    from demotrace.cli_control import register_control_commands
+    from demotrace.cli_exemption import register_exemption_commands
     from demotrace.cli_replay import replay as replay_command
 
     app.command(name="replay")(replay_command)
+    register_control_commands(app)
+    register_exemption_commands(app)
 
 
 _register_sub_commands()

@@ -117,6 +117,39 @@ class CapturePolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 DEFAULT_LOCAL_POLICY = CapturePolicy()
 
+# What a collector serves before its admin sets a fleet policy: allowlist-based, so a fleet captures
+# only common work tools until the admin says otherwise. Browsers are not listed as apps: their work
+# sites are allowed by URL (or, on X11 where the URL is unknown, by the site name in the title).
+DEFAULT_FLEET_POLICY = CapturePolicy(
+    mode="allowlist",
+    allow_apps=[
+        "libreoffice",
+        "soffice",
+        "code",
+        "code-oss",
+        "jetbrains-idea",
+        "jetbrains-pycharm",
+        "gedit",
+        "org.gnome.TextEditor",
+        "gnome-terminal-server",
+        "konsole",
+        "xterm",
+        "thunderbird",
+        "evince",
+        "okular",
+        "gimp",
+        "inkscape",
+    ],
+    allow_url_patterns=[
+        r"^https://([a-z0-9-]+\.)*atlassian\.net/",
+        r"^https://github\.com/",
+        r"^https://gitlab\.com/",
+        r"^https://docs\.google\.com/",
+        r"^https://([a-z0-9-]+\.)*sharepoint\.com/",
+    ],
+    allow_title_patterns=[r" - (Jira|Confluence|GitHub|GitLab|Google (Docs|Sheets|Slides))\b"],
+)
+
 
 def parse_policy(text: str, source: str = "policy") -> CapturePolicy:
     """Parse a TOML policy; unknown keys and wrong types are errors naming the key."""

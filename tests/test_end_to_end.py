@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from demotrace.demo.run import DemoResult, record_scripted_session
 
@@ -39,7 +40,9 @@ def test_every_step_has_its_pre_action_frame(demo_run: DemoResult) -> None:
             steps += 1
             assert step["image"], f"step {step['index']} has no frame"
             image = dataset / step["image"]
-            assert image.is_file() and image.stat().st_size > 1000
+            with Image.open(image) as picture:  # a whole screen, decodable by any image reader
+                assert picture.size == (1920, 1080), f"{step['image']} is {picture.size}"
+                assert picture.format in ("PNG", "WEBP", "JPEG")
     assert steps == len(demo_run.injected)
     summary = json.loads((dataset / "summary.json").read_text())
     assert summary["steps"] == steps

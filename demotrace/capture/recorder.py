@@ -1150,6 +1150,7 @@ def record_until_signal(
     on_stopping: Callable[[], None] | None = None,
     status: TextIO | None = sys.stderr,
     gate: CaptureGate | None = None,
+    on_recorder: Callable[[Recorder], None] | None = None,
 ) -> int:
     """Record until SIGINT or SIGTERM; returns the exit code (0 clean stop, 1 error, printed to stderr).
 
@@ -1177,6 +1178,8 @@ def record_until_signal(
         on_stopping=on_stopping,
         gate=gate,
     )
+    if on_recorder is not None:
+        on_recorder(recorder)  # e.g. the control socket, which needs recorder.mark for task markers
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         recorder.run(stop)

@@ -7,6 +7,7 @@ processes started through the `demotrace` command, talking HTTP on loopback.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
 from demotrace.model import Action
+from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CapturePolicy
 
 RECORDER_READY_LINE = "recording"
 RECORDER_SETTLE_SECONDS = 1.0
@@ -63,12 +66,15 @@ class ProcessOutput:
         return "\n".join(self.lines)
 
 
-def start_collector(data: Path, port: int) -> tuple[subprocess.Popen[str], ProcessOutput]:
+def start_collector(
+    data: Path, port: int, admin_token: str | None = None
+) -> tuple[subprocess.Popen[str], ProcessOutput]:
     process = subprocess.Popen(
         demotrace_command("server", "--data", str(data), "--port", str(port)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "DEMOTRACE_ADMIN_TOKEN": admin_token or ""},
     )
     output = ProcessOutput(process).start()
     url = f"http://127.0.0.1:{port}"
@@ -85,6 +91,53 @@ def start_collector(data: Path, port: int) -> tuple[subprocess.Popen[str], Proce
         time.sleep(0.1)
 
 
+def demo_fleet_policy() -> CapturePolicy:
+    """The fleet default, plus our two demo apps: what an admin would allow for this pilot."""
+    return msgspec.structs.replace(
+        DEFAULT_FLEET_POLICY, allow_apps=[*DEFAULT_FLEET_POLICY.allow_apps, "DemoForm", "DemoTerm"]
+    )
+
+
+def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
+    from demotrace.collector.service import render_policy_toml
+
+    response = httpx.put(
+        f"{url}/v1/admin/policy",
+        content=render_policy_toml(policy).encode(),
+        headers={"Authorization": f"Bearer {admin_token}", "X-Admin-Name": "demo"},
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+def start_collector_with_policy(
+    data: Path, port: int, policy: CapturePolicy
+) -> tuple[subprocess.Popen[str], ProcessOutput, str]:
+    """A collector whose fleet policy is set through its admin API, as an admin would; returns its URL."""
+    admin_token = secrets.token_urlsafe(24)
+    collector, output = start_collector(data, port, admin_token)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        set_fleet_policy(url, admin_token, policy)
+    except httpx.HTTPError:
+        stop_process(collector)
+        raise
+    return collector, output, url
+
+
+def user_dirs(home: Path) -> dict[str, str]:
+    """XDG folders of a demo "user" under ``home``: its own control socket, pause state and config,
+    so a demo or a test never touches (or is paused by) the real user's recorder."""
+    dirs = {
+        "XDG_RUNTIME_DIR": home / "run",
+        "XDG_STATE_HOME": home / "state",
+        "XDG_CONFIG_HOME": home / "config",
+    }
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {name: str(path) for name, path in dirs.items()}
+
+
 def start_recorder(
     display: str, spool: Path, key: Path, credentials: Path, server_url: str | None
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
@@ -93,7 +146,7 @@ def start_recorder(
         args += ["--server", server_url]
     process = subprocess.Popen(
         demotrace_command(*args),
-        env={**os.environ, "DISPLAY": display},
+        env={**os.environ, **user_dirs(spool.parent), "DISPLAY": display},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -154,14 +207,15 @@ def record_scripted_session(
     spool, key, credentials = out / "spool", out / "spool.key", out / "device.json"
     collector_data, dataset = out / "collector", out / "dataset"
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     with VirtualDesktop() as desktop:
         say(f"virtual desktop on {desktop.display} (1920x1080, openbox)")
         start_demo_apps(desktop, out / "app-state.json")
-        collector, collector_output = start_collector(collector_data, port)
+        collector, collector_output, url = start_collector_with_policy(
+            collector_data, port, demo_fleet_policy()
+        )
         try:
-            say(f"collector on {url}, data in {collector_data}")
+            say(f"collector on {url}, data in {collector_data}; fleet policy allows DemoForm and DemoTerm")
             recorder, recorder_output = start_recorder(desktop.display, spool, key, credentials, url)
             say("recorder running; driving the scripted session")
             injected = run_scripted_session(
@@ -241,8 +295,8 @@ def run_demo(out: Path, *, seconds: float, seed: int, console: Console) -> int:
 
 def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
     """`demotrace up`: a local collector plus the recorder on the real $DISPLAY, until Ctrl+C."""
-    collector, _ = start_collector(data, port)
-    url = f"http://127.0.0.1:{port}"
+    # A researcher's own collector: the local default (every app but the denylist), not a fleet's.
+    collector, _, url = start_collector_with_policy(data, port, DEFAULT_LOCAL_POLICY)
     console.print(f"collector on {url} (data in {data}); recording $DISPLAY — Ctrl+C to stop")
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "demotrace"
     recorder = subprocess.Popen(

@@ -1,0 +1,109 @@
+"""The device agent: one recording process with everything around the recorder wired to one gate.
+
+The capture gate is the single place where policy, pause, exemption, power and network state meet:
+the recorder decides every event against it, the uploader holds or sends against it, the control
+socket (pause/resume/task markers) and the policy refresher write to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from demotrace.capture.recorder import Recorder, record_until_signal
+from demotrace.policy import CaptureGate, CapturePolicy, load_policy
+from demotrace.spool import Spool, open_spool
+
+if TYPE_CHECKING:
+    from demotrace.transport import DeviceCredentials
+
+# Before a fleet device has heard from its collector (and has no cached policy), nothing is allowed:
+# a device must never record more than its fleet policy says, not even for the first seconds.
+FLEET_BOOTSTRAP_POLICY = CapturePolicy(mode="allowlist")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    spool: Path
+    key: Path | None
+    config_dir: Path
+    device_id: str  # local id, used when there is no server
+    server: str | None = None
+    credentials: Path | None = None
+    policy: Path | None = None  # a local policy file: wins over the fleet policy
+    control_socket: Path | None = None
+    pause_state: Path | None = None
+
+
+def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
+    from demotrace.transport import default_credentials_path, enroll, load_credentials, save_credentials
+
+    path = config.credentials or default_credentials_path()
+    if path.exists():
+        device = load_credentials(path)
+        if device.server_url.rstrip("/") != server.rstrip("/"):
+            raise ValueError(f"{path} is enrolled with {device.server_url}, not {server}: run enroll")
+        return device
+    device = enroll(server, device_name=config.device_id)
+    save_credentials(device, path)
+    return device
+
+
+def run_agent(config: AgentConfig, console: Console) -> int:
+    """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
+    from demotrace.control import LocalControl
+    from demotrace.device_state import DeviceStateWatcher
+
+    local_policy = load_policy(config.policy) if config.policy is not None else None
+    store: Spool = open_spool(config.spool, config.key)
+    gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
+    watcher = DeviceStateWatcher(gate)
+    watcher.start()
+    uploader = None
+    sync = None
+    device_id = config.device_id
+    try:
+        if config.server is not None:
+            from demotrace.policy_sync import PolicySync
+            from demotrace.transport import Uploader
+
+            device = _device_credentials(config, config.server)
+            device_id = device.device_id
+            if local_policy is None:
+                sync = PolicySync(device, gate, store, cache_file=config.config_dir / "policy-cache.json")
+                sync.refresh_once()  # the fleet policy before the first event, when the server answers
+                sync.start()
+            uploader = Uploader(store, device, gate=gate, state_path=config.spool / "upload-state.json")
+            uploader.start()
+
+        control: list[LocalControl] = []
+
+        def attach_control(recorder: Recorder) -> None:
+            control.append(
+                LocalControl(
+                    gate,
+                    recorder.mark,
+                    socket_path=config.control_socket,
+                    state_file=config.pause_state,
+                    pending_count=store.pending_count,
+                ).start()
+            )
+
+        try:
+            return record_until_signal(store, device_id, gate=gate, on_recorder=attach_control)
+        finally:
+            for local in control:
+                local.stop()
+    finally:
+        if sync is not None:
+            sync.stop()
+        if uploader is not None:
+            left = uploader.stop(flush=True, timeout=30)
+            console.print(
+                f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes ({left} pending)"
+            )
+        watcher.stop()
+        store.close()
