@@ -147,7 +147,11 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type"):
 
 
 class Frame(msgspec.Struct, tag="frame_image", tag_field="type"):
-    """The pixels of one FrameTaken, encoded (media_type such as "image/webp" or "image/png")."""
+    """The pixels of one FrameTaken, encoded (media_type such as "image/webp" or "image/png").
+
+    A delta frame (media_type "application/x-demotrace-delta", see framecodec) holds only what changed
+    since ``base_frame_id``; ``framecodec.resolving_loader`` rebuilds it as a full image.
+    """
 
     frame_id: str
     session_id: str
@@ -160,6 +164,7 @@ class Frame(msgspec.Struct, tag="frame_image", tag_field="type"):
     height: int
     media_type: str
     data: bytes
+    base_frame_id: str | None = None
 
 
 Record = Batch | Frame

@@ -4,20 +4,20 @@ A frame is grabbed at the *start* of each action, never on a timer: the first mo
 (not the second down of a double click), the first key of a typing burst, the first tick of a scroll
 burst, every hotkey, and once when recording starts.
 
-Encoding: measured on a 1920x1080 Xvfb desktop with two xterms full of text, lossless PNG (zlib
-level 6) is ~49 KB in ~80-95 ms (one near-empty xterm: ~9.5 KB), while lossy WebP q75 is ~108 KB
-(and takes 0.5 s at WebP's default effort). Flat, few-colour screens (terminals, most UI chrome)
-are smaller *and* exact as PNG; photos, video and gradients are many times smaller as WebP (a
-photo-like 1080p screen: ~650 KB as WebP q75). So we count the colours of a cheap 1/4-size
-thumbnail and pick.
+Encoding is framecodec's: key frames and tile deltas (lossless WebP), about 2.4 KB per action frame
+on the demo session instead of ~50 KB; ``grab_image`` only grabs.
+
+``choose_media_type`` is the old full-frame choice (PNG for flat screens, lossy WebP otherwise),
+kept for tools that want one self-contained image per frame.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+
+from PIL import Image
 
 from demotrace.model import Monitor
 
@@ -118,33 +118,9 @@ def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "im
     return "image/webp"
 
 
-@dataclass(frozen=True)
-class EncodedFrame:
-    media_type: str
-    data: bytes
-    width: int
-    height: int
-
-
-def encode_image(image: Any) -> EncodedFrame:
-    """Encode a Pillow RGB image as PNG or WebP, whichever suits its content (see choose_media_type)."""
-    thumbnail = image.reduce(THUMBNAIL_REDUCTION)
-    colours = thumbnail.getcolors(maxcolors=FLAT_SCREEN_MAX_COLOURS)
-    media_type = choose_media_type(None if colours is None else len(colours))
-    buffer = io.BytesIO()
-    if media_type == "image/png":
-        image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    else:
-        image.save(buffer, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
-    return EncodedFrame(media_type, buffer.getvalue(), image.width, image.height)
-
-
-def grab_and_encode(screen: Any, monitor: Monitor) -> EncodedFrame:
-    """Grab one monitor with an ``mss.MSS`` instance (owned by the calling thread) and encode it."""
-    from PIL import Image
-
+def grab_image(screen: Any, monitor: Monitor) -> Image.Image:
+    """Grab one monitor with an ``mss.MSS``-like screen (owned by the calling thread) as an RGB image."""
     shot = screen.grab(
         {"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height}
     )
-    image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
-    return encode_image(image)
+    return Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
