@@ -7,6 +7,7 @@ socket (pause/resume/task markers) and the policy refresher write to it.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from demotrace.capture.recorder import Recorder, record_until_signal
+from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
 from demotrace.spool import Spool, open_spool
 
@@ -60,8 +62,24 @@ def run_agent(config: AgentConfig, console: Console) -> int:
     local_policy = load_policy(config.policy) if config.policy is not None else None
     store: Spool = open_spool(config.spool, config.key)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
+    if shutil.which("tesseract") is None:
+        console.print(
+            "[yellow]warning:[/] tesseract-ocr is missing: frames cannot be scrubbed and are dropped"
+        )
+    # Frames taken on battery are held in the spool unscrubbed (encrypted, never uploaded) and
+    # scrubbed by this worker once the device is back on mains power.
+    deferred_scrub = DeferredScrubWorker(store, FrameScrubber()).start()
+
+    def follow_power() -> None:
+        if gate.state.on_battery:
+            deferred_scrub.pause()
+        else:
+            deferred_scrub.resume()
+
+    gate.subscribe(follow_power)
     watcher = DeviceStateWatcher(gate)
     watcher.start()
+    follow_power()
     uploader = None
     sync = None
     device_id = config.device_id
@@ -93,7 +111,9 @@ def run_agent(config: AgentConfig, console: Console) -> int:
             )
 
         try:
-            return record_until_signal(store, device_id, gate=gate, on_recorder=attach_control)
+            return record_until_signal(
+                store, device_id, gate=gate, on_recorder=attach_control, scrubber=FrameScrubber()
+            )
         finally:
             for local in control:
                 local.stop()
@@ -106,4 +126,5 @@ def run_agent(config: AgentConfig, console: Console) -> int:
                 f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes ({left} pending)"
             )
         watcher.stop()
+        deferred_scrub.close()
         store.close()

@@ -172,6 +172,7 @@ def build(
 ) -> None:
     """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report)."""
     from demotrace.dataset.build import ALL_FORMATS, build_dataset
+    from demotrace.framecodec import resolving_loader
 
     if (spool is None) == (from_server is None):
         raise fail("give exactly one of --spool DIR or --from-server DIR")
@@ -186,7 +187,9 @@ def build(
             raise fail(f"{spool} is not a spool folder (no spool.db)")
         try:
             store = open_spool(spool, key)
-            summary = build_dataset(store.batches(), store.load_frame, out, idle_gap=idle_gap, formats=chosen)
+            summary = build_dataset(
+                store.batches(), resolving_loader(store.load_frame), out, idle_gap=idle_gap, formats=chosen
+            )
         except SpoolError as error:
             raise fail(str(error)) from error
     else:
@@ -197,7 +200,7 @@ def build(
             raise fail(f"{from_server} is not a collector data folder")
         reader = CollectorReader(from_server)
         summary = build_dataset(
-            reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap, formats=chosen
+            reader.iter_batches(), resolving_loader(reader.load_frame), out, idle_gap=idle_gap, formats=chosen
         )
     print_build_summary(summary)
 

@@ -57,13 +57,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
 from demotrace.capture.blackout import Box, black_boxes, blackout_bgra
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
+from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import FrameEncoder, PowerState, choose_encoding
 from demotrace.model import (
     Batch,
@@ -92,8 +93,12 @@ from demotrace.policy import (
     is_password_window,
     load_policy,
 )
+from demotrace.redact.screen import OcrError
 from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
 from demotrace.spool import Spool, SpoolError, open_spool
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 RECORDER_VERSION = "0.1.0"
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ _MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN, _GATE
 MAX_RAW_PATH_POINTS = 500
 # Frame requests waiting for the grabber; more than this while it is busy are dropped (bursts of clicks).
 MAX_PENDING_FRAMES = 4
+STOP_DRAIN_SECONDS = 0.3
 LATENCY_SAMPLES = 1 << 16  # per listener; a power of two so the ring index is a mask
 LISTENER_READY_SECONDS = 10.0
 _BUTTON_NAMES: dict[str, ButtonName] = {"left": "left", "right": "right", "middle": "middle"}
@@ -320,26 +326,52 @@ def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall:
     )
 
 
+@dataclass
+class _Grabbed:
+    """Raw pixels of one grab, on their way from the grab thread to the scrub-and-encode thread."""
+
+    image: Image.Image
+    monitor: Monitor
+    grabbed_ns: int
+    trigger: str
+    stamp_ns: int
+    window_id: int
+
+
 class _FrameGrabber:
-    """Grabs, encodes and spools frames on its own thread, then reports FrameTaken on the event queue."""
+    """Grabs frames on one thread (at once: the frame must show the screen before the action), then
+    scrubs (OCR redaction), encodes and spools them on another, and reports FrameTaken on the event
+    queue. OCR takes a second or more: it must never delay the next grab."""
 
     def __init__(
-        self, recorder: Recorder, layout: ScreenLayout, clock: _Clock, platform: DesktopPlatform
+        self,
+        recorder: Recorder,
+        layout: ScreenLayout,
+        clock: _Clock,
+        platform: DesktopPlatform,
+        scrubber: FrameScrubber | None = None,
     ) -> None:
         self._recorder = recorder
         self._layout = layout
         self._clock = clock
         self._platform = platform
         self._requests: queue.Queue[tuple[str, int, int, int, int] | None] = queue.Queue(MAX_PENDING_FRAMES)
+        # Bounded: raw 1080p frames are 8 MB each; a full queue makes the grab thread wait.
+        self._grabbed: queue.Queue[_Grabbed | None] = queue.Queue(MAX_PENDING_FRAMES)
         self._thread = threading.Thread(target=self._run, name="demotrace-frames", daemon=True)
+        self._encode_thread = threading.Thread(target=self._run_encode, name="demotrace-encode", daemon=True)
         self.frame_bytes: list[int] = []
         self._encoder = FrameEncoder(choose_encoding(PowerState()))
+        self._scrubber = scrubber
+        self.scrub_cpu_seconds = 0.0
+        self.frames_held = 0
         # The focused window's id, written by the processing thread; a change makes the next frame a key.
         self.window_id = 0
         self._encoded_window_id: int | None = None
 
     def start(self) -> None:
         self._thread.start()
+        self._encode_thread.start()
 
     def request(self, trigger: str, stamp_ns: int, x: int, y: int) -> bool:
         try:
@@ -350,9 +382,13 @@ class _FrameGrabber:
         return True
 
     def finish(self) -> None:
-        """Grab what was asked for, then end. Blocks (the queue is short) so no request is lost."""
+        """Grab, scrub and encode what was asked for, then end. Blocks so no request is lost."""
         self._requests.put(None)
         self._thread.join()
+        self._encode_thread.join()
+
+    def _done(self, taken: FrameTaken | None) -> None:
+        self._recorder._events.put_nowait((_FRAME_DONE, taken))
 
     def _run(self) -> None:
         import mss
@@ -366,55 +402,88 @@ class _FrameGrabber:
         try:
             # Every request gets a _FRAME_DONE, even a failed one: the processor counts them.
             while (request := self._requests.get()) is not None:
-                taken: FrameTaken | None = None
+                grabbed: _Grabbed | None = None
                 try:
                     if screen is not None:
-                        taken = self._grab(screen, *request)
+                        grabbed = self._grab(screen, *request)
                 except _CaptureNotAllowed:
                     pass  # the screen went out of bounds between the request and the grab
-                except SpoolError as failure:
-                    recorder._fail(RecorderError(f"cannot write a frame to the spool: {failure}"))
                 except Exception:
                     log.exception("frame grab failed; the action is recorded without a frame")
-                finally:
-                    recorder._events.put_nowait((_FRAME_DONE, taken))
+                if grabbed is None:
+                    self._done(None)
+                else:
+                    self._grabbed.put(grabbed)
         finally:
+            self._grabbed.put(None)
             if screen is not None:
                 screen.close()
 
-    def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> FrameTaken:
-        recorder = self._recorder
+    def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> _Grabbed:
         monitor = frame_policy.monitor_at(self._layout.monitors, x, y)
         grabbed_ns = time.perf_counter_ns()
         image = frame_policy.grab_image(screen, monitor)
-        # A key frame (self-contained) at the start and after every window switch; deltas otherwise.
-        encoded = self._encoder.encode(image, monitor, key=window_id != self._encoded_window_id)
-        self._encoded_window_id = window_id
+        return _Grabbed(image, monitor, grabbed_ns, trigger, stamp_ns, window_id)
+
+    def _run_encode(self) -> None:
+        recorder = self._recorder
+        while (grabbed := self._grabbed.get()) is not None:
+            taken: FrameTaken | None = None
+            try:
+                taken = self._encode(grabbed)
+            except OcrError as failure:
+                # No frame rather than an unscrubbed one.
+                log.error("screen scrub failed, the frame is dropped: %s", failure)
+            except SpoolError as failure:
+                recorder._fail(RecorderError(f"cannot write a frame to the spool: {failure}"))
+            except Exception:
+                log.exception("frame encoding failed; the action is recorded without a frame")
+            finally:
+                self._done(taken)
+
+    def _encode(self, grabbed: _Grabbed) -> FrameTaken:
+        recorder = self._recorder
+        image, monitor = grabbed.image, grabbed.monitor
+        held = False
+        if self._scrubber is not None:
+            state, policy = recorder.gate.state, recorder.gate.policy
+            if state.on_battery and policy.defer_ocr_on_battery:
+                # Scrubbed later, on mains power; until then it is never offered for upload.
+                held = True
+            else:
+                started = time.thread_time()
+                image = self._scrubber.scrub(image, monitor)
+                self.scrub_cpu_seconds += time.thread_time() - started
+        # A key frame (self-contained) at the start, after every window switch and for held frames
+        # (the scrub worker rewrites them whole); deltas otherwise — never against a held frame.
+        key = held or grabbed.window_id != self._encoded_window_id
+        encoded = self._encoder.encode(image, monitor, key=key)
+        self._encoded_window_id = None if held else grabbed.window_id
         frame = encoded.to_frame(
             session_id=recorder.session_id,
             device_id=recorder.device_id,
-            t=self._clock.t(grabbed_ns),
-            wall=self._clock.wall(grabbed_ns),
+            t=self._clock.t(grabbed.grabbed_ns),
+            wall=self._clock.wall(grabbed.grabbed_ns),
             left=monitor.left,
             top=monitor.top,
         )
         try:
-            recorder.spool.append([frame])
+            recorder.spool.append([frame], held=held)
         except BaseException:
             self._encoder.reset()  # no later frame may refer to one that was never stored
             raise
+        self.frames_held += held
         self.frame_bytes.append(len(encoded.data))
-        frame_id = encoded.frame_id
         return FrameTaken(
-            t=self._clock.t(stamp_ns),
-            wall=self._clock.wall(stamp_ns),
-            frame_id=frame_id,
+            t=self._clock.t(grabbed.stamp_ns),
+            wall=self._clock.wall(grabbed.stamp_ns),
+            frame_id=encoded.frame_id,
             left=monitor.left,
             top=monitor.top,
             width=encoded.width,
             height=encoded.height,
-            trigger=trigger,
-            grabbed_t=self._clock.t(grabbed_ns),
+            trigger=grabbed.trigger,
+            grabbed_t=self._clock.t(grabbed.grabbed_ns),
         )
 
 
@@ -927,12 +996,15 @@ class Recorder:
         on_stopping: Callable[[], None] | None = None,
         gate: CaptureGate | None = None,
         password_probes: Sequence[PasswordProbe] = (),
+        scrubber: FrameScrubber | None = None,
     ) -> None:
         self.spool = spool
         self.device_id = device_id
         self.display = display
         self.gate = gate if gate is not None else CaptureGate(DEFAULT_LOCAL_POLICY)
         self.password_probes = tuple(password_probes)
+        # OCR redaction of every frame before it is encoded; None: frames are not scrubbed (tests only).
+        self.scrubber = scrubber
         self.batch_seconds = batch_seconds
         self.batch_max_events = batch_max_events
         self.session_id = uuid.uuid4().hex
@@ -993,6 +1065,13 @@ class Recorder:
     def frame_sizes(self) -> list[int]:
         """Encoded bytes of every frame grabbed in this session."""
         return list(self._grabber.frame_bytes) if self._grabber is not None else []
+
+    def scrub_cpu_seconds(self) -> float:
+        """CPU time spent on OCR redaction of frames (benchmarks report it apart from the rest)."""
+        return self._grabber.scrub_cpu_seconds if self._grabber is not None else 0.0
+
+    def frames_held(self) -> int:
+        return self._grabber.frames_held if self._grabber is not None else 0
 
     def mark(self, kind: str, text: str = "") -> None:
         """Write a ``Marker(kind, text)`` now, such as ``task_start`` with the task's words or
@@ -1092,7 +1171,7 @@ class Recorder:
             wall=clock.start_wall,
             recorder_version=RECORDER_VERSION,
         )
-        grabber = _FrameGrabber(self, layout, clock, platform)
+        grabber = _FrameGrabber(self, layout, clock, platform, self.scrubber)
         self._grabber = grabber
 
         def accessibility_probe(_window: WindowInfo | None) -> bool | None:
@@ -1131,6 +1210,10 @@ class Recorder:
             self._stopping = True
             if self._on_stopping is not None:
                 self._on_stopping()
+            if listeners and self._failure is None:
+                # Input the user gave just before asking to stop may still be on its way from the
+                # X server over the RECORD connection: let it arrive.
+                time.sleep(STOP_DRAIN_SECONDS)
             _stop_listeners(listeners, self.display)
             if watch is not None:
                 watch.stop()
@@ -1151,6 +1234,7 @@ def record_until_signal(
     status: TextIO | None = sys.stderr,
     gate: CaptureGate | None = None,
     on_recorder: Callable[[Recorder], None] | None = None,
+    scrubber: FrameScrubber | None = None,
 ) -> int:
     """Record until SIGINT or SIGTERM; returns the exit code (0 clean stop, 1 error, printed to stderr).
 
@@ -1177,6 +1261,7 @@ def record_until_signal(
         on_started=started,
         on_stopping=on_stopping,
         gate=gate,
+        scrubber=scrubber,
     )
     if on_recorder is not None:
         on_recorder(recorder)  # e.g. the control socket, which needs recorder.mark for task markers
@@ -1197,6 +1282,13 @@ def record_until_signal(
             file=status,
             flush=True,
         )
+        if recorder.scrubber is not None:
+            print(
+                f"demotrace: screen scrub {recorder.scrub_cpu_seconds():.2f} CPU-s,"
+                f" {recorder.frames_held()} frames held for a deferred scrub",
+                file=status,
+                flush=True,
+            )
     return 0
 
 
