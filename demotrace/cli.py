@@ -169,10 +169,12 @@ def build(
             "--format", help="Export format, repeatable: agentnet, parquet, webdataset, adp (default: all)."
         ),
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (one process) or ray (Ray Data over this machine's cores).")
+    ] = "local",
 ) -> None:
     """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report)."""
     from demotrace.dataset.build import ALL_FORMATS, build_dataset
-    from demotrace.framecodec import resolving_loader
 
     if (spool is None) == (from_server is None):
         raise fail("give exactly one of --spool DIR or --from-server DIR")
@@ -180,6 +182,10 @@ def build(
     if unknown:
         raise fail(f"unknown --format {', '.join(unknown)} (known: {', '.join(ALL_FORMATS)})")
     chosen = [name for name in ALL_FORMATS if name in formats] if formats else list(ALL_FORMATS)
+    if engine not in ("local", "ray"):
+        raise fail(f"unknown --engine {engine} (known: local, ray)")
+    if engine == "ray":
+        from demotrace.dataset.distributed import CollectorFrames, SpoolFrames, build_dataset_ray
     if spool is not None:
         from demotrace.spool import SpoolError, open_spool
 
@@ -187,9 +193,14 @@ def build(
             raise fail(f"{spool} is not a spool folder (no spool.db)")
         try:
             store = open_spool(spool, key)
-            summary = build_dataset(
-                store.batches(), resolving_loader(store.load_frame), out, idle_gap=idle_gap, formats=chosen
-            )
+            if engine == "ray":
+                summary = build_dataset_ray(
+                    store.batches(), SpoolFrames(spool, key), out, idle_gap=idle_gap, formats=chosen
+                )
+            else:
+                summary = build_dataset(
+                    store.batches(), store.load_frame, out, idle_gap=idle_gap, formats=chosen
+                )
         except SpoolError as error:
             raise fail(str(error)) from error
     else:
@@ -199,9 +210,14 @@ def build(
         if not from_server.is_dir():
             raise fail(f"{from_server} is not a collector data folder")
         reader = CollectorReader(from_server)
-        summary = build_dataset(
-            reader.iter_batches(), resolving_loader(reader.load_frame), out, idle_gap=idle_gap, formats=chosen
-        )
+        if engine == "ray":
+            summary = build_dataset_ray(
+                reader.iter_batches(), CollectorFrames(from_server), out, idle_gap=idle_gap, formats=chosen
+            )
+        else:
+            summary = build_dataset(
+                reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap, formats=chosen
+            )
     print_build_summary(summary)
 
 

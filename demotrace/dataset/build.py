@@ -53,9 +53,10 @@ from demotrace.dataset.privacy import (
     scrub_actions,
     scrub_markers,
 )
-from demotrace.dataset.quality import DROP_REASONS, QualityConfig, filter_episodes
+from demotrace.dataset.quality import DROP_REASONS, QualityConfig, QualityCounts, filter_episodes
 from demotrace.dataset.reduce import reduce_events
 from demotrace.dataset.report import REPORT_FILE, ReportFigures, count_redactions, render_report, steps_by_app
+from demotrace.framecodec import resolving_loader
 from demotrace.model import Batch, Event, Frame, SessionHeader
 
 TRAJECTORIES_FILE = "trajectories.jsonl"
@@ -129,27 +130,44 @@ class SessionEvents:
     events: list[Event]
 
 
+def session_events(session_id: str, batches: Iterable[Batch]) -> SessionEvents | None:
+    """One session from its batches in arrival order (one copy per batch_id, in seq order, events
+    sorted by t); None without a header."""
+    by_id: dict[str, Batch] = {}
+    for batch in batches:
+        # An upload may be retried: the same batch_id twice carries the same events.
+        by_id.setdefault(batch.batch_id, batch)
+    ordered = sorted(by_id.values(), key=lambda batch: batch.seq)
+    header = next((batch.header for batch in ordered if batch.header is not None), None)
+    if header is None:
+        return None
+    events = [event for batch in ordered for event in batch.events]
+    events.sort(key=lambda event: event.t)  # stable: equal times keep their recorded order
+    return SessionEvents(session_id, header, events)
+
+
+def session_order(start_wall: float, session_id: str) -> tuple[float, str]:
+    """Where a session goes in a dataset: by start time, then id (every engine writes this order)."""
+    return (start_wall, session_id)
+
+
 def collect_sessions(records: Iterable[Batch]) -> tuple[list[SessionEvents], int]:
-    """Group batches into sessions (one copy per batch_id, in seq order, events sorted by t).
+    """Group batches into sessions (see ``session_events``).
 
     Returns the sessions, ordered by start time, and how many sessions had no header.
     """
     batches_by_session: dict[str, dict[str, Batch]] = {}
     for batch in records:
-        # An upload may be retried: the same batch_id twice carries the same events.
         batches_by_session.setdefault(batch.session_id, {}).setdefault(batch.batch_id, batch)
     sessions: list[SessionEvents] = []
     without_header = 0
     for session_id, by_id in batches_by_session.items():
-        batches = sorted(by_id.values(), key=lambda batch: batch.seq)
-        header = next((batch.header for batch in batches if batch.header is not None), None)
-        if header is None:
+        session = session_events(session_id, by_id.values())
+        if session is None:
             without_header += 1
-            continue
-        events = [event for batch in batches for event in batch.events]
-        events.sort(key=lambda event: event.t)  # stable: equal times keep their recorded order
-        sessions.append(SessionEvents(session_id, header, events))
-    sessions.sort(key=lambda session: (session.header.wall, session.session_id))
+        else:
+            sessions.append(session)
+    sessions.sort(key=lambda session: session_order(session.header.wall, session.session_id))
     return sessions, without_header
 
 
@@ -182,14 +200,13 @@ class _ImageWriter:
         self._load_frame = load_frame
         self._images_dir = images_dir
         self._name_of = name_of
-        self._written: dict[str, ImageRef | None] = {}
-        self.frames_written = 0
-        self.image_bytes = 0
+        self.refs: dict[str, ImageRef | None] = {}  # by frame id; None: the frame could not be loaded
+        self.files: dict[str, int] = {}  # file name → bytes
 
     def image_for(self, frame_id: str) -> ImageRef | None:
-        if frame_id not in self._written:
-            self._written[frame_id] = self._write(frame_id)
-        return self._written[frame_id]
+        if frame_id not in self.refs:
+            self.refs[frame_id] = self._write(frame_id)
+        return self.refs[frame_id]
 
     def _write(self, frame_id: str) -> ImageRef | None:
         frame = self._load_frame(frame_id)
@@ -197,8 +214,7 @@ class _ImageWriter:
             return None
         name = f"{image_stem(self._name_of(frame_id))}.{image_extension(frame.media_type)}"
         (self._images_dir / name).write_bytes(frame.data)
-        self.frames_written += 1
-        self.image_bytes += len(frame.data)
+        self.files[name] = len(frame.data)
         region = ImageRegion(left=frame.left, top=frame.top, width=frame.width, height=frame.height)
         return ImageRef(path=f"{IMAGES_DIR}/{name}", region=region)
 
@@ -215,13 +231,12 @@ def _jsonl(trajectories: Sequence[Trajectory]) -> bytes:
     return b"".join(encoder.encode(trajectory) + b"\n" for trajectory in trajectories)
 
 
-def _scrubber_for(sessions: Sequence[SessionEvents], extra_names: KnownNames | None) -> Scrubber:
+def dataset_scrubber(
+    session_ids: Sequence[str], device_ids: Iterable[str], extra_names: KnownNames | None
+) -> Scrubber:
     """Names to scrub: this machine's user and host, the caller's, and every raw device and session id
     of the dataset (an id typed or shown in a title would undo its pseudonym)."""
-    own_ids = KnownNames(
-        device_ids=tuple(sorted({session.header.device_id for session in sessions})),
-        session_ids=tuple(session.session_id for session in sessions),
-    )
+    own_ids = KnownNames(device_ids=tuple(sorted(set(device_ids))), session_ids=tuple(session_ids))
     names = local_names().merged(own_ids)
     if extra_names is not None:
         names = names.merged(extra_names)
@@ -286,6 +301,96 @@ def _remove_unrequested(out_dir: Path, formats: Collection[ExportFormat]) -> Non
             shard.unlink()
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """The checked settings of one build; picklable, so a distributed engine can hand it to workers."""
+
+    out_dir: Path
+    formats: tuple[ExportFormat, ...]
+    idle_gap: float
+    quality: QualityConfig
+    shard_limits: ShardLimits
+    pseudonyms: Pseudonyms
+    key_path: Path | None  # the key file read or created; None when the caller passed the key
+    extra_names: KnownNames | None
+    describer: DescriberConfig | None
+
+    @property
+    def images_dir(self) -> Path:
+        return self.out_dir / IMAGES_DIR
+
+
+def prepare_build(
+    out_dir: Path,
+    idle_gap: float = DEFAULT_IDLE_GAP_S,
+    *,
+    formats: Collection[ExportFormat] = ALL_FORMATS,
+    quality: QualityConfig | None = None,
+    pseudonym_key: bytes | None = None,
+    extra_names: KnownNames | None = None,
+    describer: DescriberConfig | None = None,
+    shard_limits: ShardLimits | None = None,
+) -> BuildOptions:
+    """Check the settings, create the images folder and read (or create) the pseudonym key."""
+    unknown = set(formats) - set(ALL_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown dataset formats: {sorted(unknown)} (known: {list(ALL_FORMATS)})")
+    (out_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    key_path: Path | None = None
+    key = pseudonym_key
+    if key is None:
+        key_path = default_key_path(out_dir)
+        key = load_or_create_key(key_path)
+    return BuildOptions(
+        out_dir=out_dir,
+        formats=tuple(name for name in ALL_FORMATS if name in formats),
+        idle_gap=idle_gap,
+        quality=quality if quality is not None else QualityConfig(),
+        shard_limits=shard_limits if shard_limits is not None else ShardLimits(),
+        pseudonyms=Pseudonyms(key),
+        key_path=key_path,
+        extra_names=extra_names,
+        describer=describer,
+    )
+
+
+@dataclass(frozen=True)
+class SessionOutput:
+    """What one session contributes to a dataset; merged in session order by ``write_dataset``."""
+
+    episodes: list[Episode]  # kept ones, scrubbed and pseudonymous (frame ids still raw)
+    quality: QualityCounts
+    images: dict[str, ImageRef | None]  # raw frame id → where its frame was written (None: not found)
+    image_files: dict[str, int]  # file name in images/ → bytes
+
+
+def process_session(
+    session: SessionEvents,
+    options: BuildOptions,
+    scrubber: Scrubber,
+    load_frame: Callable[[str], Frame | None],
+) -> SessionOutput:
+    """Reduce, scrub, split and filter one session and write the frames of its kept episodes: the unit
+    of work of every engine (sessions are independent once the dataset's scrubber is known)."""
+    episodes = private_episodes([session], options.pseudonyms, scrubber, options.idle_gap)
+    kept, counts = filter_episodes(episodes, options.quality)
+    writer = _ImageWriter(load_frame, options.images_dir, name_of=options.pseudonyms.frame)
+    for episode in kept:
+        for action in episode.actions:
+            if action.frame_id is not None:
+                writer.image_for(action.frame_id)
+    return SessionOutput(kept, counts, writer.refs, writer.files)
+
+
+def _merged_quality(counts: Iterable[QualityCounts]) -> QualityCounts:
+    kept = 0
+    dropped: Counter[str] = Counter()
+    for count in counts:
+        kept += count.kept
+        dropped.update(count.dropped)
+    return QualityCounts(kept=kept, dropped={reason: dropped[reason] for reason in DROP_REASONS})
+
+
 def build_dataset(
     records: Iterable[Batch],
     load_frame: Callable[[str], Frame | None],
@@ -307,28 +412,55 @@ def build_dataset(
     ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
     ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
     """
-    unknown = set(formats) - set(ALL_FORMATS)
-    if unknown:
-        raise ValueError(f"unknown dataset formats: {sorted(unknown)} (known: {list(ALL_FORMATS)})")
-    quality = quality if quality is not None else QualityConfig()
-    shard_limits = shard_limits if shard_limits is not None else ShardLimits()
-    images_dir = out_dir / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    key_path = default_key_path(out_dir)
-    pseudonyms = Pseudonyms(pseudonym_key if pseudonym_key is not None else load_or_create_key(key_path))
-    writer = _ImageWriter(load_frame, images_dir, name_of=pseudonyms.frame)
-
-    sessions, without_header = collect_sessions(records)
-    scrubber = _scrubber_for(sessions, extra_names)
-    kept, quality_counts = filter_episodes(
-        private_episodes(sessions, pseudonyms, scrubber, idle_gap), quality
+    options = prepare_build(
+        out_dir,
+        idle_gap,
+        formats=formats,
+        quality=quality,
+        pseudonym_key=pseudonym_key,
+        extra_names=extra_names,
+        describer=describer,
+        shard_limits=shard_limits,
     )
+    sessions, without_header = collect_sessions(records)
+    scrubber = dataset_scrubber(
+        [session.session_id for session in sessions],
+        (session.header.device_id for session in sessions),
+        extra_names,
+    )
+    whole_frames = resolving_loader(load_frame)  # delta frames come back as whole images
+    outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
+    return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+
+
+def write_dataset(
+    options: BuildOptions,
+    outputs: Sequence[SessionOutput],
+    sessions: int,
+    sessions_without_header: int,
+    scrubber: Scrubber,
+    load_frame: Callable[[str], Frame | None],
+) -> BuildSummary:
+    """Describe (if asked), turn the sessions' episodes, in the order given, into trajectories and write
+    every export, the viewer, the report and the summary."""
+    out_dir, formats, shard_limits = options.out_dir, options.formats, options.shard_limits
+    images_dir = options.images_dir
+    kept = [episode for output in outputs for episode in output.episodes]
+    quality_counts = _merged_quality(output.quality for output in outputs)
+    images: dict[str, ImageRef | None] = {}
+    image_files: dict[str, int] = {}  # a frame shared by two sessions is one file, counted once
+    for output in outputs:
+        images.update(output.images)
+        image_files.update(output.image_files)
+    frames_written = len(image_files)
+    image_bytes = sum(image_files.values())
+
     describer_failures = 0
-    if describer is not None:
-        with ChatDescriber(describer) as chat:
+    if options.describer is not None:
+        with ChatDescriber(options.describer) as chat:
             kept = describe_episodes(kept, chat, scrubber, load_frame)
             describer_failures = chat.failures
-    trajectories = [episode_to_trajectory(episode, writer.image_for) for episode in kept]
+    trajectories = [episode_to_trajectory(episode, images.get) for episode in kept]
 
     _remove_unrequested(out_dir, formats)
     bytes_by_output: dict[str, int] = {}
@@ -372,7 +504,7 @@ def build_dataset(
     viewer = render_viewer(trajectories).encode()
     viewer_path = out_dir / VIEWER_FILE
     _write_atomically(viewer_path, viewer)
-    bytes_by_output["images"] = writer.image_bytes
+    bytes_by_output["images"] = image_bytes
     bytes_by_output["index.html"] = len(viewer)
 
     steps = [step for trajectory in trajectories for step in trajectory.traj]
@@ -392,7 +524,7 @@ def build_dataset(
             redactions_by_kind=redactions,
             quality={"kept": quality_counts.kept, **quality_counts.dropped},
             instructions_by_source=instructions_by_source,
-            frames_written=writer.frames_written,
+            frames_written=frames_written,
             steps_without_frame=steps_without_frame,
             bytes_by_output=dict(sorted(bytes_by_output.items())),
         )
@@ -401,16 +533,16 @@ def build_dataset(
     _write_atomically(report_path, report)
 
     summary = BuildSummary(
-        sessions=len(sessions),
-        sessions_without_header=without_header,
+        sessions=sessions,
+        sessions_without_header=sessions_without_header,
         episodes=len(trajectories),
         steps=len(steps),
         actions_by_kind=actions_by_kind,
-        frames_written=writer.frames_written,
+        frames_written=frames_written,
         steps_without_frame=steps_without_frame,
-        image_bytes=writer.image_bytes,
+        image_bytes=image_bytes,
         jsonl_bytes=len(jsonl),
-        total_bytes=writer.image_bytes + len(jsonl) + len(viewer),
+        total_bytes=image_bytes + len(jsonl) + len(viewer),
         out_dir=str(out_dir),
         trajectories_path=str(trajectories_path) if "agentnet" in formats else "",
         images_dir=str(images_dir),
@@ -420,7 +552,7 @@ def build_dataset(
         parquet_dir=str(out_dir / PARQUET_DIR) if "parquet" in formats else "",
         webdataset_dir=str(out_dir / WEBDATASET_DIR) if "webdataset" in formats else "",
         adp_path=str(adp_path) if "adp" in formats else "",
-        pseudonym_key_path=str(key_path) if pseudonym_key is None else "",
+        pseudonym_key_path=str(options.key_path) if options.key_path is not None else "",
         formats=[name for name in ALL_FORMATS if name in formats],
         episodes_dropped={reason: quality_counts.dropped[reason] for reason in DROP_REASONS},
         instructions_by_source=instructions_by_source,

@@ -125,7 +125,10 @@ def render_report(figures: ReportFigures, title: str = "demotrace dataset report
     apps = dict(list(figures.steps_by_app.items())[:TOP_APPS])
     lengths = {f"{length} step(s)": n for length, n in sorted(Counter(figures.episode_lengths).items())}
     storage = {"frames written": figures.frames_written, "steps without frame": figures.steps_without_frame}
-    with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False, "font.size": 9}):
+    # A fixed hash salt makes the SVG ids, and so the report, the same for the same data.
+    with matplotlib.rc_context(
+        {"svg.fonttype": "none", "svg.hashsalt": "demotrace", "text.parse_math": False, "font.size": 9}
+    ):
         sections = [
             _section("Episodes kept and dropped", figures.quality, _bars("episodes")),
             _section("Action types", figures.actions_by_kind, _bars("steps by action")),

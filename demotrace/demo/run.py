@@ -196,7 +196,6 @@ def record_scripted_session(
     from demotrace.dataset.load import load_actions
     from demotrace.demo.desktop import VirtualDesktop
     from demotrace.demo.script import run_scripted_session, start_demo_apps
-    from demotrace.framecodec import resolving_loader
 
     def say(message: str) -> None:
         if console is not None:
@@ -230,7 +229,7 @@ def record_scripted_session(
             if recorder_exit != 0:
                 say(recorder_output.text())
             reader = CollectorReader(collector_data)
-            summary = build_dataset(reader.iter_batches(), resolving_loader(reader.load_frame), dataset)
+            summary = build_dataset(reader.iter_batches(), reader.load_frame, dataset)
         finally:
             stop_process(collector)
             del collector_output

@@ -1,0 +1,246 @@
+"""Dataset build throughput: the local engine on one core against Ray Data on two.
+
+    .venv/bin/python bench/build.py                          # 40 sessions x 60 steps, seed 1
+    .venv/bin/python bench/build.py --sessions 200 --steps 100 --cpus 2
+
+Generates a synthetic fleet (seeded: N sessions of M steps — clicks, typing, hotkeys, scrolls — each step
+after its own small real PNG frame) in a real encrypted spool, builds every export from it with both
+engines, and prints steps per second per core. Ray's start-up (``ray.init``) is timed apart, and Ray
+builds twice: the first build also pays for starting and warming its worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from demotrace.dataset.build import build_dataset
+from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+from demotrace.model import (
+    Batch,
+    Button,
+    Event,
+    Frame,
+    FrameTaken,
+    Key,
+    Monitor,
+    Record,
+    Scroll,
+    SessionHeader,
+    Window,
+)
+from demotrace.spool import Spool, load_or_create_key
+
+WALL0 = 1_700_000_000.0
+SCREEN_W, SCREEN_H = 1280, 800
+FRAME_W, FRAME_H = 160, 100
+EVENTS_PER_BATCH = 50
+KEY = bytes(range(32))
+WORDS = ["report", "budget", "meeting", "invoice", "draft", "review", "plan", "notes"]
+APPS = [
+    ("libreoffice-writer", "Report.odt - LibreOffice Writer"),
+    ("firefox", "Inbox - Mail"),
+    ("xterm", "xterm"),
+]
+
+
+def png_frame(rng: random.Random) -> bytes:
+    """A small screenshot-like PNG: a few flat rectangles (compresses like a real UI, unlike noise)."""
+    image = Image.new("RGB", (FRAME_W, FRAME_H), (240, 240, 240))
+    for _ in range(6):
+        left, top = rng.randrange(FRAME_W - 20), rng.randrange(FRAME_H - 10)
+        box = (left, top, left + rng.randrange(10, 60), top + rng.randrange(5, 30))
+        image.paste((rng.randrange(256), rng.randrange(256), rng.randrange(256)), box)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def step_events(rng: random.Random, t: float) -> tuple[list[Event], float]:
+    """One action starting at ``t``, and when the next may start."""
+
+    def at(offset: float) -> tuple[float, float]:
+        return t + offset, WALL0 + t + offset
+
+    choice = rng.random()
+    if choice < 0.4:
+        x, y = rng.randrange(SCREEN_W), rng.randrange(SCREEN_H)
+        (t0, w0), (t1, w1) = at(0.0), at(0.05)
+        events: list[Event] = [
+            Button(t=t0, wall=w0, down=True, button="left", x=x, y=y),
+            Button(t=t1, wall=w1, down=False, button="left", x=x, y=y),
+        ]
+        return events, t + 1.0
+    if choice < 0.75:
+        events = []
+        for index, char in enumerate(" ".join(rng.sample(WORDS, 2))):
+            name = "space" if char == " " else char
+            (t0, w0), (t1, w1) = at(index * 0.1), at(index * 0.1 + 0.03)
+            events += [
+                Key(t=t0, wall=w0, down=True, key=name, char=char),
+                Key(t=t1, wall=w1, down=False, key=name, char=char),
+            ]
+        return events, t + 0.1 * len(events) / 2 + 2.5  # a pause after typing ends the text
+    if choice < 0.85:
+        (t0, w0), (t1, w1), (t2, w2), (t3, w3) = at(0.0), at(0.05), at(0.1), at(0.15)
+        events = [
+            Key(t=t0, wall=w0, down=True, key="ctrl_l"),
+            Key(t=t1, wall=w1, down=True, key="s", char="\x13", modifiers=["ctrl"]),
+            Key(t=t2, wall=w2, down=False, key="s", char="\x13", modifiers=["ctrl"]),
+            Key(t=t3, wall=w3, down=False, key="ctrl_l"),
+        ]
+        return events, t + 1.0
+    t0, w0 = at(0.0)
+    scroll = Scroll(t=t0, wall=w0, x=rng.randrange(SCREEN_W), y=rng.randrange(SCREEN_H), dx=0, dy=-3)
+    return [scroll], t + 1.0
+
+
+def synthetic_session(rng: random.Random, index: int, steps: int) -> list[Record]:
+    session_id, device_id = f"session-{index:05d}", f"device-{index % 17:03d}"
+    start = index * 10_000.0
+    app, title = APPS[index % len(APPS)]
+    events: list[Event] = [
+        Window(
+            t=start,
+            wall=WALL0 + start,
+            app=app,
+            title=title,
+            pid=1,
+            x=0,
+            y=0,
+            width=SCREEN_W,
+            height=SCREEN_H,
+        )
+    ]
+    frames: list[Record] = []
+    t = start + 1.0
+    for step in range(steps):
+        frame_id = f"{session_id}-frame-{step:05d}"
+        events.append(
+            FrameTaken(
+                t=t,
+                wall=WALL0 + t,
+                frame_id=frame_id,
+                left=0,
+                top=0,
+                width=FRAME_W,
+                height=FRAME_H,
+                trigger="key",
+            )
+        )
+        frames.append(
+            Frame(
+                frame_id=frame_id,
+                session_id=session_id,
+                device_id=device_id,
+                t=t,
+                wall=WALL0 + t,
+                left=0,
+                top=0,
+                width=FRAME_W,
+                height=FRAME_H,
+                media_type="image/png",
+                data=png_frame(rng),
+            )
+        )
+        action, t = step_events(rng, t)
+        events += action
+    header = SessionHeader(
+        session_id=session_id,
+        device_id=device_id,
+        platform="x11",
+        screen_width=SCREEN_W,
+        screen_height=SCREEN_H,
+        monitors=[Monitor(left=0, top=0, width=SCREEN_W, height=SCREEN_H)],
+        double_click_ms=400,
+        double_click_px=4,
+        t=start,
+        wall=WALL0 + start,
+    )
+    batches: list[Record] = [
+        Batch(
+            batch_id=f"{session_id}-b{seq}",
+            session_id=session_id,
+            device_id=device_id,
+            seq=seq,
+            events=events[offset : offset + EVENTS_PER_BATCH],
+            header=header if seq == 0 else None,
+        )
+        for seq, offset in enumerate(range(0, len(events), EVENTS_PER_BATCH))
+    ]
+    return frames + batches
+
+
+def write_fleet(spool: Spool, sessions: int, steps: int, seed: int) -> None:
+    rng = random.Random(seed)
+    for index in range(sessions):
+        spool.append(synthetic_session(rng, index, steps))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60, help="steps per session")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--out", type=Path, default=None, help="keep the spool and datasets here")
+    args = parser.parse_args()
+    console = Console()
+    out = args.out or Path(tempfile.mkdtemp(prefix="demotrace-bench-build-"))
+    key_path = out / "spool.key"
+    spool = Spool(out / "spool", load_or_create_key(key_path))
+    started = time.perf_counter()
+    write_fleet(spool, args.sessions, args.steps, args.seed)
+    spool_mb = spool.stats()["sealed_bytes"] / 1e6
+    console.print(
+        f"fleet: {args.sessions} sessions x {args.steps} steps, seed {args.seed}, "
+        f"spool {spool_mb:.1f} MB, written in {time.perf_counter() - started:.1f} s"
+    )
+
+    rows: list[tuple[str, int, float, int]] = []  # engine, cores, seconds, steps
+    started = time.perf_counter()
+    local = build_dataset(spool.batches(), spool.load_frame, out / "local", pseudonym_key=KEY)
+    rows.append(("local", 1, time.perf_counter() - started, local.steps))
+
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=args.cpus, include_dashboard=False)
+    ray_start = time.perf_counter() - started
+    frames = SpoolFrames(out / "spool", key_path)
+    try:
+        for label in ("ray, 1st build (cold workers)", "ray, 2nd build"):
+            started = time.perf_counter()
+            summary = build_dataset_ray(spool.batches(), frames, out / "ray", pseudonym_key=KEY)
+            rows.append((label, args.cpus, time.perf_counter() - started, summary.steps))
+    finally:
+        ray.shutdown()
+        spool.close()
+
+    table = Table(title="dataset build (all exports)")
+    for column in ("engine", "cores", "seconds", "steps", "steps/s", "steps/s per core"):
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    for engine, cores, seconds, steps in rows:
+        rate = steps / seconds if seconds > 0 else 0.0
+        table.add_row(engine, str(cores), f"{seconds:.2f}", str(steps), f"{rate:.0f}", f"{rate / cores:.0f}")
+    console.print(table)
+    console.print(f"ray start-up (ray.init, num_cpus={args.cpus}): {ray_start:.1f} s, not in the rows above")
+    same = (out / "local" / "trajectories.jsonl").read_bytes() == (
+        out / "ray" / "trajectories.jsonl"
+    ).read_bytes()
+    console.print(f"trajectories.jsonl identical across engines: {same}   (outputs in {out})")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
