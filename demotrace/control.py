@@ -440,6 +440,10 @@ class ControlServer:
                 uid = peer_uid(conn)
                 if uid != os.getuid():
                     log.warning("control socket: refused a connection from uid %d", uid)
+                    # Take the request first (unread): closing before the client has written would
+                    # give it a broken pipe instead of this answer.
+                    conn.settimeout(CLIENT_IDLE_TIMEOUT)
+                    _read_line(conn.makefile("rb"))
                     _answer(
                         conn,
                         {

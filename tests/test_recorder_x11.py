@@ -264,7 +264,7 @@ def test_input_is_recorded_with_exact_positions_keys_paths_and_frames(
         assert following.t == frame.t and not isinstance(following, FrameTaken)
         assert frame.grabbed_t >= frame.t
     for frame in frames:
-        stored = spool.load_frame(frame.frame_id)
+        stored = resolving_loader(spool.load_frame)(frame.frame_id)
         assert isinstance(stored, Frame) and stored.media_type in ("image/png", "image/webp")
         image = Image.open(io.BytesIO(stored.data))
         image.load()
