@@ -24,8 +24,8 @@ from demotrace.capture.frames import TriggerState, choose_media_type, frame_trig
 from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
 from demotrace.dataset.load import load_actions
-from demotrace.framecodec import resolving_loader
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.framecodec import resolving_loader
 from demotrace.model import (
     Batch,
     Button,

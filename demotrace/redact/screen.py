@@ -53,6 +53,9 @@ CHANGE_LINE_PAD_PX = 24
 # Gap between stacked bands on the OCR canvas, so no line reads across two bands.
 BAND_GAP_PX = 16
 OCR_SCALE = 2
+# Tallest canvas handed to one Tesseract run, and the overlap of strips cut from taller regions.
+OCR_STRIP_PX = 400
+OCR_STRIP_OVERLAP_PX = 48
 # Tesseract "sparse text": finds words anywhere, in any layout (screens are not pages).
 OCR_PAGE_SEGMENTATION = 11
 # Leptonica's adaptive Otsu: one global threshold loses small light-on-white text next to a dark
@@ -314,8 +317,24 @@ def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
     return done.stdout.decode(errors="replace")
 
 
+def _whiten_solid_dark(grey: Image.Image, block: int = 8, dark: int = 40) -> Image.Image:
+    """Blocks that are dark all over (desktop background, our own black boxes, dark panels) painted
+    white: Tesseract's thresholding misreads text beside large dark areas, and no text stroke fills a
+    whole block."""
+    import numpy as np
+
+    pixels = np.asarray(grey).copy()
+    rows, columns = pixels.shape[0] // block, pixels.shape[1] // block
+    if rows == 0 or columns == 0:
+        return grey
+    blocks = pixels[: rows * block, : columns * block].reshape(rows, block, columns, block)
+    solid = blocks.max(axis=(1, 3)) < dark
+    blocks[solid[:, None, :, None].repeat(block, axis=1).repeat(block, axis=3)] = 255
+    return Image.fromarray(pixels)
+
+
 def _for_ocr(image: Image.Image, scale: int) -> Image.Image:
-    grey = image.convert("L")
+    grey = _whiten_solid_dark(image.convert("L"))
     if scale == 1:
         return grey
     return grey.resize((grey.width * scale, grey.height * scale), Image.Resampling.BICUBIC)
@@ -365,10 +384,60 @@ def ocr_words(
     chosen = settings or OcrSettings()
     if regions is not None and not regions:
         return []
-    if regions is None:
-        return parse_tsv(run_tesseract(_for_ocr(image, chosen.scale), chosen), chosen.scale)
-    canvas, slots = stack_regions(image, regions)
-    return _unstack(parse_tsv(run_tesseract(_for_ocr(canvas, chosen.scale), chosen), chosen.scale), slots)
+    whole = regions if regions is not None else [Box(0, 0, image.width, image.height)]
+    # Tesseract misses small text (an xterm's 6x13 font) in a whole 1080p page that it reads in a strip
+    # of the same page: read tall regions in overlapping strips, a bounded canvas per run.
+    strips = [strip for region in whole for strip in _strips(region)]
+    words: list[OcrWord] = []
+    for group in _canvas_groups(strips):
+        canvas, slots = stack_regions(image, group)
+        words += _unstack(
+            parse_tsv(run_tesseract(_for_ocr(canvas, chosen.scale), chosen), chosen.scale), slots
+        )
+    return _without_duplicates(words)
+
+
+def _strips(region: Box) -> list[Box]:
+    """The region cut into strips of at most OCR_STRIP_PX rows, overlapping by OCR_STRIP_OVERLAP_PX so a
+    text line cut by one strip's edge is whole in the next."""
+    if region.height <= OCR_STRIP_PX:
+        return [region]
+    strips = []
+    top = region.top
+    while True:
+        bottom = min(top + OCR_STRIP_PX, region.bottom)
+        strips.append(Box(region.left, top, region.right, bottom))
+        if bottom >= region.bottom:
+            return strips
+        top = bottom - OCR_STRIP_OVERLAP_PX
+
+
+def _canvas_groups(strips: Sequence[Box]) -> list[list[Box]]:
+    """Strips in groups whose stacked height stays within OCR_STRIP_PX (one Tesseract run each)."""
+    groups: list[list[Box]] = []
+    height = 0
+    for strip in strips:
+        if groups and height + BAND_GAP_PX + strip.height <= OCR_STRIP_PX:
+            groups[-1].append(strip)
+            height += BAND_GAP_PX + strip.height
+        else:
+            groups.append([strip])
+            height = strip.height
+    return groups
+
+
+def _without_duplicates(words: Sequence[OcrWord]) -> list[OcrWord]:
+    """A word read twice in the overlap of two strips is kept once (same text, same place ±3 px)."""
+    kept: list[OcrWord] = []
+    for word in words:
+        if not any(
+            other.text == word.text
+            and abs(other.box.left - word.box.left) <= 3
+            and abs(other.box.top - word.box.top) <= 3
+            for other in kept
+        ):
+            kept.append(word)
+    return kept
 
 
 # --- lines and detection (pure) --------------------------------------------------------------------------
