@@ -51,6 +51,8 @@ class Figures:
     bytes_uploaded: int | None = None
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None
+    scrub_cpu_seconds: float = 0.0  # OCR redaction of frames in the recorder's own threads
+    ocr_child_cpu_seconds: float = 0.0  # the tesseract processes it ran (not in cpu_seconds)
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -104,7 +106,9 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             desktop.display, work / "spool", work / "spool.key", work / "device.json", url
         )
         process = psutil.Process(recorder.pid)
+        children_before = process.cpu_times().children_user + process.cpu_times().children_system
         actions, active, cpu, idle_cpu, wakeups = drive(desktop.display, work, [process], seconds, idle, seed)
+        children = process.cpu_times().children_user + process.cpu_times().children_system - children_before
         peak = peak_rss_bytes(recorder.pid)
         exit_code = stop_process(recorder)
         stop_process(collector)
@@ -113,6 +117,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         text = "\n".join(output.lines)
         uploaded = re.search(r"uploaded (\d+) records, (\d+) bytes", text)
         latency = re.search(r"callback latency p50=([\d.]+) us p99=([\d.]+) us", text)
+        scrub = re.search(r"screen scrub ([\d.]+) CPU-s", text)
         return Figures(
             name="demotrace",
             active_seconds=active,
@@ -125,6 +130,8 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             bytes_uploaded=int(uploaded.group(2)) if uploaded else None,
             latency_p50_us=float(latency.group(1)) if latency else None,
             latency_p99_us=float(latency.group(2)) if latency else None,
+            scrub_cpu_seconds=float(scrub.group(1)) if scrub else 0.0,
+            ocr_child_cpu_seconds=children,
         )
 
 
@@ -156,6 +163,15 @@ def report(figures: Figures) -> None:
     print(f"== {figures.name}")
     print(f"  session: {figures.active_seconds:.1f} s active, {figures.actions} actions injected")
     print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")
+    if figures.scrub_cpu_seconds or figures.ocr_child_cpu_seconds:
+        print(
+            f"    of which screen-OCR preparation: {figures.per_minute(figures.scrub_cpu_seconds):.3f};"
+            f" without it: {figures.per_minute(figures.cpu_seconds - figures.scrub_cpu_seconds):.3f}"
+        )
+        print(
+            "  screen OCR (tesseract processes): "
+            f"{figures.per_minute(figures.ocr_child_cpu_seconds):.3f} CPU-s per active minute"
+        )
     print(f"  idle: {figures.idle_cpu_seconds:.3f} CPU-s, {figures.idle_wakeups} context switches")
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
     print(f"  stored: {figures.per_hour(figures.bytes_stored) / mib:.1f} MiB per active hour")
