@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ def session_run(desktop: VirtualDesktop, tmp_path_factory: pytest.TempPathFactor
     try:
         before = read_app_state(state_file)
         injected = run_scripted_session(desktop.display, seed=7, app_state_file=state_file)
+        # The last click is in the X server when the driver returns; let the app handle it before
+        # it is stopped, as a person would (it writes its state on every change).
+        deadline = time.monotonic() + 5
+        while read_app_state(state_file).get("status_clicks", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         apps.stop()  # SIGTERM: the form writes its final state on the way out
     yield SessionRun(injected, before, read_app_state(state_file))

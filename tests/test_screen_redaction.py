@@ -351,3 +351,10 @@ def test_when_ocr_fails_every_held_frame_stays_held(tmp_path: Path) -> None:
         worker.close()
     assert spool.pending() == []
     assert len(spool.held()) == 1
+
+
+def test_an_email_whose_at_sign_ocr_misread_is_still_found() -> None:
+    from demotrace.redact.screen import lenient_tokens
+
+    assert lenient_tokens(["rowena,okaforBexample,net"]) == ["rowena.okafor@example.net"]
+    assert lenient_tokens(["Blog", "Example.com", "BBC"]) == ["Blog", "Example.com", "BBC"]

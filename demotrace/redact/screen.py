@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -500,6 +501,23 @@ def _mostly_digits(token: str) -> bool:
     return sum(char.isdigit() for char in token) * 2 >= len(token)
 
 
+_AT_LOOKALIKES = "B8©®&Q"
+_EMAIL_SHAPE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def _as_email(token: str) -> str | None:
+    """``rowena.okaforBexample.net`` as the email it probably was: OCR often reads ``@`` as ``B``, ``8``,
+    ``©``. A wrong guess only costs an extra black box, never a leak."""
+    if "@" in token or "." not in token:
+        return None
+    for index, char in enumerate(token):
+        if char in _AT_LOOKALIKES and 0 < index < len(token) - 1:
+            candidate = token[:index] + "@" + token[index + 1 :]
+            if _EMAIL_SHAPE.fullmatch(candidate):
+                return candidate
+    return None
+
+
 def lenient_tokens(texts: Sequence[str]) -> list[str]:
     """The words of a line as they probably were before OCR slipped: cleaned, and read as digits where
     they look like digits (``4lll``, ``IIII``) and are mostly digits or stand next to a number."""
@@ -517,7 +535,7 @@ def lenient_tokens(texts: Sequence[str]) -> list[str]:
         if as_digits[index].isdigit() and (numeric[index] or beside_number):
             out.append(as_digits[index])
         else:
-            out.append(token)
+            out.append(_as_email(token) or token)
     return out
 
 
