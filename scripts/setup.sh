@@ -19,6 +19,16 @@ if [ "$missing" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
 fi
 
+# The collector's PostgreSQL tests need a server: this machine's image has one on PATH; elsewhere take
+# Debian's (its binaries live in /usr/lib/postgresql/*/bin).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "setup: installing Debian package postgresql" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 "$PYTHON" -c 'import sys, tkinter; assert sys.version_info[:2] == (3, 11), sys.version' \
     || { echo "setup: need Python 3.11 with tkinter (found $PYTHON)" >&2; exit 1; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.util
 import os
@@ -520,7 +521,10 @@ def _free_port() -> int:
 def postgres() -> Iterator[PostgresServer]:
     if importlib.util.find_spec("psycopg") is None:
         pytest.skip("psycopg is not installed (not a project dependency yet): PostgreSQL backend not tested")
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    # On PATH (this machine's image), or where Debian's postgresql package puts them.
+    debian_bins = ":".join(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
+    search = f"{os.environ.get('PATH', '')}:{debian_bins}"
+    initdb, pg_ctl = shutil.which("initdb", path=search), shutil.which("pg_ctl", path=search)
     if initdb is None or pg_ctl is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
     root = Path(tempfile.mkdtemp(prefix="demotrace-pg-"))
