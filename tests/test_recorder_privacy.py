@@ -401,7 +401,10 @@ def test_pause_stops_capture_at_once_and_resumes_on_time(
     assert spans[0].duration > 1.0
     # Only the markers: no input, frame or window event inside either span.
     for span in spans:
-        inside = [e for e in events if span.t < e.t < span.t + span.duration and e is not span]
+        # The window is written again at the span's very end (capture resumed): allow for float
+        # rounding of that shared instant, nothing more.
+        end = span.t + span.duration - 1e-6
+        inside = [e for e in events if span.t < e.t < end and e is not span]
         assert not inside, inside
 
 
