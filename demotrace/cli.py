@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from demotrace.paths import config_dir
+
 app = typer.Typer(
     name="demotrace",
     help="Record computer use where policy allows it, and turn it into agent-training trajectories.",
@@ -18,10 +20,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
-
-
-def config_dir() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "demotrace"
 
 
 def data_dir() -> Path:

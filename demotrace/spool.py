@@ -19,6 +19,7 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
+from demotrace.paths import config_dir
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
@@ -49,8 +50,7 @@ def record_id_of(record: Record) -> str:
 
 
 def default_key_path() -> Path:
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return config_home / "demotrace" / "spool.key"
+    return config_dir() / "spool.key"
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -39,6 +39,7 @@ import msgspec
 import zstandard
 
 from demotrace import __version__
+from demotrace.paths import config_dir
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState
 from demotrace.spool import SPOOL_FILE, Spool, SpooledRecord, SpoolError
 
@@ -91,8 +92,7 @@ class _EnrollResponse(msgspec.Struct):
 
 
 def default_credentials_path() -> Path:
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return config_home / "demotrace" / CREDENTIALS_FILE
+    return config_dir() / CREDENTIALS_FILE
 
 
 def _normalise_server_url(server_url: str) -> str:

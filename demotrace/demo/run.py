@@ -25,6 +25,7 @@ from rich.table import Table
 
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
 from demotrace.model import Action
+from demotrace.paths import config_dir
 from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CapturePolicy
 
 RECORDER_READY_LINE = "recording"
@@ -295,7 +296,7 @@ def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
     # A researcher's own collector: the local default (every app but the denylist), not a fleet's.
     collector, _, url = start_collector_with_policy(data, port, DEFAULT_LOCAL_POLICY)
     console.print(f"collector on {url} (data in {data}); recording $DISPLAY — Ctrl+C to stop")
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "demotrace"
+    config = config_dir()
     recorder = subprocess.Popen(
         demotrace_command(
             "record",
