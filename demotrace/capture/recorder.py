@@ -723,7 +723,7 @@ class _Processor:
             return True, self._window.window_id if self._window is not None else 0
         if self._target_cache is not None and self._target_cache[0] == (x, y):
             return self._target_cache[1]
-        target = self._platform.window_at_pointer()
+        target = self._platform.window_at(x, y)
         decision = decide(self._policy, window_context(target), self._state, self._gate.clock())
         answer = (
             decision.input_allowed,
@@ -819,7 +819,7 @@ class _Processor:
             if name is None:
                 return  # back/forward and other extra buttons have no place in the action vocabulary
             if pressed and self._follow_pointer_window:
-                self._set_window(self._platform.window_at_pointer(), ns)
+                self._set_window(self._platform.window_at(x, y), ns)
             event = Button(t=t_of(ns), wall=wall_of(ns), down=bool(pressed), button=name, x=x, y=y)
             if not self._button_allowed(event):
                 return

@@ -68,6 +68,10 @@ class DesktopPlatform(Protocol):
     def window_at_pointer(self) -> WindowInfo | None:
         """The top-level application window under the pointer, if any."""
 
+    def window_at(self, x: int, y: int) -> WindowInfo | None:
+        """The top-level application window on top at a point of the screen, if any (from the same
+        window list as ``visible_windows``: no extra round trips to the display server)."""
+
     def focused_window(self) -> WindowInfo | None:
         """The focused application window (window manager present), if any."""
 

@@ -17,7 +17,8 @@ import os
 import select
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,25 @@ def process_name(pid: int | None, proc: Path = Path("/proc")) -> str:
     return comm
 
 
+@dataclass(frozen=True)
+class ListedWindow:
+    """A viewable top-level window; ``has_client`` is False for one with no application window in it
+    (a bare frame, a tooltip without WM_CLASS): it hides what is below but names no application."""
+
+    info: WindowInfo
+    has_client: bool
+
+
+def window_at(windows: Sequence[ListedWindow], x: int, y: int) -> WindowInfo | None:
+    """The application window on top at a point of the screen (``windows`` bottom to top), or None
+    when the topmost window there has no application window (or there is none)."""
+    for listed in reversed(windows):
+        info = listed.info
+        if info.x <= x < info.x + info.width and info.y <= y < info.y + info.height:
+            return info if listed.has_client else None
+    return None
+
+
 class _WindowReader:
     """Reads window facts on one connection. Not thread-safe: each thread gets its own reader."""
 
@@ -198,16 +218,19 @@ class _WindowReader:
         value = self._property(client, self.net_wm_pid, X.AnyPropertyType)
         return int(value[0]) if value is not None and len(value) else None
 
-    def visible_windows(self) -> list[WindowInfo]:
+    def visible_windows(self, watch_clients: Callable[[Any], None] | None = None) -> list[ListedWindow]:
         """Viewable children of the root, bottom to top (XQueryTree lists them in stacking order), so
-        override-redirect popups and menus are included, not only what the window manager manages."""
+        override-redirect popups and menus are included, not only what the window manager manages.
+
+        ``watch_clients`` is called with each client window before its properties are read (so a
+        change after the read is reported to whoever subscribed there)."""
         from Xlib import X, error
 
         try:
             children = self.root.query_tree().children
         except error.XError:
             return []
-        windows: list[WindowInfo] = []
+        windows: list[ListedWindow] = []
         for top_level in children:
             try:
                 attributes = top_level.get_attributes()
@@ -215,26 +238,27 @@ class _WindowReader:
                     continue  # unmapped, or input-only: nothing of it is on the screen
                 geometry = top_level.get_geometry()
                 client = self.client_of(top_level)
+                if client is not None and watch_clients is not None:
+                    watch_clients(client)
                 wm_class = client.get_wm_class() if client is not None else None
                 pid = self.pid_of(client) if client is not None else None
                 title = self.title_of(client) if client is not None else ""
             except error.XError:
                 continue  # destroyed while we looked: no longer on the screen
             border = int(geometry.border_width)
-            windows.append(
-                WindowInfo(
-                    app=_text(wm_class[1]) if wm_class else "",
-                    title=title,
-                    pid=pid,
-                    x=int(geometry.x),
-                    y=int(geometry.y),
-                    width=int(geometry.width) + 2 * border,
-                    height=int(geometry.height) + 2 * border,
-                    window_id=int(client.id) if client is not None else int(top_level.id),
-                    instance=_text(wm_class[0]) if wm_class else "",
-                    process=process_name(pid),
-                )
+            info = WindowInfo(
+                app=_text(wm_class[1]) if wm_class else "",
+                title=title,
+                pid=pid,
+                x=int(geometry.x),
+                y=int(geometry.y),
+                width=int(geometry.width) + 2 * border,
+                height=int(geometry.height) + 2 * border,
+                window_id=int(client.id) if client is not None else int(top_level.id),
+                instance=_text(wm_class[0]) if wm_class else "",
+                process=process_name(pid),
             )
+            windows.append(ListedWindow(info, client is not None))
         return windows
 
     def active_window(self) -> WindowInfo | None:
@@ -270,6 +294,8 @@ class X11Platform:
         self._reader = _WindowReader(self._connection)
         # The recorder calls us from its processing thread and from the thread that runs it.
         self._lock = threading.Lock()
+        self._stack: WindowStack | None = None  # opened on first use: most commands never list windows
+        self._stack_lock = threading.Lock()
 
     def check_input_capture(self) -> None:
         with self._lock:
@@ -333,9 +359,17 @@ class X11Platform:
         with self._lock:
             return self._reader.active_window()
 
+    def _window_stack(self) -> WindowStack:
+        with self._stack_lock:
+            if self._stack is None:
+                self._stack = WindowStack(self.display_name)
+            return self._stack
+
     def visible_windows(self) -> list[WindowInfo]:
-        with self._lock:
-            return self._reader.visible_windows()
+        return [listed.info for listed in self._window_stack().current()]
+
+    def window_at(self, x: int, y: int) -> WindowInfo | None:
+        return window_at(self._window_stack().current(), x, y)
 
     def password_field_focused(self) -> bool | None:
         tracker = _atspi_focus_tracker()
@@ -347,6 +381,72 @@ class X11Platform:
         watch = FocusWatch(self.display_name, on_window, on_error)
         watch.start()
         return watch
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+        with self._stack_lock:
+            if self._stack is not None:
+                self._stack.close()
+                self._stack = None
+
+
+class WindowStack:
+    """The viewable top-level windows, listed again only when the X server reports a change.
+
+    Listing costs dozens of round trips, and frames need the list twice per grab (blackout), so it is
+    kept and invalidated by events on a connection of its own: SubstructureNotify on the root (a
+    top-level mapped, unmapped, moved, resized, restacked, reparented) and PropertyNotify on every
+    listed client for the properties the policy reads (class, title, pid). ``current`` makes one round
+    trip first, so every change the server made before the call has been reported when it answers.
+    Thread-safe.
+    """
+
+    def __init__(self, display: str | None) -> None:
+        from Xlib import X, Xatom
+
+        self._connection = _open_display(display)
+        self._reader = _WindowReader(self._connection)
+        self._lock = threading.Lock()
+        self._windows: list[ListedWindow] | None = None
+        atom = self._connection.intern_atom
+        self._policy_properties = {
+            self._reader.net_wm_name,
+            self._reader.net_wm_pid,
+            Xatom.WM_NAME,
+            Xatom.WM_CLASS,
+            atom("WM_STATE"),
+        }
+        self._reader.root.change_attributes(event_mask=X.SubstructureNotifyMask)
+        self.listings = 0  # full listings so far: for tests and benchmarks
+
+    def current(self) -> list[ListedWindow]:
+        with self._lock:
+            self._connection.sync()
+            if self._drain_changes() or self._windows is None:
+                self._windows = self._reader.visible_windows(self._watch)
+                self.listings += 1
+            return self._windows
+
+    def _drain_changes(self) -> bool:
+        from Xlib import X
+
+        changed = False
+        connection = self._connection
+        while connection.pending_events():
+            event = connection.next_event()
+            if event.type == X.PropertyNotify:
+                changed |= event.atom in self._policy_properties
+            else:
+                changed = True
+        return changed
+
+    def _watch(self, client: Any) -> None:
+        from Xlib import X
+
+        # Before its properties are read, so a change after the read comes as an event. Asked again at
+        # every listing (a request without a reply): a window id may be reused by a new window.
+        client.change_attributes(event_mask=X.PropertyChangeMask)
 
     def close(self) -> None:
         with self._lock:
