@@ -13,11 +13,15 @@ its own input-callback latency on exit. An idle span with no input follows each 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
+import statistics
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -36,6 +40,9 @@ from demotrace.demo.run import (
     stop_process,
 )
 from demotrace.demo.script import run_scripted_session, start_demo_apps
+from demotrace.threads import OS_NAME_PREFIX
+
+OCR_THREAD_PREFIX = OS_NAME_PREFIX + "ocr"  # the recorder's OCR thread and the deferred scrub worker
 
 
 @dataclass
@@ -51,8 +58,9 @@ class Figures:
     bytes_uploaded: int | None = None
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None
-    scrub_cpu_seconds: float = 0.0  # OCR redaction of frames in the recorder's own threads
+    ocr_thread_cpu_seconds: float = 0.0  # the recorder's OCR thread (dt-ocr*): in cpu_seconds
     ocr_child_cpu_seconds: float = 0.0  # the tesseract processes it ran (not in cpu_seconds)
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -69,6 +77,55 @@ def context_switches(processes: list[psutil.Process]) -> int:
     return sum(p.num_ctx_switches().voluntary + p.num_ctx_switches().involuntary for p in processes)
 
 
+def thread_cpu_seconds(pid: int, prefix: str) -> float:
+    """CPU of a process's threads whose OS name starts with ``prefix`` (demotrace names its threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if name.startswith(prefix):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+class RssSampler:
+    """Samples a process's resident set once a second on a thread (to see a trend, not the peak)."""
+
+    def __init__(self, pid: int) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(1.0):
+            with contextlib.suppress(OSError, ValueError):
+                pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
+                self.samples.append((time.monotonic() - started, pages * os.sysconf("SC_PAGE_SIZE")))
+
+
+def rss_trend_per_10_minutes(samples: list[tuple[float, int]]) -> float:
+    """Least-squares slope of the resident set, in bytes per 10 minutes (0 with too few samples)."""
+    if len(samples) < 3:
+        return 0.0
+    slope = statistics.linear_regression([t for t, _ in samples], [float(r) for _, r in samples]).slope
+    return slope * 600
+
+
 def peak_rss_bytes(pid: int) -> int:
     # VmHWM is the kernel's own high-water mark: no sampling can miss the peak.
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -77,23 +134,34 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+@dataclass
+class Drive:
+    actions: int
+    active_seconds: float
+    cpu_seconds: float  # from the session's start to the end of the idle span: all its work
+    idle_cpu_seconds: float
+    idle_wakeups: int
+
+
 def drive(
     display: str, work: Path, processes: list[psutil.Process], seconds: float, idle: float, seed: int
-) -> tuple[int, float, float, float, int]:
-    """Run the scripted session, then an idle span; CPU of the given processes in each."""
+) -> Drive:
+    """Run the scripted session, let its work finish, then an idle span; CPU of the given processes.
+
+    The CPU is counted until the end of the idle span, so work the session queued (OCR, encoding,
+    uploads) is in it however late it runs; it is divided by the active minutes only."""
     cpu_start = cpu_seconds(processes)
     started = time.monotonic()
     injected = run_scripted_session(
         display, seed=seed, seconds=seconds, app_state_file=work / "app-state.json"
     )
     active = time.monotonic() - started
-    cpu_active = cpu_seconds(processes) - cpu_start
     time.sleep(3)  # let pending batches and uploads settle before the idle span
     idle_cpu_start, switches_start = cpu_seconds(processes), context_switches(processes)
     time.sleep(idle)
-    idle_cpu = cpu_seconds(processes) - idle_cpu_start
+    idle_end = cpu_seconds(processes)
     wakeups = context_switches(processes) - switches_start
-    return len(injected), active, cpu_active, idle_cpu, wakeups
+    return Drive(len(injected), active, idle_end - cpu_start, idle_end - idle_cpu_start, wakeups)
 
 
 def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
@@ -107,7 +175,10 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         )
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
-        actions, active, cpu, idle_cpu, wakeups = drive(desktop.display, work, [process], seconds, idle, seed)
+        ocr_before = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX)
+        with RssSampler(recorder.pid) as rss:
+            driven = drive(desktop.display, work, [process], seconds, idle, seed)
+        ocr_threads = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX) - ocr_before
         children = process.cpu_times().children_user + process.cpu_times().children_system - children_before
         peak = peak_rss_bytes(recorder.pid)
         exit_code = stop_process(recorder)
@@ -117,21 +188,21 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         text = "\n".join(output.lines)
         uploaded = re.search(r"uploaded (\d+) records, (\d+) bytes", text)
         latency = re.search(r"callback latency p50=([\d.]+) us p99=([\d.]+) us", text)
-        scrub = re.search(r"screen scrub ([\d.]+) CPU-s", text)
         return Figures(
             name="demotrace",
-            active_seconds=active,
-            actions=actions,
-            cpu_seconds=cpu,
-            idle_cpu_seconds=idle_cpu,
-            idle_wakeups=wakeups,
+            active_seconds=driven.active_seconds,
+            actions=driven.actions,
+            cpu_seconds=driven.cpu_seconds,
+            idle_cpu_seconds=driven.idle_cpu_seconds,
+            idle_wakeups=driven.idle_wakeups,
             peak_rss=peak,
             bytes_stored=folder_bytes(work / "spool"),
             bytes_uploaded=int(uploaded.group(2)) if uploaded else None,
             latency_p50_us=float(latency.group(1)) if latency else None,
             latency_p99_us=float(latency.group(2)) if latency else None,
-            scrub_cpu_seconds=float(scrub.group(1)) if scrub else 0.0,
+            ocr_thread_cpu_seconds=ocr_threads,
             ocr_child_cpu_seconds=children,
+            rss_samples=rss.samples,
         )
 
 
@@ -142,16 +213,16 @@ def measure_baseline(seconds: float, idle: float, seed: int) -> Figures:
         baseline = BaselineRecorder(desktop.display, work / "baseline")
         baseline.start()
         processes = [psutil.Process(pid) for pid in baseline.pids]
-        actions, active, cpu, idle_cpu, wakeups = drive(desktop.display, work, processes, seconds, idle, seed)
+        driven = drive(desktop.display, work, processes, seconds, idle, seed)
         peak = sum(peak_rss_bytes(pid) for pid in baseline.pids)
         baseline.stop()
         return Figures(
             name="baseline (ffmpeg x11grab H.264 30 fps + JSONL input log)",
-            active_seconds=active,
-            actions=actions,
-            cpu_seconds=cpu,
-            idle_cpu_seconds=idle_cpu,
-            idle_wakeups=wakeups,
+            active_seconds=driven.active_seconds,
+            actions=driven.actions,
+            cpu_seconds=driven.cpu_seconds,
+            idle_cpu_seconds=driven.idle_cpu_seconds,
+            idle_wakeups=driven.idle_wakeups,
             peak_rss=peak,
             bytes_stored=baseline.bytes_written(),
             bytes_uploaded=baseline.bytes_written(),  # it would upload everything it wrote
@@ -162,18 +233,28 @@ def report(figures: Figures) -> None:
     mib = 2**20
     print(f"== {figures.name}")
     print(f"  session: {figures.active_seconds:.1f} s active, {figures.actions} actions injected")
-    print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")
-    if figures.scrub_cpu_seconds or figures.ocr_child_cpu_seconds:
+    recorder_cpu = figures.cpu_seconds - figures.ocr_thread_cpu_seconds
+    if figures.ocr_thread_cpu_seconds or figures.ocr_child_cpu_seconds:
+        recorder_per_minute = figures.per_minute(recorder_cpu)
+        print(f"  CPU, recorder without screen OCR: {recorder_per_minute:.3f} CPU-s per active minute")
         print(
-            f"    of which screen-OCR preparation: {figures.per_minute(figures.scrub_cpu_seconds):.3f};"
-            f" without it: {figures.per_minute(figures.cpu_seconds - figures.scrub_cpu_seconds):.3f}"
+            f"  CPU, screen OCR: {figures.per_minute(figures.ocr_thread_cpu_seconds):.3f} in its thread"
+            f" + {figures.per_minute(figures.ocr_child_cpu_seconds):.3f} in tesseract processes"
+            " = "
+            f"{figures.per_minute(figures.ocr_thread_cpu_seconds + figures.ocr_child_cpu_seconds):.3f}"
+            " CPU-s per active minute"
         )
-        print(
-            "  screen OCR (tesseract processes): "
-            f"{figures.per_minute(figures.ocr_child_cpu_seconds):.3f} CPU-s per active minute"
-        )
+    else:
+        print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")
     print(f"  idle: {figures.idle_cpu_seconds:.3f} CPU-s, {figures.idle_wakeups} context switches")
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
+    if figures.rss_samples:
+        resident = [r for _, r in figures.rss_samples]
+        print(
+            f"  RSS sampled every second: first {resident[0] / mib:.1f}, last {resident[-1] / mib:.1f},"
+            f" max {max(resident) / mib:.1f} MiB;"
+            f" trend {rss_trend_per_10_minutes(figures.rss_samples) / mib:+.1f} MiB per 10 min"
+        )
     print(f"  stored: {figures.per_hour(figures.bytes_stored) / mib:.1f} MiB per active hour")
     if figures.bytes_uploaded is not None:
         print(f"  uploaded: {figures.per_hour(figures.bytes_uploaded) / mib:.1f} MiB per active hour")
@@ -205,10 +286,11 @@ def main() -> None:
     theirs = measure_baseline(args.seconds, args.idle_seconds, args.seed)
     report(theirs)
     print("== demotrace / baseline (lower is better)")
-    print(
-        "  CPU per active minute: "
-        f"{ratio(ours.per_minute(ours.cpu_seconds), theirs.per_minute(theirs.cpu_seconds))}"
-    )
+    theirs_cpu = theirs.per_minute(theirs.cpu_seconds)
+    ours_cpu = ours.per_minute(ours.cpu_seconds - ours.ocr_thread_cpu_seconds)
+    ours_with_ocr = ours.per_minute(ours.cpu_seconds + ours.ocr_child_cpu_seconds)
+    print(f"  CPU per active minute, without screen OCR: {ratio(ours_cpu, theirs_cpu)}")
+    print(f"  CPU per active minute, with screen OCR: {ratio(ours_with_ocr, theirs_cpu)}")
     print(f"  peak RSS: {ratio(ours.peak_rss, theirs.peak_rss)}")
     uploaded_ours = ours.per_hour(ours.bytes_uploaded or 0)
     print(f"  bytes uploaded per active hour: {ratio(uploaded_ours, theirs.per_hour(theirs.bytes_stored))}")

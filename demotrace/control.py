@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from demotrace.policy import CaptureGate, CapturePolicy
+from demotrace.threads import name_os_thread
 
 SOCKET_NAME = "control.sock"
 PAUSE_STATE_FILE = "pause.json"
@@ -419,6 +420,7 @@ class ControlServer:
         self.stop()
 
     def _accept_loop(self) -> None:
+        name_os_thread()
         listener = self._listener
         assert listener is not None
         while not self._stopping.is_set():

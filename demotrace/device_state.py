@@ -27,6 +27,7 @@ from typing import Protocol
 import psutil
 
 from demotrace.policy import CaptureGate, DeviceState
+from demotrace.threads import name_os_thread
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 PROBE_TIMEOUT_SECONDS = 3.0
@@ -191,6 +192,7 @@ class DeviceStateWatcher:
             self._thread = None
 
     def _run(self) -> None:
+        name_os_thread()
         # psutil and busctl cannot notify us: a timed wait on the stop Event, not a busy loop.
         while not self._stopping.wait(self.interval):
             try:

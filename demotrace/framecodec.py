@@ -207,6 +207,16 @@ def changed_tiles(
     ]
 
 
+def changed_tiles_of_pixels(
+    previous: bytes, current: bytes, size: tuple[int, int], tile_size: int
+) -> list[int]:
+    """``changed_tiles`` over raw RGB bytes (``Image.tobytes()``) of two same-sized images."""
+    if _HAVE_NUMPY:
+        return _changed_tiles_numpy(previous, current, size, tile_size)
+    before = Image.frombytes("RGB", size, previous)
+    return changed_tiles(before, Image.frombytes("RGB", size, current), tile_size, use_numpy=False)
+
+
 def _changed_tiles_numpy(previous: bytes, current: bytes, size: tuple[int, int], tile_size: int) -> list[int]:
     width, height = size
     columns, rows = tile_grid(width, height, tile_size)
@@ -406,11 +416,13 @@ MonitorBox = Monitor | tuple[int, int, int, int]
 
 @dataclass
 class _Chain:
-    """What the encoder remembers of one monitor's current chain."""
+    """What the encoder remembers of one monitor's current chain: raw RGB bytes, not images (a 1080p
+    frame is 6 MB; only what change detection needs is kept)."""
 
-    last_image: Image.Image
+    size: tuple[int, int]
+    last_pixels: bytes
     last_frame_id: str
-    key_image: Image.Image
+    key_pixels: bytes | None  # kept only when deltas refer to the key frame
     key_frame_id: str
     length: int = 1  # frames in the chain so far, the key frame included
 
@@ -443,36 +455,38 @@ class FrameEncoder:
             image = image.convert("RGB")
         box = _box_of(monitor_box)
         frame_id = frame_id or uuid.uuid4().hex
+        pixels = image.tobytes()
         chain = self._chains.get(box)
         force_key = key and settings.key_on_window_change
-        if chain is not None and chain.last_image.size == image.size and not force_key:
-            encoded = self._encode_against(chain, image, frame_id, settings)
+        if chain is not None and chain.size == image.size and not force_key:
+            encoded = self._encode_against(chain, image, pixels, frame_id, settings)
             if encoded is not None:
-                chain.last_image, chain.last_frame_id = image, frame_id
+                chain.last_pixels, chain.last_frame_id = pixels, frame_id
                 chain.length += 1
                 return encoded
         codec, data = encode_adaptive(image, settings.key_codec, settings)
-        self._chains[box] = _Chain(image, frame_id, image, frame_id)
+        key_pixels = pixels if settings.reference == "key" else None
+        self._chains[box] = _Chain(image.size, pixels, frame_id, key_pixels, frame_id)
         return EncodedFrame(frame_id, _MEDIA_TYPES[codec], data, image.width, image.height)
 
     def _encode_against(
-        self, chain: _Chain, image: Image.Image, frame_id: str, settings: EncodingSettings
+        self, chain: _Chain, image: Image.Image, pixels: bytes, frame_id: str, settings: EncodingSettings
     ) -> EncodedFrame | None:
         """A delta (or dedup reference) against the chain, or None when a key frame is due instead."""
-        if settings.reference == "key":
-            base_image, base_id = chain.key_image, chain.key_frame_id
+        if settings.reference == "key" and chain.key_pixels is not None:
+            base_pixels, base_id = chain.key_pixels, chain.key_frame_id
         else:
-            base_image, base_id = chain.last_image, chain.last_frame_id
+            base_pixels, base_id = chain.last_pixels, chain.last_frame_id
         if settings.delta:
             if chain.length >= settings.key_interval:
                 return None
-            tiles = changed_tiles(base_image, image, settings.tile_size)
+            tiles = changed_tiles_of_pixels(base_pixels, pixels, image.size, settings.tile_size)
             columns, rows = tile_grid(image.width, image.height, settings.tile_size)
             if len(tiles) > settings.max_delta_share * columns * rows:
                 return None
         else:
             # Full frames: only an identical frame (dedup) refers to another.
-            if not settings.dedup or image.tobytes() != base_image.tobytes():
+            if not settings.dedup or pixels != base_pixels:
                 return None
             tiles = []
         data = encode_delta(image, tiles, settings.tile_size, settings.tile_codec, settings)

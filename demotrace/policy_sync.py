@@ -21,6 +21,7 @@ import msgspec
 
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
 from demotrace.spool import Spool
+from demotrace.threads import name_os_thread
 from demotrace.transport import USER_AGENT, DeviceCredentials, TransportError
 
 MAX_REFRESH_SECONDS = 60.0
@@ -180,6 +181,7 @@ class PolicySync:
             self._thread = None
 
     def _run(self) -> None:
+        name_os_thread()
         while not self._stop.is_set():
             self.refresh_once()
             # The one timed wait in the device: the collector cannot push, so we ask again later.

@@ -42,6 +42,7 @@ from demotrace import __version__
 from demotrace.paths import config_dir
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState
 from demotrace.spool import SPOOL_FILE, Spool, SpooledRecord, SpoolError
+from demotrace.threads import name_os_thread
 
 RECORD_MEDIA_TYPE = "application/x-demotrace-record"
 ENROLLMENT_SECRET_HEADER = "X-Enrollment-Secret"
@@ -515,6 +516,7 @@ class Uploader:
             self._client.close()
 
     def _run(self) -> None:
+        name_os_thread()
         failures = 0
         while not self._stopping.is_set():
             # Clear before reading: a commit that lands while we drain sets it again, so no work is missed.

@@ -96,6 +96,7 @@ from demotrace.policy import (
 from demotrace.redact.screen import OcrError
 from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
 from demotrace.spool import Spool, SpoolError, open_spool
+from demotrace.threads import name_os_thread
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -111,6 +112,8 @@ _MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN, _GATE
 MAX_RAW_PATH_POINTS = 500
 # Frame requests waiting for the grabber; more than this while it is busy are dropped (bursts of clicks).
 MAX_PENDING_FRAMES = 4
+# Grabbed images waiting for OCR, and scrubbed ones waiting for the encoder (6 MB each at 1080p).
+MAX_PENDING_IMAGES = 2
 STOP_DRAIN_SECONDS = 0.3
 LATENCY_SAMPLES = 1 << 16  # per listener; a power of two so the ring index is a mask
 LISTENER_READY_SECONDS = 10.0
@@ -328,7 +331,8 @@ def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall:
 
 @dataclass
 class _Grabbed:
-    """Raw pixels of one grab, on their way from the grab thread to the scrub-and-encode thread."""
+    """Pixels of one grab on their way from the grab thread through OCR to the encoder; the OCR
+    thread replaces ``image`` with the scrubbed one, or marks it ``held`` for a deferred scrub."""
 
     image: Image.Image
     monitor: Monitor
@@ -336,12 +340,15 @@ class _Grabbed:
     trigger: str
     stamp_ns: int
     window_id: int
+    held: bool = False
 
 
 class _FrameGrabber:
-    """Grabs frames on one thread (at once: the frame must show the screen before the action), then
-    scrubs (OCR redaction), encodes and spools them on another, and reports FrameTaken on the event
-    queue. OCR takes a second or more: it must never delay the next grab."""
+    """Grabs frames on one thread (at once: the frame must show the screen before the action), scrubs
+    them (OCR redaction) on a second and encodes and spools them on a third, then reports FrameTaken
+    on the event queue. OCR takes a second or more: it must never delay the next grab, and encoding
+    need not wait for the next frame's OCR. The OCR thread's CPU is the screen safeguard's cost,
+    reported apart from the recorder's own (its OS thread name is "dt-ocr")."""
 
     def __init__(
         self,
@@ -356,12 +363,20 @@ class _FrameGrabber:
         self._clock = clock
         self._platform = platform
         self._requests: queue.Queue[tuple[str, int, int, int, int] | None] = queue.Queue(MAX_PENDING_FRAMES)
-        # Bounded: raw 1080p frames are 8 MB each; a full queue makes the grab thread wait.
-        self._grabbed: queue.Queue[_Grabbed | None] = queue.Queue(MAX_PENDING_FRAMES)
-        self._thread = threading.Thread(target=self._run, name="demotrace-frames", daemon=True)
-        self._encode_thread = threading.Thread(target=self._run_encode, name="demotrace-encode", daemon=True)
+        # Bounded: raw 1080p frames are 6 MB each; a full queue makes the thread before it wait.
+        self._grabbed: queue.Queue[_Grabbed | None] = queue.Queue(MAX_PENDING_IMAGES)
+        self._scrubbed: queue.Queue[_Grabbed | None] = (
+            queue.Queue(MAX_PENDING_IMAGES) if scrubber is not None else self._grabbed
+        )
+        self._threads = [
+            threading.Thread(target=self._run, name="demotrace-frames", daemon=True),
+            threading.Thread(target=self._run_encode, name="demotrace-encode", daemon=True),
+        ]
+        if scrubber is not None:
+            self._threads.append(threading.Thread(target=self._run_scrub, name="demotrace-ocr", daemon=True))
         self.frame_bytes: list[int] = []
-        self._encoder = FrameEncoder(choose_encoding(PowerState()))
+        self._power = PowerState()
+        self._encoder = FrameEncoder(choose_encoding(self._power))
         self._scrubber = scrubber
         self.scrub_cpu_seconds = 0.0
         self.frames_held = 0
@@ -370,8 +385,8 @@ class _FrameGrabber:
         self._encoded_window_id: int | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        self._encode_thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def request(self, trigger: str, stamp_ns: int, x: int, y: int) -> bool:
         try:
@@ -384,8 +399,8 @@ class _FrameGrabber:
     def finish(self) -> None:
         """Grab, scrub and encode what was asked for, then end. Blocks so no request is lost."""
         self._requests.put(None)
-        self._thread.join()
-        self._encode_thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def _done(self, taken: FrameTaken | None) -> None:
         self._recorder._events.put_nowait((_FRAME_DONE, taken))
@@ -393,6 +408,7 @@ class _FrameGrabber:
     def _run(self) -> None:
         import mss
 
+        name_os_thread()
         recorder = self._recorder
         screen: Any = None
         try:
@@ -425,15 +441,44 @@ class _FrameGrabber:
         image = frame_policy.grab_image(screen, monitor)
         return _Grabbed(image, monitor, grabbed_ns, trigger, stamp_ns, window_id)
 
+    def _run_scrub(self) -> None:
+        name_os_thread()
+        scrubber = self._scrubber
+        assert scrubber is not None
+        try:
+            while (grabbed := self._grabbed.get()) is not None:
+                try:
+                    self._scrub(scrubber, grabbed)
+                except OcrError as failure:
+                    # No frame rather than an unscrubbed one.
+                    log.error("screen scrub failed, the frame is dropped: %s", failure)
+                    self._done(None)
+                    continue
+                except Exception:
+                    log.exception("screen scrub failed, the frame is dropped")
+                    self._done(None)
+                    continue
+                self._scrubbed.put(grabbed)
+        finally:
+            self._scrubbed.put(None)
+
+    def _scrub(self, scrubber: FrameScrubber, grabbed: _Grabbed) -> None:
+        state, policy = self._recorder.gate.state, self._recorder.gate.policy
+        if state.on_battery and policy.defer_ocr_on_battery:
+            # Scrubbed later, on mains power; until then it is never offered for upload.
+            grabbed.held = True
+            return
+        started = time.thread_time()
+        grabbed.image = scrubber.scrub(grabbed.image, grabbed.monitor)
+        self.scrub_cpu_seconds += time.thread_time() - started
+
     def _run_encode(self) -> None:
+        name_os_thread()
         recorder = self._recorder
-        while (grabbed := self._grabbed.get()) is not None:
+        while (grabbed := self._scrubbed.get()) is not None:
             taken: FrameTaken | None = None
             try:
                 taken = self._encode(grabbed)
-            except OcrError as failure:
-                # No frame rather than an unscrubbed one.
-                log.error("screen scrub failed, the frame is dropped: %s", failure)
             except SpoolError as failure:
                 recorder._fail(RecorderError(f"cannot write a frame to the spool: {failure}"))
             except Exception:
@@ -441,19 +486,18 @@ class _FrameGrabber:
             finally:
                 self._done(taken)
 
+    def _encoding_for_power(self) -> None:
+        """Encoder settings follow the power state (cheaper effort on battery); a change starts a chain."""
+        state = self._recorder.gate.state
+        power = PowerState(on_battery=state.on_battery, battery_percent=state.battery_percent)
+        if power != self._power:
+            self._power = power
+            self._encoder.settings = choose_encoding(power)
+
     def _encode(self, grabbed: _Grabbed) -> FrameTaken:
         recorder = self._recorder
-        image, monitor = grabbed.image, grabbed.monitor
-        held = False
-        if self._scrubber is not None:
-            state, policy = recorder.gate.state, recorder.gate.policy
-            if state.on_battery and policy.defer_ocr_on_battery:
-                # Scrubbed later, on mains power; until then it is never offered for upload.
-                held = True
-            else:
-                started = time.thread_time()
-                image = self._scrubber.scrub(image, monitor)
-                self.scrub_cpu_seconds += time.thread_time() - started
+        image, monitor, held = grabbed.image, grabbed.monitor, grabbed.held
+        self._encoding_for_power()
         # A key frame (self-contained) at the start, after every window switch and for held frames
         # (the scrub worker rewrites them whole); deltas otherwise — never against a held frame.
         key = held or grabbed.window_id != self._encoded_window_id
@@ -937,6 +981,7 @@ class _Processor:
         return max(min(waits), 0.0) if waits else None
 
     def _run(self) -> None:
+        name_os_thread()
         events = self._recorder._events
         draining = False
         try:

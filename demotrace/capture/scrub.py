@@ -25,6 +25,7 @@ from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
 from demotrace.redact.screen import OcrError, OcrSettings, ScreenScrubber, ScrubResult
 from demotrace.spool import Spool
+from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class DeferredScrubWorker:
         self._completed = 0  # resume() calls whose drain has finished
         self._on_ac = False
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="demotrace-scrub", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="demotrace-ocr-deferred", daemon=True)
 
     def start(self) -> DeferredScrubWorker:
         self._thread.start()
@@ -199,6 +200,7 @@ class DeferredScrubWorker:
         self.scrubber.forget()
 
     def _run(self) -> None:
+        name_os_thread()
         while True:
             with self._state:
                 self._state.wait_for(lambda: self._closing or self._requested > self._completed)

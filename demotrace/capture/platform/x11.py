@@ -24,6 +24,7 @@ from typing import Any
 
 from demotrace.capture.platform import PlatformError, ScreenLayout, WindowInfo
 from demotrace.model import Monitor
+from demotrace.threads import name_os_thread
 
 DEFAULT_DOUBLE_CLICK_MS = 400
 DEFAULT_DOUBLE_CLICK_PX = 5
@@ -519,6 +520,7 @@ class FocusWatch:
             self._on_window(info)
 
     def _run(self) -> None:
+        name_os_thread()
         from Xlib import X
 
         connection = self._connection
