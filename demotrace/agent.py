@@ -90,11 +90,24 @@ def run_agent(config: AgentConfig, console: Console) -> int:
 
             device = _device_credentials(config, config.server)
             device_id = device.device_id
-            if local_policy is None:
-                sync = PolicySync(device, gate, store, cache_file=config.config_dir / "policy-cache.json")
-                sync.refresh_once()  # the fleet policy before the first event, when the server answers
-                sync.start()
-            uploader = Uploader(store, device, gate=gate, state_path=config.spool / "upload-state.json")
+            # A local policy file replaces the fleet's policy, never an exemption: that one always holds.
+            sync = PolicySync(
+                device,
+                gate,
+                store,
+                cache_file=config.config_dir / "policy-cache.json",
+                follow_fleet_policy=local_policy is None,
+            )
+            sync.refresh_once()  # the fleet policy before the first event, when the server answers
+            sync.start()
+            uploader = Uploader(
+                store,
+                device,
+                gate=gate,
+                state_path=config.spool / "upload-state.json",
+                # An exempt answer to an upload applies the exemption now, not at the next refresh.
+                on_exempt=sync.refresh_soon,
+            )
             uploader.start()
 
         control: list[LocalControl] = []

@@ -5,6 +5,7 @@ applies it to the CaptureGate. When the collector says the device is exempt, cap
 (``gate.update_state(exempt=True)``), every record not yet uploaded is deleted from the spool, and the
 collector is told how many (it audits that). A collector that cannot be reached changes nothing: the
 last policy (kept in memory, and in ``cache_file`` if given, so it survives a restart) stays in force.
+``refresh_soon()`` asks for a round now: the uploader calls it when the collector answers ``exempt``.
 """
 
 from __future__ import annotations
@@ -130,8 +131,9 @@ def refresh_interval(policy: CapturePolicy, explicit: float | None) -> float:
 class PolicySync:
     """Keeps the gate's policy and exemption in step with the collector, on one background thread.
 
-    Every wait is on the stop Event with the refresh interval as timeout, so stop() is immediate.
-    ``refresh_once()`` does one round on the calling thread (the thread calls it too).
+    Every wait is on one Event with the refresh interval as timeout: stop() and refresh_soon() set it,
+    so both act at once. ``refresh_once()`` does one round on the calling thread (the thread calls it too).
+    With ``follow_fleet_policy=False`` (the device has a local policy file) only the exemption is applied.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class PolicySync:
         client: httpx.Client | None = None,
         cache_file: Path | None = None,
         request_timeout: float = 10.0,
+        follow_fleet_policy: bool = True,
     ) -> None:
         if interval is not None and interval <= 0:
             raise ValueError("interval must be positive")
@@ -154,6 +157,7 @@ class PolicySync:
         self.client = client
         self.cache_file = cache_file
         self.request_timeout = request_timeout
+        self.follow_fleet_policy = follow_fleet_policy
         self.last_error: str | None = None
         self.last_answer: DevicePolicyAnswer | None = None
         self.refreshes = 0  # completed rounds, successful or not: lets a caller wait for the next one
@@ -161,6 +165,7 @@ class PolicySync:
         self._unreported_deletions = 0
         self._applied_reported = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and refresh_soon()
         self._thread: threading.Thread | None = None
         if cache_file is not None:
             self._apply_cached(cache_file)
@@ -176,17 +181,32 @@ class PolicySync:
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
+    def refresh_soon(self) -> None:
+        """Do a round now rather than at the next interval; returns at once if the thread runs.
+
+        Without a running thread the round happens on the calling thread.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
+        elif not self._stop.is_set():
+            self.refresh_once()
+
     def _run(self) -> None:
         name_os_thread()
-        while not self._stop.is_set():
+        while True:
+            # Cleared before the stop check and the round: a stop() or refresh_soon() from here on
+            # leaves the Event set, so the wait below cannot swallow it.
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.refresh_once()
             # The one timed wait in the device: the collector cannot push, so we ask again later.
-            if self._stop.wait(refresh_interval(self.gate.policy, self.interval)):
-                return
+            self._wake.wait(refresh_interval(self.gate.policy, self.interval))
 
     def wait_for_rounds(self, count: int, timeout: float) -> bool:
         """Block until ``count`` rounds have completed (for callers that must know a refresh happened)."""
@@ -219,8 +239,14 @@ class PolicySync:
                 self.round_done.notify_all()
 
     def _apply(self, answer: DevicePolicyAnswer) -> None:
+        if self.follow_fleet_policy:
+            self._apply_policy(answer.policy)
+        if answer.exempt:
+            self._apply_exemption()
+
+    def _apply_policy(self, text: str) -> None:
         try:
-            policy = parse_policy(answer.policy, source="collector policy")
+            policy = parse_policy(text, source="collector policy")
         except PolicyError as error:
             # Keep what we have: a broken policy from the server must not open up capture.
             log.error("ignoring the collector's policy: %s", error)
@@ -228,8 +254,6 @@ class PolicySync:
         else:
             if policy != self.gate.policy:
                 self.gate.set_policy(policy)
-        if answer.exempt:
-            self._apply_exemption()
 
     def _apply_exemption(self) -> None:
         if not self.gate.state.exempt:
@@ -257,7 +281,8 @@ class PolicySync:
             log.warning("ignoring unreadable policy cache %s: %s", path, error)
             return
         try:
-            self.gate.set_policy(parse_policy(answer.policy, source=str(path)))
+            if self.follow_fleet_policy:
+                self.gate.set_policy(parse_policy(answer.policy, source=str(path)))
         except PolicyError as error:
             log.warning("ignoring cached policy: %s", error)
         if answer.exempt:

@@ -15,6 +15,11 @@ when the gate changes (it subscribes) and, for holds that end with time, after t
 Records whose compressed body passes ``resumable_bytes`` go through a resumable upload session
 (``POST /v1/uploads``, then ``PUT`` chunks with ``Content-Range``): a broken link, a stop or the daily
 cap only pauses them, and the next attempt goes on from the collector's offset.
+
+A busy collector (503/429 with ``Retry-After``) is waited for like any outage, for as long as it asks
+(capped at ``backoff_max``), and nothing is lost. A 403 ``exempt`` is not an outage: the uploader stops
+for good and calls ``on_exempt``, which the agent wires to an immediate policy refresh; that refresh is
+what applies the exemption (capture stops, the unsent spool is deleted, the collector is told).
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ class CredentialsError(TransportError):
 
 class UploadError(TransportError):
     """The collector could not be reached or refused to take records now; they remain in the spool."""
+
+
+class DeviceExempt(UploadError):
+    """The collector says this device is exempt from recording: it takes nothing from it, ever."""
 
 
 class DeviceCredentials(msgspec.Struct, frozen=True):
@@ -241,6 +250,8 @@ def upload_decision(
     rules: UploadRules = DEFAULT_UPLOAD_RULES,
 ) -> UploadDecision:
     """May the uploader send now, and how much? Holds are checked from the hardest to the softest."""
+    if state.exempt:
+        return UploadDecision(False, 0, "this device is exempt from recording: nothing is uploaded")
     if backlog_bytes <= 0:
         return UploadDecision(False, 0, "nothing to send")
     age = oldest_pending_age_s or 0.0
@@ -365,6 +376,10 @@ class _RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class _ExemptAnswer(Exception):
+    """The collector answered 403 ``exempt``: no retry can succeed, the device must apply its exemption."""
+
+
 class _DailyCapReached(Exception):
     """The next body (or chunk) does not fit in what is left of today's cap."""
 
@@ -379,6 +394,20 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: rare enough to fall back on our own backoff
+
+
+def backoff_delay(
+    failures: int, retry_after: float | None, initial: float, maximum: float, jitter: float
+) -> float:
+    """Seconds to wait after ``failures`` failures in a row: exponential from ``initial``, at most
+    ``maximum``, and at least what the collector asked for in Retry-After (itself capped at ``maximum``,
+    so a confused server cannot park a device for a day). ``jitter`` in [0, 1] picks within the upper
+    half of the step: a fleet's retries after an outage spread out instead of arriving at once."""
+    ceiling = min(maximum, initial * 2.0 ** min(failures - 1, 32))
+    delay = ceiling / 2 + jitter * ceiling / 2
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, maximum))
+    return delay
 
 
 class _UploadSessionStatus(msgspec.Struct):
@@ -405,6 +434,10 @@ class Uploader:
     Without a ``gate`` it sends whatever is committed at once, with no cap (a researcher's own collector,
     tests). With the gate it follows ``upload_decision`` and wakes on gate changes; ``last_decision``
     says why it is waiting. ``clock`` (wall time) is injectable to test the daily cap.
+
+    When the collector answers 403 ``exempt``, the uploader sets ``exempt``, stops sending for good (the
+    thread ends; a stop flush sends nothing) and calls ``on_exempt`` once, on its own thread: it must not
+    block (PolicySync.refresh_soon fits).
     """
 
     def __init__(
@@ -425,6 +458,7 @@ class Uploader:
         compression_level: int = 3,
         resumable_bytes: int = RESUMABLE_THRESHOLD_BYTES,
         chunk_bytes: int = UPLOAD_CHUNK_BYTES,
+        on_exempt: Callable[[], None] | None = None,
     ) -> None:
         if chunk_bytes <= 0 or resumable_bytes < 0:
             raise ValueError("chunk_bytes must be positive and resumable_bytes not negative")
@@ -443,6 +477,8 @@ class Uploader:
         self.bytes_sent = 0
         self.records_sent = 0
         self.records_rejected = 0
+        self.exempt = False
+        self.on_exempt = on_exempt
         self.last_error: str | None = None
         self.last_decision: UploadDecision | None = None
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
@@ -471,6 +507,11 @@ class Uploader:
         self._thread = threading.Thread(target=self._run, name="demotrace-uploader", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """The background thread is alive (started, not stopped, and not ended by an exempt answer)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wake(self) -> None:
         """Decide again now (the gate calls this on every change; a day change can too)."""
         # The thread sleeps on the spool's commit Event: a spurious wake-up only costs one decision.
@@ -494,12 +535,14 @@ class Uploader:
                 log.warning("uploader did not stop within %.1f s; not flushing", timeout)
                 return self.spool.pending_count()
             self._thread = None
-        if flush:
+        if flush and not self.exempt:
             try:
                 self.last_decision = self._drain(lambda: time.monotonic() >= deadline, deadline, "final")
             except _RetryLater as retry:
                 self.last_error = retry.reason
                 log.info("final upload stopped: %s", retry.reason)
+            except _ExemptAnswer:
+                self._exempted()
             except SpoolError as error:
                 log.error("final upload stopped: %s", error)
         self.close()
@@ -525,6 +568,9 @@ class Uploader:
                 hold = self._drain(self._stopping.is_set, None, "waiting")
                 failures = 0
                 self.last_error = None
+            except _ExemptAnswer:
+                self._exempted()
+                return  # nothing will ever be taken again: retrying would only knock on a closed door
             except _RetryLater as retry:
                 failures += 1
                 delay = self._backoff_delay(failures, retry.retry_after)
@@ -549,13 +595,23 @@ class Uploader:
                 # battery backlog age, the next day) also sets a timeout. No polling in between.
                 self.spool.committed.wait(hold.recheck_after_s)
 
+    def _exempted(self) -> None:
+        """The collector said this device is exempt: stop uploading and let the exemption be applied."""
+        first = not self.exempt
+        self.exempt = True
+        self.last_error = "the collector says this device is exempt from recording: uploads stopped"
+        self.last_decision = UploadDecision(False, 0, self.last_error)
+        if not first:
+            return
+        log.warning("%s", self.last_error)
+        if self.on_exempt is not None:
+            try:
+                self.on_exempt()
+            except Exception:  # the exemption still applies at the next policy refresh
+                log.exception("could not trigger a policy refresh after the exempt answer")
+
     def _backoff_delay(self, failures: int, retry_after: float | None) -> float:
-        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(failures - 1, 32))
-        # Jitter spreads a fleet's retries after an outage instead of having every device return at once.
-        delay = random.uniform(ceiling / 2, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max))
-        return delay
+        return backoff_delay(failures, retry_after, self.backoff_initial, self.backoff_max, random.random())
 
     # --- deciding ----------------------------------------------------------------------------------
 
@@ -610,6 +666,8 @@ class Uploader:
         """
         if self._thread is not None or self._closed:
             raise RuntimeError("upload_pending() needs an uploader that is neither running nor stopped")
+        if self.exempt:
+            raise DeviceExempt(self.last_error or "this device is exempt from recording")
         deadline = None if timeout is None else time.monotonic() + timeout
         sent_before = self.records_sent
 
@@ -622,6 +680,12 @@ class Uploader:
             self.last_error = retry.reason
             raise UploadError(
                 f"{retry.reason}; {self.spool.pending_count()} records remain in the spool"
+            ) from None
+        except _ExemptAnswer:
+            self._exempted()
+            raise DeviceExempt(
+                f"{self.last_error}; the next policy refresh deletes the"
+                f" {self.spool.pending_count()} records left in the spool"
             ) from None
         return self.records_sent - sent_before
 
@@ -722,6 +786,8 @@ class Uploader:
                 _error_detail(response),
             )
             return
+        if status == 403 and _error_code(response) == "exempt":
+            raise _ExemptAnswer
         if status == 401:
             raise _RetryLater(
                 f"collector refused the device token (401): re-enrol device {self.credentials.device_id}"

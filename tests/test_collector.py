@@ -10,6 +10,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -23,8 +24,15 @@ import msgspec
 import pytest
 import sqlalchemy
 import zstandard
+from test_transport import HeldBlobStore, wait_until
 
-from demotrace.collector.app import ServerThread, create_app
+from demotrace.collector.app import (
+    ServerConfigError,
+    ServerThread,
+    check_enrollment_exposure,
+    create_app,
+    is_loopback_host,
+)
 from demotrace.collector.reader import CollectorReader, iter_batches, load_frame
 from demotrace.collector.service import (
     RECORD_MEDIA_TYPE,
@@ -633,3 +641,138 @@ def test_the_http_layer_runs_on_each_backend(database_url: str, tmp_path: Path) 
         assert live.put(token, record_id(record), packed(record)).status_code == 201
         assert live.put(token, record_id(record), packed(record)).status_code == 200
         assert live.put("bad", record_id(record), packed(record)).status_code == 401
+
+
+# --- at most so many uploads stored at once ---------------------------------------------------------
+
+
+def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    blobs = HeldBlobStore(data_dir / "blobs")
+    app = create_app(data_dir, database_url=database_url, blob_store=blobs, max_concurrent_ingests=2)
+    with ServerThread(app) as server, httpx.Client(timeout=60) as client:
+        live = Live(server.url, data_dir, client)
+        _, token = live.enroll()
+        held = [make_frame("held", index, size=256 * 1024) for index in range(2)]
+        answers: list[int] = []
+
+        def put(record: Record) -> None:
+            with httpx.Client(timeout=60) as own:
+                answers.append(
+                    Live(server.url, data_dir, own).put(token, record_id(record), packed(record)).status_code
+                )
+
+        threads = [threading.Thread(target=put, args=(record,), daemon=True) for record in held]
+        for thread in threads:
+            thread.start()
+        try:
+            assert blobs.wait_for_writers(2)  # both slots are taken, mid-store
+            late = make_frame("late", 0, size=512 * 1024)
+            busy = live.put(token, record_id(late), packed(late))
+            assert busy.status_code == 503, busy.text
+            assert busy.json()["error"] == "busy"
+            assert busy.headers["Retry-After"] == "5"
+            # A chunk of a resumable upload counts as an upload body too.
+            body = packed(late)
+            opened = client.post(
+                f"{server.url}/v1/uploads",
+                json={"record_id": "late-f0", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert opened.status_code == 201, opened.text
+            chunk = client.put(
+                f"{server.url}/v1/uploads/{opened.json()['upload_id']}",
+                content=body[:1000],
+                headers={"Authorization": f"Bearer {token}", "Content-Range": f"bytes 0-999/{len(body)}"},
+            )
+            assert chunk.status_code == 503 and "Retry-After" in chunk.headers
+            # Requests without an upload body are not limited.
+            assert client.get(f"{server.url}/v1/health").status_code == 200
+        finally:
+            blobs.released.set()
+            for thread in threads:
+                thread.join(30)
+        assert answers == [201, 201]
+        assert live.put(token, record_id(late), packed(late)).status_code == 201  # a slot is free again
+        assert app.state.ingest_slots.in_use == 0
+        reader = CollectorReader(data_dir, database_url=database_url)
+        try:
+            rows = list(reader.rows())
+            assert len(rows) == 3
+            assert reader.load_frame("late-f0") == owned(late, rows[0].device_id)
+        finally:
+            reader.close()
+
+
+# --- who may enrol ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LocalHost"])
+def test_loopback_hosts(host: str) -> None:
+    assert is_loopback_host(host)
+    check_enrollment_exposure(host, None, open_enrollment=False)  # the demo and tests need no secret
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "", "10.1.2.3", "collector.example.org", "127.0.0.1.nip.io"]
+)
+def test_a_reachable_address_needs_a_secret_or_explicitly_open_enrolment(host: str) -> None:
+    assert not is_loopback_host(host)
+    with pytest.raises(ServerConfigError, match=r"--enrollment-secret.*--open-enrollment"):
+        check_enrollment_exposure(host, None, open_enrollment=False)
+    check_enrollment_exposure(host, "s3cret", open_enrollment=False)
+    check_enrollment_exposure(host, None, open_enrollment=True)
+    with pytest.raises(ServerConfigError, match="contradict"):
+        check_enrollment_exposure(host, "s3cret", open_enrollment=True)
+
+
+def run_server_command(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DEMOTRACE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "demotrace.cli", "server", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,  # a server that started instead of refusing fails the test here
+        env=env,
+    )
+
+
+def test_the_server_command_refuses_open_enrolment_on_the_network(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_server_command("--data", str(data), "--host", "0.0.0.0", "--port", str(_free_port()))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "refusing to listen on 0.0.0.0 without an enrollment secret" in message
+    assert "--enrollment-secret" in message and "--open-enrollment" in message
+    assert not data.exists()  # refused before anything was created
+
+    both = run_server_command(
+        "--data", str(data), "--host", "0.0.0.0", "--enrollment-secret", "s", "--open-enrollment"
+    )
+    assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_the_server_command_on_loopback_still_needs_no_secret(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "demotrace.cli", "server", "--data", str(tmp_path / "d"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={key: value for key, value in os.environ.items() if not key.startswith("DEMOTRACE_")},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            return False
+
+    try:
+        wait_until(answers, timeout=60)
+        enrolled = httpx.post(f"{url}/v1/enroll", json={"device_name": "laptop"}, timeout=10)
+        assert enrolled.status_code == 201, enrolled.text
+    finally:
+        process.terminate()
+        process.wait(30)

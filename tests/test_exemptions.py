@@ -3,6 +3,8 @@ a real encrypted spool and the device's PolicySync thread; admins through HTTP a
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,17 +14,44 @@ import httpx
 import pytest
 import typer
 import zstandard
+from test_transport import wait_until
 from typer.testing import CliRunner
 
 from demotrace.cli_exemption import register_exemption_commands
 from demotrace.collector.app import ServerThread, create_app, reserve_port
 from demotrace.collector.reader import CollectorReader
-from demotrace.collector.service import render_policy_toml
+from demotrace.collector.service import (
+    CollectorService,
+    Exempt,
+    ExemptionRequestBody,
+    ExemptionService,
+    ResumableUploads,
+    UploadRequest,
+    parse_content_range,
+    render_policy_toml,
+)
+from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
+from demotrace.collector.store.metadata import ExemptionStore
 from demotrace.model import Batch, Frame, Key, encode_record
-from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CaptureGate, parse_policy
+from demotrace.policy import (
+    DEFAULT_FLEET_POLICY,
+    DEFAULT_LOCAL_POLICY,
+    CaptureGate,
+    CapturePolicy,
+    WindowContext,
+    parse_policy,
+)
 from demotrace.policy_sync import PolicySync, PolicySyncError, fetch_device_policy, request_exemption
 from demotrace.spool import Spool
-from demotrace.transport import RECORD_MEDIA_TYPE, DeviceCredentials, enroll, upload_pending
+from demotrace.transport import (
+    RECORD_MEDIA_TYPE,
+    RESUMABLE_THRESHOLD_BYTES,
+    DeviceCredentials,
+    DeviceExempt,
+    Uploader,
+    enroll,
+    upload_pending,
+)
 
 ADMIN_TOKEN = "admin-secret-token-for-tests"
 ALLOWLIST_POLICY = """
@@ -41,7 +70,7 @@ def make_batch(session_id: str, seq: int) -> Batch:
     )
 
 
-def make_frame(session_id: str, index: int) -> Frame:
+def make_frame(session_id: str, index: int, size: int = 64) -> Frame:
     return Frame(
         frame_id=f"{session_id}-f{index}",
         session_id=session_id,
@@ -53,7 +82,7 @@ def make_frame(session_id: str, index: int) -> Frame:
         width=4,
         height=4,
         media_type="image/png",
-        data=b"\x89PNG" + bytes(64),
+        data=b"\x89PNG" + os.urandom(size),
     )
 
 
@@ -231,6 +260,11 @@ def test_exemption_without_deletion_keeps_collected_data(
     assert put_record(alice, make_batch("a1", 1)).status_code == 403
     with pytest.raises(PolicySyncError, match="already exempt"):
         request_exemption(alice, "once more")
+    # Sending by hand says so plainly, and keeps the records for the policy refresh to delete.
+    alice_spool.append([make_batch("a1", 2)])
+    with pytest.raises(DeviceExempt, match=r"exempt from recording.*1 records left"):
+        upload_pending(alice_spool, alice)
+    assert alice_spool.pending_count() == 1
 
 
 def test_a_denied_device_keeps_recording_and_may_ask_again(
@@ -367,3 +401,192 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
     for action in ("exemption_requested", "exemption_approved", "policy_set"):
         assert action in result.output
     assert "admin:sam" in result.output
+
+
+# --- exempt devices and the upload path --------------------------------------------------------------
+
+
+def packed(frame: Frame) -> bytes:
+    return zstandard.ZstdCompressor().compress(encode_record(frame))
+
+
+def session_of(credentials: DeviceCredentials, body: bytes, record_id: str) -> httpx.Response:
+    return httpx.post(
+        f"{credentials.server_url}/v1/uploads",
+        json={"record_id": record_id, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+        headers={"Authorization": f"Bearer {credentials.token}"},
+        timeout=30,
+    )
+
+
+def chunk_of(
+    credentials: DeviceCredentials, upload_id: str, body: bytes, start: int, end: int
+) -> httpx.Response:
+    return httpx.put(
+        f"{credentials.server_url}/v1/uploads/{upload_id}",
+        content=body[start:end],
+        headers={
+            "Authorization": f"Bearer {credentials.token}",
+            "Content-Range": f"bytes {start}-{end - 1}/{len(body)}",
+        },
+        timeout=30,
+    )
+
+
+def upload_files(data_dir: Path) -> list[str]:
+    return sorted(path.name for path in (data_dir / "uploads").iterdir())
+
+
+def test_an_exempt_device_can_neither_begin_nor_continue_a_resumable_upload(
+    server: ServerThread, data_dir: Path, alice: DeviceCredentials, bob: DeviceCredentials
+) -> None:
+    alice_body, bob_body = packed(make_frame("a1", 0, 100_000)), packed(make_frame("b1", 0, 100_000))
+    alice_upload = session_of(alice, alice_body, "a1-f0").json()["upload_id"]
+    assert chunk_of(alice, alice_upload, alice_body, 0, 40_000).status_code == 202
+    bob_upload = session_of(bob, bob_body, "b1-f0").json()["upload_id"]
+    assert chunk_of(bob, bob_upload, bob_body, 0, 40_000).status_code == 202
+
+    request = request_exemption(alice, "I handle payroll")
+    approved = admin(server, "POST", f"/v1/admin/exemptions/{request['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["discarded_uploads"] == 1
+    # Alice's half upload went with the approval; bob's is untouched.
+    assert upload_files(data_dir) == [f"{bob_upload}.json", f"{bob_upload}.part"]
+
+    refusals = [
+        chunk_of(alice, alice_upload, alice_body, 40_000, len(alice_body)),
+        httpx.get(
+            f"{server.url}/v1/uploads/{alice_upload}", headers={"Authorization": f"Bearer {alice.token}"}
+        ),
+        session_of(alice, alice_body, "a1-f0"),
+        session_of(alice, packed(make_frame("a1", 1, 10)), "a1-f1"),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "exempt"
+        assert "exempt from recording" in refused.json()["detail"]
+    assert upload_files(data_dir) == [f"{bob_upload}.json", f"{bob_upload}.part"]
+
+    assert chunk_of(bob, bob_upload, bob_body, 40_000, len(bob_body)).status_code == 201
+    assert upload_files(data_dir) == []
+    assert stored_device_ids(data_dir) == [bob.device_id]
+    actions = audit_actions(server, alice.device_id)
+    assert actions[:3] == ["exemption_requested", "exemption_approved", "partial_uploads_discarded"]
+    assert actions[3:] == ["upload_refused_exempt"] * len(refusals)
+
+
+def test_a_chunk_from_a_device_exempted_meanwhile_is_refused_and_its_upload_discarded(
+    tmp_path: Path,
+) -> None:
+    metadata = MetadataStore.from_url(default_database_url(tmp_path))
+    service = CollectorService(metadata, LocalBlobStore(tmp_path / "blobs"))
+    exemptions = ExemptionService(service, ExemptionStore(metadata.engine))
+    service.upload_guard = exemptions
+    # Not handed to the exemption service: its approval cannot discard, so the chunk path must.
+    uploads = ResumableUploads(service, tmp_path / "uploads")
+    try:
+        device = service.enroll("laptop").device_id
+        other = service.enroll("desktop").device_id
+        body = packed(make_frame("s", 0, 10_000))
+        request = UploadRequest("s-f0", len(body), hashlib.sha256(body).hexdigest())
+        mine = uploads.begin(device, request)
+        theirs = uploads.begin(other, request)
+        for owner, session in ((device, mine), (other, theirs)):
+            uploads.append(
+                owner, session.upload_id, parse_content_range(f"bytes 0-99/{len(body)}"), body[:100]
+            )
+        exemption = exemptions.request_exemption(device, ExemptionRequestBody(reason="leave"))
+        exemptions.decide(int(str(exemption["id"])), approve=True, admin="priya")
+
+        with pytest.raises(Exempt):
+            uploads.append(
+                device, mine.upload_id, parse_content_range(f"bytes 100-199/{len(body)}"), body[100:200]
+            )
+        assert sorted(path.stem for path in uploads.folder.iterdir()) == [theirs.upload_id] * 2
+        assert uploads.status(other, theirs.upload_id).received == 100
+        assert service.metadata.record_count() == 0
+    finally:
+        metadata.close()
+
+
+@pytest.mark.parametrize("resumable_bytes", [RESUMABLE_THRESHOLD_BYTES, 0], ids=["whole", "resumable"])
+def test_an_exempt_answer_stops_the_uploader_and_applies_the_exemption_at_once(
+    server: ServerThread,
+    data_dir: Path,
+    alice: DeviceCredentials,
+    alice_spool: Spool,
+    resumable_bytes: int,
+) -> None:
+    gate = CaptureGate()
+    # The device has heard from the collector (not exempt) and would ask again only in an hour.
+    sync = PolicySync(alice, gate, alice_spool, interval=3600).start()
+    upload_requests: list[str] = []
+    client = httpx.Client(
+        event_hooks={
+            "request": [lambda request: upload_requests.append(f"{request.method} {request.url.path}")]
+        }
+    )
+    uploader = Uploader(
+        alice_spool,
+        alice,
+        client=client,
+        backoff_initial=0.05,
+        backoff_max=0.1,
+        resumable_bytes=resumable_bytes,
+        on_exempt=sync.refresh_soon,
+    )
+    try:
+        assert sync.wait_for_rounds(1, 30) and not gate.state.exempt
+        request = request_exemption(alice, "I work on HR cases")
+        assert admin(server, "POST", f"/v1/admin/exemptions/{request['id']}/approve").status_code == 200
+        records: list[Batch | Frame] = [make_batch("a1", 0), make_frame("a1", 0), make_batch("a1", 1)]
+        alice_spool.append(records)
+
+        uploader.start()
+        assert wait_for_exempt(gate), f"the exempt answer did not apply the exemption: {sync.last_error}"
+        assert sync.wait_for_rounds(2, 30)  # the round the uploader asked for has finished
+        wait_until(lambda: not uploader.running)  # it stopped instead of backing off and retrying
+    finally:
+        left = uploader.stop()
+        sync.stop()
+        client.close()
+
+    assert uploader.exempt and "exempt" in (uploader.last_error or "")
+    assert len(upload_requests) == 1, upload_requests  # one refused request, no retry, no stop flush
+    assert upload_requests[0].startswith("PUT /v1/records/" if resumable_bytes else "POST /v1/uploads")
+    # What an approved exemption means on the device: nothing is captured, nothing unsent is kept.
+    assert gate.decide(WindowContext(app="XTerm", title="bash")).capture == "nothing"
+    assert left == 0 and alice_spool.pending_count() == 0
+    assert alice.device_id not in stored_device_ids(data_dir)
+    assert upload_files(data_dir) == []
+    audit = admin(server, "GET", "/v1/admin/audit", params={"device_id": alice.device_id}).json()
+    assert [entry["action"] for entry in audit] == [
+        "exemption_requested",
+        "exemption_approved",
+        "upload_refused_exempt",
+        "exemption_applied_on_device",
+    ]
+    assert audit[-1]["details"]["deleted_unsent"] == len(records)
+
+
+def test_a_local_policy_replaces_the_fleet_policy_but_not_an_exemption(
+    server: ServerThread, alice: DeviceCredentials, alice_spool: Spool, tmp_path: Path
+) -> None:
+    assert admin(server, "PUT", "/v1/admin/policy", content=ALLOWLIST_POLICY).status_code == 200
+    local = CapturePolicy(mode="denylist", deny_apps=["keepassxc"])
+    gate = CaptureGate(local)
+    cache = tmp_path / "policy-cache.json"
+    sync = PolicySync(alice, gate, alice_spool, cache_file=cache, follow_fleet_policy=False)
+    assert sync.refresh_once() is not None
+    assert gate.policy == local  # the fleet's allowlist did not replace the researcher's own policy
+
+    request = request_exemption(alice, "research device")
+    admin(server, "POST", f"/v1/admin/exemptions/{request['id']}/approve")
+    alice_spool.append([make_batch("a1", 0)])
+    sync.refresh_once()
+    assert gate.state.exempt and gate.policy == local
+    assert alice_spool.pending_count() == 0
+    # After a restart, the cached exemption holds before the collector is reached; the policy stays local.
+    restarted = CaptureGate(local)
+    PolicySync(alice, restarted, alice_spool, cache_file=cache, follow_fleet_policy=False)
+    assert restarted.state.exempt and restarted.policy == local

@@ -15,7 +15,10 @@ Wire protocol (v1):
   every byte; 416 when START is not ``received``; ``GET /v1/uploads/{upload_id}`` → the status.
 - Exemptions (device token): ``POST /v1/exemptions`` JSON ``{"reason", "delete_collected"}`` → 201;
   ``GET /v1/device/policy`` → ``{"policy": TOML, "exempt", "exemption_status", ...}``;
-  ``POST /v1/device/exemption-applied`` ``{"deleted_unsent"}``. An exempt device's uploads → 403 ``exempt``.
+  ``POST /v1/device/exemption-applied`` ``{"deleted_unsent"}``. An exempt device's uploads (records,
+  upload sessions and their chunks) → 403 ``exempt``, and its unfinished upload sessions are discarded.
+- When ``max_concurrent_ingests`` bodies are already being stored, a record or chunk PUT → 503 ``busy``
+  with ``Retry-After`` (seconds), before its body is read.
 - Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
   ``PUT|GET /v1/admin/policy`` (TOML), ``GET /v1/admin/audit``.
@@ -23,10 +26,11 @@ Wire protocol (v1):
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -39,6 +43,7 @@ from demotrace import __version__
 from demotrace.collector.service import (
     ADMIN_NAME_HEADER,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENT_INGESTS,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_ENROLL_BODY_BYTES,
     MAX_EXEMPTION_BODY_BYTES,
@@ -48,9 +53,12 @@ from demotrace.collector.service import (
     RECORD_MEDIA_TYPE,
     UPLOADS_FOLDER,
     BadRequest,
+    Busy,
     CollectorError,
     CollectorService,
+    Exempt,
     ExemptionService,
+    IngestSlots,
     PayloadTooLarge,
     ResumableUploads,
     StoreOutcome,
@@ -110,8 +118,26 @@ async def _drain(request: Request) -> None:
         pass
 
 
+async def _discard_body(request: Request, limit: int) -> None:
+    """Read and drop a refused request's body, up to ``limit`` bytes. A server that closes with unread
+    data in flight may reset the connection before the client reads the answer (the lingering-close
+    problem); worth avoiding for answers the client must act on, like ``exempt``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            return
+
+
 def _error_response(error: CollectorError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers: dict[str, str] | None = None
+    if error.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, Busy):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(
         {"error": error.code, "detail": error.message}, status_code=error.status, headers=headers
     )
@@ -126,8 +152,13 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     admin_token: str | None = None,
+    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
 ) -> FastAPI:
-    """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise."""
+    """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise.
+
+    At most ``max_concurrent_ingests`` upload bodies (records and chunks) are read and stored at once;
+    more answer 503 ``busy`` with ``Retry-After``.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
     service = CollectorService(
@@ -139,6 +170,9 @@ def create_app(
     )
     exemptions = ExemptionService(service, ExemptionStore(metadata.engine), admin_token=admin_token)
     service.upload_guard = exemptions
+    uploads = ResumableUploads(service, data_dir / UPLOADS_FOLDER)
+    exemptions.partial_uploads = uploads
+    ingest_slots = IngestSlots(max_concurrent_ingests)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -147,10 +181,13 @@ def create_app(
 
     app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
     app.state.service = service
+    app.state.ingest_slots = ingest_slots
 
     async def collector_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, CollectorError)
-        if error.status >= 500:
+        if isinstance(error, Busy):
+            log.info("upload refused: %s", error.message)  # load shedding at work, not a fault
+        elif error.status >= 500:
             log.error("collector error: %s", error.message)
         return _error_response(error)
 
@@ -174,20 +211,32 @@ def create_app(
     async def put_record(record_id: str, request: Request) -> Response:
         # Authenticate before reading a byte of the body: strangers cost us nothing.
         device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
-        await run_in_threadpool(exemptions.check_upload_allowed, device_id)
+        await _refuse_unread(request, service.max_body_bytes, exemptions.check_upload_allowed, device_id)
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type != RECORD_MEDIA_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {RECORD_MEDIA_TYPE}")
-        body = await _read_body(request, service.max_body_bytes)
-        outcome = await run_in_threadpool(service.store_record, device_id, record_id, body)
-        return JSONResponse(
-            {"record_id": outcome.record_id, "status": "created" if outcome.created else "already_stored"},
-            status_code=201 if outcome.created else 200,
-        )
+        # Refused before a byte of the body is read: shedding load must not cost reading it.
+        ingest_slots.acquire()
+        try:
+            body = await _read_body(request, service.max_body_bytes)
+            outcome = await run_in_threadpool(service.store_record, device_id, record_id, body)
+        finally:
+            ingest_slots.release()
+        return _store_outcome_response(outcome)
 
-    _add_upload_routes(app, service, ResumableUploads(service, data_dir / UPLOADS_FOLDER))
+    _add_upload_routes(app, service, uploads, ingest_slots)
     _add_exemption_routes(app, service, exemptions)
     return app
+
+
+async def _refuse_unread(request: Request, limit: int, check: Callable[[str], None], device_id: str) -> None:
+    """Run ``check`` (which raises Exempt for an exempt device) before the body is read; on refusal,
+    drop the body first so the device reads its 403 and stops, rather than retrying a reset link."""
+    try:
+        await run_in_threadpool(check, device_id)
+    except Exempt:
+        await _discard_body(request, limit)
+        raise
 
 
 def _store_outcome_response(outcome: StoreOutcome) -> JSONResponse:
@@ -209,7 +258,9 @@ def _upload_status_response(status: UploadStatus, status_code: int = 200) -> JSO
     )
 
 
-def _add_upload_routes(app: FastAPI, service: CollectorService, uploads: ResumableUploads) -> None:
+def _add_upload_routes(
+    app: FastAPI, service: CollectorService, uploads: ResumableUploads, ingest_slots: IngestSlots
+) -> None:
     """Resumable uploads: large records arrive in chunks and survive broken links and restarts."""
     app.state.uploads = uploads
 
@@ -231,8 +282,13 @@ def _add_upload_routes(app: FastAPI, service: CollectorService, uploads: Resumab
         content_range = parse_content_range(request.headers.get("content-range"))
         if content_range.length > MAX_UPLOAD_CHUNK_BYTES:
             raise PayloadTooLarge(f"chunks may be at most {MAX_UPLOAD_CHUNK_BYTES} bytes")
-        chunk = await _read_body(request, content_range.length)
-        answer = await run_in_threadpool(uploads.append, device_id, upload_id, content_range, chunk)
+        await _refuse_unread(request, content_range.length, uploads.refuse_if_exempt, device_id)
+        ingest_slots.acquire()
+        try:
+            chunk = await _read_body(request, content_range.length)
+            answer = await run_in_threadpool(uploads.append, device_id, upload_id, content_range, chunk)
+        finally:
+            ingest_slots.release()
         if isinstance(answer, StoreOutcome):
             return _store_outcome_response(answer)
         return _upload_status_response(answer, 202)
@@ -302,6 +358,39 @@ def _add_exemption_routes(app: FastAPI, service: CollectorService, exemptions: E
         return await run_in_threadpool(exemptions.audit, limit, device_id)
 
 
+class ServerConfigError(ValueError):
+    """The collector would start in an unsafe or contradictory setup; the message says what to give."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True only for addresses nobody else can reach: ``localhost`` and loopback IPs (127/8, ::1).
+    Anything else, ``0.0.0.0`` and host names included, may be reachable from the network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_enrollment_exposure(host: str, enrollment_secret: str | None, open_enrollment: bool) -> None:
+    """Refuse (ServerConfigError) to serve enrolment to the network without a secret, unless open
+    enrolment was asked for by name; a loopback collector (a researcher's own, the demo) needs neither."""
+    if enrollment_secret and open_enrollment:
+        raise ServerConfigError(
+            "--open-enrollment and --enrollment-secret contradict each other: give one of them"
+        )
+    if enrollment_secret or is_loopback_host(host):
+        return
+    if not open_enrollment:
+        raise ServerConfigError(
+            f"refusing to listen on {host} without an enrollment secret: anyone who can reach it could "
+            "enrol a device and upload. Give --enrollment-secret (or DEMOTRACE_ENROLLMENT_SECRET), or "
+            "--open-enrollment if every device that reaches it may enrol (behind a VPN, say)"
+        )
+    log.warning("enrolment is open to anyone who can reach %s (--open-enrollment)", host)
+
+
 def serve(
     data_dir: Path,
     host: str = DEFAULT_HOST,
@@ -309,12 +398,23 @@ def serve(
     *,
     database_url: str | None = None,
     enrollment_secret: str | None = None,
+    open_enrollment: bool = False,
     log_level: str = "info",
     admin_token: str | None = None,
+    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
 ) -> None:
-    """Run the collector in the foreground until interrupted (``demotrace server --data DIR``)."""
+    """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
+
+    Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
+    enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure).
+    """
+    check_enrollment_exposure(host, enrollment_secret, open_enrollment)
     app = create_app(
-        data_dir, database_url=database_url, enrollment_secret=enrollment_secret, admin_token=admin_token
+        data_dir,
+        database_url=database_url,
+        enrollment_secret=enrollment_secret,
+        admin_token=admin_token,
+        max_concurrent_ingests=max_concurrent_ingests,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

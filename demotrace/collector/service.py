@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -94,6 +95,60 @@ class Exempt(CollectorError):
 
     status = 403
     code = "exempt"
+
+
+class Busy(CollectorError):
+    """Every ingest slot is taken: the client should come back after ``retry_after`` seconds."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# Each upload being stored may hold its body (up to max_body_bytes) and its decompressed record (up to
+# max_record_bytes) in memory: 16 at the default limits is at most about 1.5 GiB, and keeps a PostgreSQL
+# backend busy without queueing threads behind SQLite's single writer for long.
+DEFAULT_MAX_CONCURRENT_INGESTS = 16
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+class IngestSlots:
+    """At most ``limit`` upload bodies read and stored at once; the next one is told to come back later.
+
+    Refusing (Busy) rather than queueing keeps the collector's memory bounded under a burst of large
+    uploads, and the devices keep their records until a retry is taken.
+    """
+
+    def __init__(
+        self, limit: int = DEFAULT_MAX_CONCURRENT_INGESTS, retry_after: int = BUSY_RETRY_AFTER_SECONDS
+    ):
+        if limit < 1:
+            raise ValueError("the limit of concurrent ingests must be at least 1")
+        self.limit = limit
+        self.retry_after = retry_after
+        self._in_use = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def acquire(self) -> None:
+        """Take a slot, or raise Busy at once if all are taken (never waits)."""
+        with self._lock:
+            if self._in_use >= self.limit:
+                raise Busy(
+                    f"the collector is storing {self.limit} uploads already: retry in {self.retry_after} s",
+                    self.retry_after,
+                )
+            self._in_use += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_use -= 1
 
 
 class EnrollRequest(msgspec.Struct):
@@ -482,6 +537,31 @@ class ResumableUploads:
                 continue
         return sessions
 
+    def discard_device(self, device_id: str) -> int:
+        """Remove every unfinished upload of a device (it became exempt); returns how many sessions."""
+        removed = 0
+        for session in self._sessions():
+            if session.device_id == device_id:
+                self._discard(session.upload_id)
+                removed += 1
+        for part in self.folder.glob("*.part"):
+            # Chunks without a session (a chunk that raced a completion) are nobody's any more; whose
+            # they were is not recorded, so they go now rather than linger until they expire.
+            if not self._meta_path(part.stem).exists():
+                part.unlink(missing_ok=True)
+        return removed
+
+    def refuse_if_exempt(self, device_id: str) -> None:
+        """Raise Exempt if the device is exempt, after discarding whatever it had half uploaded."""
+        guard = self.service.upload_guard
+        if guard is None:
+            return
+        try:
+            guard.check_upload_allowed(device_id)
+        except Exempt:
+            self.discard_device(device_id)
+            raise
+
     def expire(self, now: float | None = None) -> int:
         """Remove sessions untouched for ``expiry_seconds``; returns how many."""
         now = time.time() if now is None else now
@@ -503,6 +583,7 @@ class ResumableUploads:
 
     def begin(self, device_id: str, request: UploadRequest) -> UploadStatus:
         """Open a session, or find the one already open for this record: its offset says where to go on."""
+        self.refuse_if_exempt(device_id)
         if request.size > self.service.max_body_bytes:
             raise PayloadTooLarge(
                 f"record body is {request.size} bytes, more than {self.service.max_body_bytes}"
@@ -531,12 +612,14 @@ class ResumableUploads:
         return self._status(session, created=True)
 
     def status(self, device_id: str, upload_id: str) -> UploadStatus:
+        self.refuse_if_exempt(device_id)
         return self._status(self._load(device_id, upload_id))
 
     def append(
         self, device_id: str, upload_id: str, content_range: ContentRange, chunk: bytes
     ) -> UploadStatus | StoreOutcome:
         """Add one chunk; the chunk that completes the body stores the record and returns its outcome."""
+        self.refuse_if_exempt(device_id)
         session = self._load(device_id, upload_id)
         if content_range.total != session.size:
             raise BadRequest(f"Content-Range total {content_range.total} is not the upload's {session.size}")
@@ -555,6 +638,8 @@ class ResumableUploads:
                 _write_all(fd, chunk)
                 os.fsync(fd)
                 received += len(chunk)
+                # An approval may have landed while the chunk was on its way: it must not stay behind.
+                self.refuse_if_exempt(device_id)
             if received < session.size:
                 return self._status(session)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -686,8 +771,11 @@ class ExemptionService:
     """Exemption requests and decisions, the fleet policy, and the audit trail of all of it.
 
     Also the collector's upload guard: an exempt device's records are refused (403 ``exempt``) and a
-    record that raced an approval is removed again.
+    record that raced an approval is removed again. An approval also discards the device's unfinished
+    resumable uploads (``partial_uploads``, set by create_app).
     """
+
+    partial_uploads: ResumableUploads | None = None
 
     def __init__(
         self,
@@ -739,6 +827,20 @@ class ExemptionService:
             raise Conflict(f"exemption request {request_id} was decided by someone else just now")
         request, blob_keys = decided
         answer = _request_json(request)
+        if approve and self.partial_uploads is not None:
+            # Half-uploaded records are the device's data too: nothing of an exempt device stays.
+            discarded = self.partial_uploads.discard_device(request.device_id)
+            answer["discarded_uploads"] = discarded
+            if discarded:
+                self.store.append_audit(
+                    self._audit(
+                        f"admin:{admin}",
+                        "partial_uploads_discarded",
+                        request.device_id,
+                        request_id=request_id,
+                        uploads=discarded,
+                    )
+                )
         if approve and request.delete_collected:
             answer["deleted_records"] = len(blob_keys)
             answer["deleted_blobs"] = self._delete_blobs(blob_keys)
