@@ -77,12 +77,27 @@ def test_other_fonts_and_a_dark_theme(font: str) -> None:
     assert verdict(before, after, TYPED[:7]) == "masked"
 
 
+@pytest.mark.parametrize("caret_before", [None, 2])
 @pytest.mark.parametrize("caret", [None, 1, 2])
 @pytest.mark.parametrize("caret_gap", [0, 3])
-def test_the_caret_is_not_a_glyph_blinking_or_touching(caret: int | None, caret_gap: int) -> None:
-    before = field("", caret=2)
-    after = field("\u25cf" * 5, caret=caret, caret_gap=caret_gap)
+@pytest.mark.parametrize("mask", ["\u2022", "\u25cf"])
+def test_the_caret_is_not_a_glyph_blinking_or_touching(
+    caret_before: int | None, caret: int | None, caret_gap: int, mask: str
+) -> None:
+    before = field("", 10, caret=caret_before)
+    after = field(mask * 5, 10, caret=caret, caret_gap=caret_gap)
     assert verdict(before, after, TYPED[:5]) == "masked"
+
+
+def test_a_focus_ring_that_changes_is_not_a_glyph() -> None:
+    """The click that ends the typing may come before the echo is grabbed: the field loses its focus
+    ring and its caret."""
+    before = field("", caret=2)
+    after = field("\u2022" * 6, caret=None)
+    ImageDraw.Draw(before).rectangle((0, 0, FIELD[0] - 1, FIELD[1] - 1), outline=(0, 0, 0))
+    ImageDraw.Draw(before).rectangle((1, 1, FIELD[0] - 2, FIELD[1] - 2), outline=(0, 0, 0))
+    assert verdict(before, after, TYPED[:6]) == "masked"
+    assert verdict(before, field(TYPED[:6], caret=None), TYPED[:6]) == "text"
 
 
 def test_the_first_glyph_may_already_be_there_and_the_last_not_yet() -> None:

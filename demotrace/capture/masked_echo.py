@@ -11,8 +11,9 @@ How it reads the pixels:
    unrelated change elsewhere in the area (a clock, a live preview) does not spoil the reading.
 2. Ink: the distance of each pixel of ``after`` from the run's background (its most common grey), so
    dark-on-light and light-on-dark read alike; faint anti-aliasing below ``NOISE_LEVEL`` is ignored.
-3. The caret: a thin (at most ``CARET_MAX_WIDTH`` px) run of tall columns at the end of the ink is the
-   insertion cursor, not a glyph; it blinks and moves, so it is cut off before comparing.
+3. Thin lines are wiped: a thin (at most ``CARET_MAX_WIDTH`` px) run of tall columns is the insertion
+   cursor (it blinks and moves) or the side of a border, a thin run of rows across the whole ink is a
+   border or a focus ring (it changes when the focus leaves the field).
 4. Glyphs: mask glyphs often touch (asterisks and circles do at small sizes), so glyphs are not cut at
    column gaps but at a *pitch*: the smallest pitch (``MIN_PITCH`` … ``MAX_PITCH``) at which every cell
    matches the first one, each cell free to shift by one pixel (fractional advances). Cells are
@@ -54,18 +55,21 @@ NOISE_LEVEL = 0.08
 INK_LEVEL = 0.3
 # Changed rows this close together belong to one line of text; taller "lines" are not text.
 ROW_GAP = 2
-MIN_LINE_HEIGHT = 4
+MIN_LINE_HEIGHT = 2  # a bullet at a small size is 2-3 px tall
 MAX_LINE_HEIGHT = 120
 # Changed columns this far apart (at least; a line's height if taller) are separate runs.
 MIN_COLUMN_GAP = 8
 MAX_RUN_WIDTH = 1600  # a longer run is not the echo of a few keys
+# Thin lines are wiped before glyphs are read: at most this thick, and across this share of the ink's
+# width (a border) or down this share of its height (the caret, a border's sides).
 CARET_MAX_WIDTH = 2
-CARET_MIN_HEIGHT = 0.7  # of the line: the caret spans the whole line, mask glyphs do not
-# Glyph pitches tried (px, in steps): a mask glyph's advance is at most ~1.5 times its line's height.
+LINE_SHARE = 0.9
+CARET_MIN_HEIGHT = 0.7
+MIN_LINE_LENGTH = 8  # px: shorter strokes are parts of glyphs (a bullet is a few px square)
+# Glyph pitches tried (px, in steps of a quarter pixel).
 MIN_PITCH = 3.0
 MAX_PITCH = 64.0
 PITCH_STEP = 0.25
-MAX_PITCH_OF_LINE = 1.5
 POSITION_JITTER = 0.5
 _JITTERS = (0.0, -0.25, 0.25, -0.5, 0.5)
 _PAD = 2
@@ -75,7 +79,7 @@ MIN_MASK_GLYPHS = 3
 # How far the glyph count may trail (drawn before `before`, not drawn yet) or lead (typed while the
 # echo rendered) the characters typed.
 GLYPHS_BEHIND = 2
-GLYPHS_AHEAD = 4
+GLYPHS_AHEAD = 4  # and as many again as were typed: the grab may come late on a busy machine
 # Characters that may look the same in a plain field.
 LOOKALIKES = ("Il1|", "O0o")
 _LOOKALIKE_OF = {char: group[0] for group in LOOKALIKES for char in group}
@@ -114,7 +118,7 @@ def can_tell_mask_from_text(typed: str, glyphs: int) -> bool:
 
 
 def glyph_count_fits(glyphs: int, typed_count: int) -> bool:
-    return typed_count - GLYPHS_BEHIND <= glyphs <= typed_count + GLYPHS_AHEAD
+    return typed_count - GLYPHS_BEHIND <= glyphs <= 2 * typed_count + GLYPHS_AHEAD
 
 
 def read_masked_echo(before: GreyImage, after: GreyImage, typed: str) -> EchoReading:
@@ -167,17 +171,11 @@ def _read_run(pixels: GreyImage) -> _Run | None:
     background = int(np.bincount(pixels.ravel(), minlength=256).argmax())
     ink = (np.abs(pixels.astype(np.float32) - np.float32(background)) / np.float32(255.0)).astype(np.float32)
     ink[ink < NOISE_LEVEL] = 0.0
-    inked = ink >= INK_LEVEL
-    columns = np.flatnonzero(inked.any(axis=0))
-    if columns.size == 0:
+    body = _without_lines(ink)
+    if body is None:
         return None
-    first, last = int(columns[0]), int(columns[-1])
-    last = _before_caret(inked, first, last)
-    if last < first:
-        return None
-    body = ink[:, first : last + 1]
     width = body.shape[1]
-    longest = min(MAX_PITCH, width / 2, MAX_PITCH_OF_LINE * body.shape[0])
+    longest = min(MAX_PITCH, width / 2)
     for pitch in np.arange(MIN_PITCH, longest + PITCH_STEP / 2, PITCH_STEP).tolist():
         glyphs = _identical_cells(body, pitch)
         if glyphs >= 2:
@@ -185,18 +183,37 @@ def _read_run(pixels: GreyImage) -> _Run | None:
     return _Run(0, 0.0, width)
 
 
-def _before_caret(inked: NDArray[np.bool_], first: int, last: int) -> int:
-    """The last ink column once a caret at the end (a thin run of full-height columns) is cut off."""
-    tall = inked.sum(axis=0) >= CARET_MIN_HEIGHT * inked.shape[0]
-    run = 0
-    while last - run >= first and tall[last - run]:
-        run += 1
-    if not 1 <= run <= CARET_MAX_WIDTH:
-        return last
-    end = last - run
-    while end >= first and not inked[:, end].any():
-        end -= 1  # the gap between the last glyph and the caret
-    return end
+def _thin_runs(flags: NDArray[np.bool_], most: int) -> NDArray[np.bool_]:
+    """The True entries that are in runs of at most ``most``."""
+    thin = np.zeros_like(flags)
+    for start, end in _spans(flags, 0):
+        if end - start <= most:
+            thin[start:end] = True
+    return thin
+
+
+def _without_lines(ink: NDArray[np.float32]) -> NDArray[np.float32] | None:
+    """The ink, cropped to its box, once thin lines are wiped: the caret (it blinks and moves), and a
+    field's border or focus ring (it changes when focus moves). Glyphs are never thin lines across the
+    whole box, and a line wiped through every glyph alike keeps them alike."""
+    ink = ink.copy()
+    for _ in range(3):  # wiping a ring's sides shrinks the box; the caret then spans it
+        inked = ink >= INK_LEVEL
+        rows, columns = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+        if columns.size == 0:
+            return None
+        ink = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        inked = inked[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+        height, width = inked.shape
+        across = _thin_runs(inked.sum(axis=1) >= max(LINE_SHARE * width, MIN_LINE_LENGTH), CARET_MAX_WIDTH)
+        down = _thin_runs(
+            inked.sum(axis=0) >= max(CARET_MIN_HEIGHT * height, MIN_LINE_LENGTH), CARET_MAX_WIDTH
+        )
+        if not across.any() and not down.any():
+            return ink
+        ink[across] = 0.0
+        ink[:, down] = 0.0
+    return ink
 
 
 def _distance(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
