@@ -233,3 +233,55 @@ def test_overlong_burst_is_fully_redacted_within_bounds() -> None:
     assert burst.text == placeholder(OVERFLOW_KIND)
     assert typed_chars(burst.events) == ""
     assert [e.text for e in burst.events if isinstance(e, Marker)] == ["<REDACTED>"]
+
+
+# --- a burst cut short as a password (the recorder's masked-echo check) ---
+
+
+def test_a_burst_cut_as_a_password_keeps_no_key_of_it() -> None:
+    typist = Typist().type("hunter2-Secret")
+    frame = FrameTaken(t=typist.t, wall=0.0, frame_id="f", left=0, top=0, width=1, height=1, trigger="key")
+    typist.events.insert(3, frame)
+    redactor = TypingBurstRedactor()
+    for event in typist.events:
+        redactor.feed(event)
+    cut = redactor.end_burst_as_password(typist.events[0].t)
+    assert cut.events == [frame]  # pixels stay; not one key, so not even how many
+    assert cut.held == frozenset()
+    assert not redactor.open
+
+
+def test_what_was_typed_before_the_password_is_redacted_as_usual() -> None:
+    typist = Typist().type(f"jane {CARD}\t")
+    since = typist.t + 0.001
+    typist.type("Hunter2")
+    last_up = typist.events.pop()  # "2" is still held when the check answers
+    redactor = TypingBurstRedactor()
+    for event in typist.events:
+        redactor.feed(event)
+    cut = redactor.end_burst_as_password(since)
+    assert replay(cut.events) == "jane <CREDIT_CARD>\t"
+    assert all(e.t < since for e in cut.events if isinstance(e, Key))
+    assert cut.held == frozenset({"2"})
+    # Nothing of the password leaks through later releases either.
+    assert redactor.feed(last_up) == [last_up]  # the recorder drops it (cut.held); the redactor is done
+
+
+def test_a_key_held_across_the_cut_keeps_its_release() -> None:
+    typist = Typist()
+    typist._key("shift", True)
+    typist._key("j", True, "J", ["shift"])
+    typist._key("j", False, None, ["shift"])
+    since = typist.t + 0.001
+    typist.type("pw9x")
+    typist._key("shift", False)
+    redactor = TypingBurstRedactor()
+    for event in typist.events:
+        redactor.feed(event)
+    cut = redactor.end_burst_as_password(since)
+    assert [(e.key, e.down) for e in cut.events if isinstance(e, Key)] == [
+        ("shift", True),
+        ("j", True),
+        ("j", False),
+        ("shift", False),
+    ]

@@ -36,7 +36,19 @@ Privacy, all on the processing thread and in memory, before anything is written:
 - Passwords: in a window whose title matches ``password_title_patterns`` every typing burst is a
   password: none of its keys is written, only one ``Marker(kind="redacted", text="<PASSWORD>")``. The
   platform's accessibility probe (AT-SPI, when present) and any ``password_probes`` can flag a burst in
-  other windows too (the hook for the screen safeguards' masked-echo detection).
+  other windows too.
+- Masked echo (any other window): at the first printable key typed into a field (after a click, a tab
+  or a new burst) the echo thread grabs the area where typing lands - the focused window, or a band of
+  ±``ECHO_BAND_HALF_HEIGHT`` px around the last click in it; once ``ECHO_FIRST_CHECK_KEYS`` keys went in
+  it grabs the same area again after ``ECHO_RENDER_SECONDS`` and reads both with ``masked_echo``: a row
+  of identical glyphs (``*``, ``•``, ``●`` …) as many as the keys typed, which could not be those keys
+  drawn as text, is a password field. Until the verdict arrives (at most
+  ``ECHO_VERDICT_TIMEOUT_SECONDS``; none by then counts as a password) the processing thread holds every
+  new message, so the burst cannot be released before it. A password verdict cuts the held burst at
+  the field's first key (``end_burst_as_password``): no key from there on is written, one
+  ``<PASSWORD>`` marker stands at that key, and the rest of the burst is dropped as in a password
+  window. Undecided: another look after ``ECHO_RECHECK_KEYS`` more keys, at most
+  ``ECHO_MAX_CHECKS`` per field. Two small grabs per field; the pixels are never written anywhere.
 """
 
 from __future__ import annotations
@@ -53,15 +65,19 @@ import threading
 import time
 import uuid
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
+
+from PIL import Image
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
 from demotrace.capture.blackout import Box, black_boxes, blackout_bgra
+from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
 from demotrace.capture.scrub import FrameScrubber
@@ -98,14 +114,11 @@ from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, pla
 from demotrace.spool import Spool, SpoolError, open_spool
 from demotrace.threads import name_os_thread
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 RECORDER_VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 # Message codes on the event queue (tuples keep the hot path to one allocation).
-_MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN, _GATE, _MARK = range(10)
+_MOVE, _BUTTON, _SCROLL, _KEY_DOWN, _KEY_UP, _WINDOW, _FRAME_DONE, _DRAIN, _GATE, _MARK, _ECHO = range(11)
 
 # A pointer path is cut after this many raw points (~4 s of motion at 125 Hz): it bounds memory and
 # the simplifier's worst case (quadratic in the points of one path).
@@ -127,6 +140,17 @@ _WINDOW_REASONS = frozenset({"denied app", "denied title", "not allowlisted"})
 MAX_HELD_CLICK_EVENTS = 8
 # The redactor ends a quiet burst once *more* than its gap has passed: wake just after that.
 _QUIET_MARGIN_SECONDS = 0.01
+# Masked echo: the first look once this many printable keys went into one field (fewer cannot be told
+# apart from text), another after this many more if it could not tell, at most this many per field.
+ECHO_FIRST_CHECK_KEYS = 4
+ECHO_RECHECK_KEYS = 3
+ECHO_MAX_CHECKS = 3
+ECHO_RENDER_SECONDS = 0.05  # the application draws the echo of the last key meanwhile
+# How long the processing thread holds everything after a look, waiting for its verdict. No answer by
+# then: the field is taken for a password (nothing that may be one is written). A look takes ~0.06 s;
+# the margin is for a busy machine, where a thread may wait that long for a core.
+ECHO_VERDICT_TIMEOUT_SECONDS = 1.0
+ECHO_BAND_HALF_HEIGHT = 60  # the area looked at: this far above and below the click into the field
 
 # Asks whether the focused widget takes a password: True, False, or None (cannot tell). Called on the
 # processing thread at the first key of a typing burst, with the focused window.
@@ -531,6 +555,100 @@ class _FrameGrabber:
         )
 
 
+@dataclass(frozen=True)
+class _EchoRequest:
+    check_id: int
+    area: dict[str, int]
+    typed: str | None  # None: grab the area as it is before the typing; else: look at the echo of this
+    not_before: float = 0.0  # perf_counter seconds: the echo has rendered by then
+
+
+class _EchoChecker:
+    """Grabs the area where typing lands (at a field's first key, then once a few keys' echo has
+    rendered) and reads it with ``masked_echo`` on its own thread; the verdict goes on the event queue.
+    The pixels stay in this thread's memory: nothing of them is encoded, stored or written."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._requests: queue.SimpleQueue[_EchoRequest | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="demotrace-echo", daemon=True)
+        self.cpu_seconds = 0.0
+        self.looks = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def before(self, check_id: int, area: dict[str, int]) -> None:
+        self._requests.put_nowait(_EchoRequest(check_id, area, None))
+
+    def after(self, check_id: int, area: dict[str, int], typed: str, not_before: float) -> None:
+        self._requests.put_nowait(_EchoRequest(check_id, area, typed, not_before))
+
+    def finish(self) -> None:
+        self._requests.put_nowait(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        import mss
+
+        screen: Any = None
+        try:
+            screen = mss.MSS(display=self._recorder.display)
+        except Exception as failure:
+            log.warning("masked-echo check off: cannot grab the screen: %s", failure)
+        before: tuple[int, GreyImage] | None = None
+        try:
+            while (request := self._requests.get()) is not None:
+                if request.typed is None:
+                    pixels = self._grab(screen, request.area)
+                    before = None if pixels is None else (request.check_id, pixels)
+                    continue
+                delay = request.not_before - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)  # one wait for the echo to render, not a poll
+                reading = EchoReading("undecided", 0, "no picture of the area")
+                after = self._grab(screen, request.area)
+                if after is not None and before is not None and before[0] == request.check_id:
+                    started = time.thread_time()
+                    try:
+                        reading = read_masked_echo(before[1], after, request.typed)
+                    except Exception:  # a verdict must come, or every field would wait for its timeout
+                        log.exception("masked-echo reading failed")
+                    self.cpu_seconds += time.thread_time() - started
+                    self.looks += 1
+                self._recorder._events.put_nowait((_ECHO, time.perf_counter_ns(), request.check_id, reading))
+        finally:
+            if screen is not None:
+                screen.close()
+
+    def _grab(self, screen: Any, area: dict[str, int]) -> GreyImage | None:
+        if screen is None:
+            return None
+        try:
+            started = time.thread_time()
+            shot = screen.grab(area)
+            pixels = grey(Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"))
+            self.cpu_seconds += time.thread_time() - started
+            return pixels
+        except Exception:
+            log.exception("masked-echo grab failed")
+            return None
+
+
+@dataclass
+class _EchoField:
+    """The printable keys typed into one field so far, as the masked-echo check follows them."""
+
+    check_id: int
+    burst_start_t: float  # the typing burst (the redactor's) it belongs to
+    start_ns: int  # its first key (a shift before the first character counts)
+    area: dict[str, int]
+    text: list[str]
+    next_check: int = ECHO_FIRST_CHECK_KEYS
+    checks: int = 0
+    settled: bool = False  # no more looks: the echo is text, or it could not tell often enough
+
+
 class _Processor:
     """Queue → decided, redacted model events → batches. All state here is touched by the processing
     thread only."""
@@ -547,6 +665,7 @@ class _Processor:
         pointer: tuple[int, int],
         window: WindowInfo | None,
         password_probes: Sequence[PasswordProbe],
+        echo_checker: _EchoChecker | None = None,
     ) -> None:
         self._recorder = recorder
         self._platform = platform
@@ -589,6 +708,18 @@ class _Processor:
         self._redactor = TypingBurstRedactor()
         self._burst_start_t: float | None = None
         self._last_key_t: float | None = None
+        # Masked echo: the field being typed into, the key that may start the next one, the look whose
+        # verdict everything waits for (check id, perf_counter deadline) and the messages held meanwhile.
+        self._echo_checker = echo_checker
+        self._echo_field: _EchoField | None = None
+        self._echo_lead: tuple[float, int] | None = (
+            None  # (burst start t, ns) of a key before a field's first
+        )
+        self._echo_ids = 0
+        self._echo_waiting: tuple[int, float] | None = None
+        self._stalled: deque[tuple[Any, ...]] = deque()
+        self._last_click: tuple[int, int, int] | None = None  # x, y, window id
+        self._draining = False
         self._thread = threading.Thread(target=self._run, name="demotrace-process", daemon=True)
 
     def start(self) -> None:
@@ -816,6 +947,91 @@ class _Processor:
             return False  # only the first key of a burst asks; the rest follow it
         return any(probe(self._window) for probe in self._password_probes)
 
+    # -- masked echo ---------------------------------------------------------------------------
+
+    def _echo_area(self) -> dict[str, int] | None:
+        """Where the typing lands: the focused window, narrowed to a band around the last click if it
+        landed in that window (the click into the field)."""
+        window = self._window
+        if window is None:
+            return None
+        left, top = max(window.x, 0), max(window.y, 0)
+        right = min(window.x + window.width, self._layout.width)
+        bottom = min(window.y + window.height, self._layout.height)
+        click = self._last_click
+        if click is not None and click[2] == window.window_id and top <= click[1] < bottom:
+            top = max(top, click[1] - ECHO_BAND_HALF_HEIGHT)
+            bottom = min(bottom, click[1] + ECHO_BAND_HALF_HEIGHT)
+        if right - left < 8 or bottom - top < 8:
+            return None
+        return {"left": left, "top": top, "width": right - left, "height": bottom - top}
+
+    def _watch_echo(self, key: str, char: str | None, ns: int) -> None:
+        """Follow a key press that went into the held burst: start a field at its first printable key
+        (grab the area), and look at the echo once enough keys went in (everything waits for it)."""
+        checker, burst_t = self._echo_checker, self._burst_start_t
+        if checker is None or burst_t is None:
+            self._echo_field = None
+            return
+        field = self._echo_field
+        if field is not None and field.burst_start_t != burst_t:
+            field = self._echo_field = None
+        if field is None and (self._echo_lead is None or self._echo_lead[0] != burst_t):
+            self._echo_lead = (burst_t, ns)
+        if char is not None and len(char) == 1 and char.isprintable():
+            if field is None:
+                area = self._echo_area()
+                if area is None:
+                    return
+                self._echo_ids += 1
+                start_ns = self._echo_lead[1] if self._echo_lead is not None else ns
+                field = self._echo_field = _EchoField(self._echo_ids, burst_t, start_ns, area, [])
+                self._echo_lead = None
+                checker.before(field.check_id, area)
+            field.text.append(char)
+            if not field.settled and len(field.text) >= field.next_check:
+                now = time.perf_counter()
+                checker.after(field.check_id, field.area, "".join(field.text), now + ECHO_RENDER_SECONDS)
+                self._echo_waiting = (field.check_id, now + ECHO_VERDICT_TIMEOUT_SECONDS)
+        elif key == "backspace":
+            if field is not None and field.text:
+                field.text.pop()
+        elif char is not None:  # tab, enter: what follows may go to another field
+            self._echo_field = self._echo_lead = None
+
+    def _on_echo_verdict(self, check_id: int, reading: EchoReading) -> None:
+        waiting = self._echo_waiting
+        if waiting is None or waiting[0] != check_id:
+            return  # too late: the timeout settled it
+        self._echo_waiting = None
+        field = self._echo_field
+        if field is None or field.check_id != check_id:
+            return
+        if reading.verdict == "masked":
+            self._hide_password(field)
+        elif reading.verdict == "text":
+            field.settled = True
+        else:
+            field.checks += 1
+            field.settled = field.checks >= ECHO_MAX_CHECKS
+            field.next_check = len(field.text) + ECHO_RECHECK_KEYS
+
+    def _settle_overdue_echo(self) -> None:
+        waiting = self._echo_waiting
+        if waiting is not None and time.perf_counter() >= waiting[1]:
+            log.warning("no masked-echo verdict in time: the typing is kept out as a password")
+            self._on_echo_verdict(waiting[0], EchoReading("masked", 0, "no verdict in time"))
+
+    def _hide_password(self, field: _EchoField) -> None:
+        """The field takes a password: cut its keys out of the held burst, as if typed in a password
+        window (one marker at its first key, the rest of the burst's keys dropped as they come)."""
+        cut = self._redactor.end_burst_as_password(self._clock.t(field.start_ns))
+        self._dropped_presses |= cut.held
+        self._released(cut.events)
+        self._add(self._marker(field.start_ns, REDACTED_MARKER_KIND, placeholder(PASSWORD_KIND)))
+        self._password_key_t = self._last_key_t
+        self._echo_field = None
+
     # -- one message ---------------------------------------------------------------------------
 
     def _handle(self, message: tuple[Any, ...]) -> None:
@@ -870,6 +1086,7 @@ class _Processor:
             self._close_path()
             self._password_key_t = None
             if pressed:
+                self._last_click = (x, y, self._window.window_id if self._window is not None else 0)
                 self._decide_frame("button_down", ns, x=x, y=y, button=name)
             else:
                 self._decide_frame("button_up", ns)
@@ -919,9 +1136,13 @@ class _Processor:
                     modifiers=modifiers,
                 )
             )
+            if down:
+                self._watch_echo(info.key, char, ns)
 
     def _on_time_passed(self) -> None:
         """Deadlines of the queue wait: a pause that ends, a typing burst that went quiet."""
+        if self._echo_waiting is not None:
+            return  # everything waits for the masked-echo verdict
         now_ns = time.perf_counter_ns()
         self._check_expiry(now_ns)
         if self._redactor.open:
@@ -974,16 +1195,25 @@ class _Processor:
             # An overdue batch waits for its frame's FrameTaken (a message), so t stays ordered.
             if remaining > 0 or self._frames_in_flight == 0:
                 waits.append(remaining)
-        if self._redactor.open and self._last_key_t is not None:
-            waits.append(self._last_key_t + self._redactor.gap_s + _QUIET_MARGIN_SECONDS - now)
-        if self._decision_expires is not None:
-            waits.append(self._decision_expires - self._gate.clock())
+        if self._echo_waiting is not None:
+            waits.append(self._echo_waiting[1] - now)  # the other deadlines wait for the verdict
+        else:
+            if self._redactor.open and self._last_key_t is not None:
+                waits.append(self._last_key_t + self._redactor.gap_s + _QUIET_MARGIN_SECONDS - now)
+            if self._decision_expires is not None:
+                waits.append(self._decision_expires - self._gate.clock())
         return max(min(waits), 0.0) if waits else None
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        if message[0] == _DRAIN:
+            self._draining = True
+            self._grabber.finish()  # every requested frame is now on the queue
+        else:
+            self._handle(message)
 
     def _run(self) -> None:
         name_os_thread()
         events = self._recorder._events
-        draining = False
         try:
             start_ns = self._clock.start_ns
             self._refresh_decision(start_ns)
@@ -997,13 +1227,18 @@ class _Processor:
                 except queue.Empty:
                     message = None
                 if message is not None:
-                    if message[0] == _DRAIN:
-                        draining = True
-                        self._grabber.finish()  # every requested frame is now on the queue
+                    if message[0] == _ECHO:
+                        self._on_echo_verdict(message[2], message[3])
+                    elif self._echo_waiting is not None:
+                        self._stalled.append(message)  # a burst must not be released before its verdict
                     else:
-                        self._handle(message)
+                        self._dispatch(message)
+                self._settle_overdue_echo()
+                while self._stalled and self._echo_waiting is None:
+                    self._dispatch(self._stalled.popleft())
                 self._on_time_passed()
-                if draining and self._frames_in_flight == 0 and events.empty():
+                idle = not self._stalled and self._echo_waiting is None
+                if self._draining and idle and self._frames_in_flight == 0 and events.empty():
                     break
                 if self._frames_in_flight == 0 and self._due(time.perf_counter_ns()):
                     self._flush()
@@ -1063,6 +1298,7 @@ class Recorder:
         self._stop: threading.Event | None = None
         self._stopping = False
         self._grabber: _FrameGrabber | None = None
+        self._echo_checker: _EchoChecker | None = None
 
     # -- the hot path: stamp, enqueue, time ourselves --------------------------------------------
 
@@ -1114,6 +1350,10 @@ class Recorder:
     def scrub_cpu_seconds(self) -> float:
         """CPU time spent on OCR redaction of frames (benchmarks report it apart from the rest)."""
         return self._grabber.scrub_cpu_seconds if self._grabber is not None else 0.0
+
+    def echo_check_cpu_seconds(self) -> float:
+        """CPU time of the masked-echo checks (grabs of the typing area and their reading)."""
+        return self._echo_checker.cpu_seconds if self._echo_checker is not None else 0.0
 
     def frames_held(self) -> int:
         return self._grabber.frames_held if self._grabber is not None else 0
@@ -1218,6 +1458,8 @@ class Recorder:
         )
         grabber = _FrameGrabber(self, layout, clock, platform, self.scrubber)
         self._grabber = grabber
+        echo_checker = _EchoChecker(self)
+        self._echo_checker = echo_checker
 
         def accessibility_probe(_window: WindowInfo | None) -> bool | None:
             return platform.password_field_focused()
@@ -1235,8 +1477,10 @@ class Recorder:
             pointer=pointer,
             window=window,
             password_probes=(accessibility_probe, *self.password_probes),
+            echo_checker=echo_checker,
         )
         grabber.start()
+        echo_checker.start()
         processor.start()
         watch = None
         listeners: list[Any] = []
@@ -1264,6 +1508,7 @@ class Recorder:
                 watch.stop()
             self._events.put_nowait((_DRAIN,))
             processor.join()
+            echo_checker.finish()
             self.gate.unsubscribe(self._on_gate_changed)
 
 

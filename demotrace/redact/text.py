@@ -33,6 +33,9 @@ Live typing — the design
        it and vice versa, so replaying the kept keys (chars append, backspace deletes one) with each marker
        inserting its placeholder rebuilds exactly the redacted text — tested.
 
+    A burst found to be going into a password field (the recorder's masked-echo check) is cut with
+    :meth:`TypingBurstRedactor.end_burst_as_password`: no key from the password's first on is kept.
+
     Memory is bounded: a burst whose text passes ``max_chars`` (or whose events pass ``max_events``) is
     *fully redacted*: everything typed in it is dropped and it yields a single ``<REDACTED>`` marker.
     Nobody types 4,096 characters without a pause or a non-typing key; bursts that long come from
@@ -144,6 +147,16 @@ class RedactedBurst:
     text: str
     events: list[Event]
     matches: list[Match]
+
+
+@dataclass(frozen=True)
+class PasswordCut:
+    """What a burst cut short as a password may write (``events``, in order, no key typed in the
+    password among them), and the keys pressed in the password and not released yet (``held``: their
+    releases must be dropped too)."""
+
+    events: list[Event]
+    held: frozenset[str]
 
 
 @dataclass(eq=False)
@@ -287,6 +300,40 @@ class TypingBurstRedactor:
         burst = self._overflow_result() if self._overflowed else self._result()
         self._reset()
         return burst
+
+    def end_burst_as_password(self, since_t: float) -> PasswordCut:
+        """End the burst, dropping every key from ``since_t`` on: it was typed into a password field
+        (the caller writes the one ``<PASSWORD>`` marker). What was typed before ``since_t`` is redacted
+        as the burst it would have been had it ended there; events without typed text (frames, pointer
+        paths) are kept wherever they are, and so are releases of keys pressed (and kept) before."""
+        if not self.open:
+            return PasswordCut([], frozenset())
+        cut = next((i for i, event in enumerate(self._events) if event.t >= since_t), len(self._events))
+        before, after = self._events[:cut], self._events[cut:]
+        self._reset()
+        events: list[Event] = []
+        for event in before:
+            events.extend(self.feed(event))
+        held_before = set(self._held)
+        events.extend(self.end_burst().events)
+        held_after: set[str] = set()
+        for event in after:
+            if not isinstance(event, Key):
+                events.append(event)
+            elif event.down:
+                held_after.add(event.key)
+            elif event.key in held_after:
+                held_after.discard(event.key)
+            elif event.key in held_before:
+                held_before.discard(event.key)
+                if event.key in self._dropped_held:
+                    self._dropped_held.discard(event.key)
+                else:
+                    events.append(event)
+            else:
+                self._dropped_held.discard(event.key)  # its press was dropped in an earlier burst, or
+                # came before this one: either way a key typed into the password field stays out
+        return PasswordCut(events, frozenset(held_after))
 
     def _close(self) -> list[Event]:
         return self.end_burst().events if self.open else []
@@ -479,6 +526,7 @@ __all__ = [
     "MAX_BURST_CHARS",
     "OVERFLOW_KIND",
     "REDACTED_MARKER_KIND",
+    "PasswordCut",
     "RedactedBurst",
     "RedactionResult",
     "TypingBurstRedactor",
