@@ -35,7 +35,7 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import msgspec
@@ -130,12 +130,18 @@ class EncodingSettings:
         )
 
 
-AC_POWER_SETTINGS = EncodingSettings()
+# Measured on the demo session's real action frames (bench/frames.py): a key frame on every window
+# switch cost more bytes *and* CPU than a delta (a switch changes part of the screen, a key frame
+# re-encodes all of it), and WebP lossless effort above method 2 / effort 25 bought ~6 % fewer bytes for
+# ~40 % more CPU. A key frame every 60 frames bounds what one lost frame can break.
+AC_POWER_SETTINGS = EncodingSettings(
+    method=2, lossless_effort=25, key_interval=60, key_on_window_change=False
+)
 # On battery: WebP's cheapest sane lossless effort (method 0 is pathological on screens: ~15x bigger).
-BATTERY_SETTINGS = EncodingSettings(method=1, lossless_effort=0)
+BATTERY_SETTINGS = replace(AC_POWER_SETTINGS, method=1, lossless_effort=0)
 LOW_BATTERY_PERCENT = 20.0
 # Nearly empty: fewer key frames as well, since a key frame is where most of the encode time goes.
-LOW_BATTERY_SETTINGS = EncodingSettings(method=1, lossless_effort=0, key_interval=60)
+LOW_BATTERY_SETTINGS = replace(BATTERY_SETTINGS, key_interval=120)
 
 
 def choose_encoding(power: PowerState) -> EncodingSettings:
@@ -444,9 +450,16 @@ class FrameEncoder:
         self._chains.clear()
 
     def encode(
-        self, image: Image.Image, monitor_box: MonitorBox, *, key: bool, frame_id: str | None = None
+        self,
+        image: Image.Image,
+        monitor_box: MonitorBox,
+        *,
+        key: bool,
+        frame_id: str | None = None,
+        force_key: bool = False,
     ) -> EncodedFrame:
-        """Encode one screenshot of ``monitor_box``; ``key`` forces a key frame (window or app switch)."""
+        """Encode one screenshot of ``monitor_box``. ``key`` says the window or app switched (a key frame
+        if the settings want one there); ``force_key`` makes it a key frame whatever the settings."""
         settings = self.settings
         if settings != self._chain_settings:
             self._chains.clear()  # a delta's tiles must match its key frame's codec and tile size
@@ -457,7 +470,7 @@ class FrameEncoder:
         frame_id = frame_id or uuid.uuid4().hex
         pixels = image.tobytes()
         chain = self._chains.get(box)
-        force_key = key and settings.key_on_window_change
+        force_key = force_key or (key and settings.key_on_window_change)
         if chain is not None and chain.size == image.size and not force_key:
             encoded = self._encode_against(chain, image, pixels, frame_id, settings)
             if encoded is not None:

@@ -522,11 +522,14 @@ class _FrameGrabber:
         recorder = self._recorder
         image, monitor, held = grabbed.image, grabbed.monitor, grabbed.held
         self._encoding_for_power()
-        # A key frame (self-contained) at the start, after every window switch and for held frames
-        # (the scrub worker rewrites them whole); deltas otherwise — never against a held frame.
-        key = held or grabbed.window_id != self._encoded_window_id
-        encoded = self._encoder.encode(image, monitor, key=key)
-        self._encoded_window_id = None if held else grabbed.window_id
+        # Held frames are self-contained (the scrub worker rewrites them whole, so no delta may refer
+        # to one): a key frame, and the chain starts again after it. The encoder's settings decide
+        # whether a window switch makes a key frame.
+        switched = grabbed.window_id != self._encoded_window_id
+        encoded = self._encoder.encode(image, monitor, key=switched, force_key=held)
+        if held:
+            self._encoder.reset()
+        self._encoded_window_id = grabbed.window_id
         frame = encoded.to_frame(
             session_id=recorder.session_id,
             device_id=recorder.device_id,
