@@ -31,6 +31,7 @@ found); masked password echo (dots) is left as it is, since it shows nothing but
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demotrace.redact.detectors import Detector
+from demotrace.redact.detectors import Detector, screen_detectors
 from demotrace.redact.text import find_sensitive
 
 # Tiles for change detection: big enough that diffing is cheap, small enough that one changed word does
@@ -69,6 +70,8 @@ COLUMN_GAP_LINE_HEIGHTS = 4.0
 # space OCR put inside one token (proportional fonts: a space is ~0.3 em; monospace: a whole cell).
 SPLIT_TOKEN_GAP_LINE_HEIGHTS = 0.3
 SPLIT_TOKEN_GAP_MEDIAN_SHARE = 0.6
+# A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
+SPREAD_GAP_LINE_HEIGHTS = 1.0
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
 # Wider at the sides: measured, Tesseract's word box can miss most of a first glyph's thin stroke (the
 # left leg of an "A": 5 px at 16 px text).
@@ -571,17 +574,53 @@ def _readings(line: Sequence[OcrWord]) -> list[tuple[str, list[tuple[int, int]]]
     return [("".join(literal), literal_spans), ("".join(lenient), lenient_spans)]
 
 
+@functools.cache
+def default_screen_detectors() -> tuple[Detector, ...]:
+    return tuple(screen_detectors())
+
+
 def sensitive_words(
     line: Sequence[OcrWord], detectors: Sequence[Detector] | None = None
 ) -> list[SensitiveWord]:
-    """The words of one line that any detector flags, in either reading of the line."""
+    """The words of one line that any detector flags, in either reading of the line (the screen's
+    lenient detectors if None), and the code-like pieces glued to them (see :func:`_spread`)."""
+    chosen = default_screen_detectors() if detectors is None else detectors
     kinds: dict[int, str] = {}
     for text, spans in _readings(line):
-        for match in find_sensitive(text, detectors):
+        for match in find_sensitive(text, chosen):
             for index, (start, end) in enumerate(spans):
                 if start < match.end and match.start < end:
                     kinds.setdefault(index, match.kind)
+    _spread(line, kinds)
     return [SensitiveWord(line[index], kind) for index, kind in sorted(kinds.items())]
+
+
+def _spread(line: Sequence[OcrWord], kinds: dict[int, str]) -> None:
+    """Flag the pieces OCR split off a flagged value: a neighbour within a space's width that looks like
+    a fragment of a code (``Jd@Fs2Ga7Ex`` after a key read as two words). Left alone, such a piece
+    shows part of the value, and a piece that is half the value is a leak."""
+    gap = SPREAD_GAP_LINE_HEIGHTS * _line_height(line)
+    for step in (1, -1):
+        order = range(len(line)) if step == 1 else range(len(line) - 1, -1, -1)
+        for index in order:
+            neighbour = index + step
+            if index not in kinds or neighbour in kinds or not 0 <= neighbour < len(line):
+                continue
+            left, right = (line[index], line[neighbour]) if step == 1 else (line[neighbour], line[index])
+            if right.box.left - left.box.right <= gap and _fragment_like(line[neighbour].text):
+                kinds[neighbour] = kinds[index]
+
+
+def _fragment_like(text: str) -> bool:
+    """A piece of a code rather than a word: mixes digits with letters, or upper and lower case beyond
+    a capital initial (``eyJhbGci``), or is a run of digits."""
+    token = text.strip(_EDGE_NOISE + ".,;:")
+    if len(token) < 2:
+        return False
+    has_digit = any(char.isdigit() for char in token)
+    has_letter = any(char.isalpha() for char in token)
+    inner_upper = any(char.isupper() for char in token[1:]) and any(char.islower() for char in token)
+    return (has_digit and (has_letter or len(token) >= 2)) or inner_upper
 
 
 def word_cover(word: OcrWord, width: int, height: int) -> Box:
