@@ -70,6 +70,10 @@ COLUMN_GAP_LINE_HEIGHTS = 4.0
 # space OCR put inside one token (proportional fonts: a space is ~0.3 em; monospace: a whole cell).
 SPLIT_TOKEN_GAP_LINE_HEIGHTS = 0.3
 SPLIT_TOKEN_GAP_MEDIAN_SHARE = 0.6
+# Kinds trusted only in the literal reading: the lenient one folds look-alikes beside numbers and joins
+# digit pieces, so a misread clock ("Nov 27 16:10:57" read as "2? 16310326") became a ten-digit number.
+# The digit-run detector folds the safe look-alikes itself.
+LITERAL_READING_KINDS = frozenset({"NUMBER"})
 # A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
 SPREAD_GAP_LINE_HEIGHTS = 1.0
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
@@ -586,8 +590,10 @@ def sensitive_words(
     lenient detectors if None), and the code-like pieces glued to them (see :func:`_spread`)."""
     chosen = default_screen_detectors() if detectors is None else detectors
     kinds: dict[int, str] = {}
-    for text, spans in _readings(line):
+    for reading, (text, spans) in enumerate(_readings(line)):
         for match in find_sensitive(text, chosen):
+            if reading > 0 and match.kind in LITERAL_READING_KINDS:
+                continue
             for index, (start, end) in enumerate(spans):
                 if start < match.end and match.start < end:
                     kinds.setdefault(index, match.kind)

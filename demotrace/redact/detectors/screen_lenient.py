@@ -174,13 +174,16 @@ _TOKEN_CHARS = r"A-Za-z0-9+/_.~\-"
 _SCREEN_TOKEN = re.compile(
     rf"(?<![{_TOKEN_CHARS}=])[{_TOKEN_CHARS}]{{{SCREEN_SECRET_MIN_CHARS},}}={{0,3}}(?![A-Za-z0-9+/_~\-=])"
 )
+# Paths and dotted names (versions, hosts, files) are judged part by part; base64 keys rarely hold a
+# "/" and never a ".", so their long random part is still found, and a JWT's parts each are.
+_PART_SEPARATORS = re.compile(r"[/.]")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class ScreenSecretDetector:
-    """Random-looking tokens of 12 characters or more. A token with ``/`` in it is a secret when one of
-    its parts is: paths (``/work/wt-ocr-recall``) are words and names between slashes, while base64 keys
-    that happen to hold a ``/`` keep a long random part."""
+    """Random-looking tokens of 12 characters or more. A token with ``/`` or ``.`` in it is a secret
+    when one of its parts is: paths (``/work/wt-ocr-recall``) and versions (``6.1.0-18-amd64``) are
+    short or wordy between the separators."""
 
     kind = "SECRET"
 
@@ -193,27 +196,34 @@ class ScreenSecretDetector:
             token = text[start:end]
             if _UUID.fullmatch(token) and not has_context_word(text, start, SECRET_CONTEXT_WORDS):
                 continue
-            if any(looks_random(part, SCREEN_SECRET_MIN_CHARS) for part in token.split("/")):
+            if any(looks_random(part, SCREEN_SECRET_MIN_CHARS) for part in _PART_SEPARATORS.split(token)):
                 matches.append(Match(start, end, self.kind))
         return matches
 
 
 # --- digit runs ----------------------------------------------------------------------------------------
 
-_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9])\d(?:[ -]?\d)+(?![0-9])")
+# Digits, single spaces or dashes between them, and OCR's usual letters for digits inside; not inside a
+# longer token (the last group of a UUID, a version, a file name).
+_DIGIT_RUN = re.compile(r"(?<![\w.\-/])[OoIl|]?\d(?:[ -]?[\dOoIl|SB])*\d(?![0-9])")
 # Dates are the long digit runs ordinary screens are full of (2024-01-15, 15-01-2024).
 _DATE = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4})(?!\d)")
+# Share of a run's characters that must be real digits (the rest: look-alikes OCR read for digits).
+MIN_REAL_DIGIT_SHARE = 2 / 3
 
 
 class DigitRunDetector:
-    """Nine or more digits in a row, or in groups split by single spaces or dashes, dates excepted."""
+    """Nine or more digits in a row, or in groups split by single spaces or dashes, dates excepted; a
+    few OCR look-alikes (``O`` for ``0``, ``l`` for ``1``) count as digits inside a run."""
 
     kind = "NUMBER"
 
     def find(self, text: str) -> list[Match]:
         without_dates = _DATE.sub(lambda date: "x" * len(date.group()), text)
-        return [
-            Match(run.start(), run.end(), self.kind)
-            for run in _DIGIT_RUN.finditer(without_dates)
-            if sum(char.isdigit() for char in run.group()) >= MIN_DIGIT_RUN
-        ]
+        matches = []
+        for run in _DIGIT_RUN.finditer(without_dates):
+            characters = [char for char in run.group() if char not in " -"]
+            digits = sum(char.isdigit() for char in characters)
+            if len(characters) >= MIN_DIGIT_RUN and digits >= MIN_REAL_DIGIT_SHARE * len(characters):
+                matches.append(Match(run.start(), run.end(), self.kind))
+        return matches
