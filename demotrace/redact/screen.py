@@ -13,7 +13,11 @@ The pipeline, one function per step:
    it, and a lenient one that undoes the usual OCR slips on secrets (``,`` for ``.`` in a domain,
    ``l``/``O``/``S`` for ``1``/``0``/``5`` among digits, a space inserted inside a token, a card read
    as ``4111 1111 11111111``: narrow gaps, and gaps between pieces holding digits, are closed). A
-   match's character span maps back to the words it touches.
+   match's character span maps back to the words it touches. The detectors are the screen set
+   (``detectors.screen_detectors``): the typed-text ones plus lenient, screen-only ones (IBAN by shape,
+   ``@`` look-alikes, key prefixes with confusable characters, random tokens from 12 characters, digit
+   runs from 9), since on a screen a false positive costs a box over one word and a miss leaks. A piece
+   OCR split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged with it.
 5. :func:`blackout`: those words' boxes, with a small margin, filled with black.
 
 :class:`ScreenScrubber` keeps, per stream of frames from one monitor, the previous raw frame and its
