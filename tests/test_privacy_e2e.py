@@ -232,18 +232,9 @@ def ocr_leaks(text: ScreenText, where: str, values: Iterable[Sensitive] = EVERY_
     return found
 
 
-# Values OCR reads reliably enough that the screen scrubber must cover them in every frame, every run.
-# The others (letters mixed with digits: an IBAN, an email, an API key) are sometimes misread badly enough
-# that no detector recognises them, or are shown only in part by a text box scrolled sideways: a known
-# gap of the screen safeguard, reported here as an expected failure until its recall is good enough.
-SCREEN_STRICT_KINDS = frozenset({"CREDIT_CARD", "US_SSN", "PHONE", "JWT", "PASSWORD"})
-
-
 def assert_no_screen_leaks(leaks: list[Leak], images: int) -> None:
-    strict = [leak for leak in leaks if leak.value.kind in SCREEN_STRICT_KINDS]
-    assert not strict, _report(strict, images)
-    if leaks:
-        pytest.xfail("known gap of the screen safeguard: " + _report(leaks, images))
+    """No value, of any kind, is readable in any image."""
+    assert not leaks, _report(leaks, images)
 
 
 def image_key(image: Image.Image) -> str:

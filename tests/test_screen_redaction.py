@@ -358,3 +358,81 @@ def test_an_email_whose_at_sign_ocr_misread_is_still_found() -> None:
 
     assert lenient_tokens(["rowena,okaforBexample,net"]) == ["rowena.okafor@example.net"]
     assert lenient_tokens(["Blog", "Example.com", "BBC"]) == ["Blog", "Example.com", "BBC"]
+
+
+# --- precision on an ordinary screen -------------------------------------------------------------------
+
+ORDINARY_NOTES = ("Weekly review on 2024-03-15 at 10:30", "Budget 1,250.00 EUR, room 4B, ticket 4521")
+ORDINARY_COMMANDS = ("echo hello from the demo", "uname -r", "date", "pwd")
+MAX_BOXES_ON_AN_ORDINARY_SCREEN = 2
+
+
+@pytest.mark.x11
+def test_an_ordinary_screen_of_the_demo_apps_keeps_its_words(desktop: VirtualDesktop, tmp_path: Path) -> None:
+    """The Tk form with a name and notes, its labels and list, and an xterm with a prompt, dates, a kernel
+    version and a path: nothing sensitive, so (almost) nothing is painted over and the words stay readable."""
+    from demotrace.demo.script import TERMINAL_CLASS, find_window, read_app_state, start_demo_apps
+
+    state_file = tmp_path / "state.json"
+    apps = start_demo_apps(desktop, state_file)
+    try:
+        layout = read_app_state(state_file)["layout"]
+
+        def click(x: int, y: int) -> None:
+            xdotool(desktop, "mousemove", "--sync", str(x), str(y), "click", "1")
+
+        def click_widget(name: str) -> None:
+            box = layout[name]
+            click(box["x"] + box["width"] // 2, box["y"] + box["height"] // 2)
+
+        click_widget("name")
+        xdotool(desktop, "type", "--delay", "15", "Pat Quinn")
+        click_widget("notes")
+        xdotool(desktop, "type", "--delay", "15", "\n".join(ORDINARY_NOTES))
+        terminal = find_window(desktop.display, TERMINAL_CLASS)
+        assert terminal is not None
+        click(terminal.x + terminal.width // 2, terminal.y + terminal.height // 2)
+        xdotool(desktop, "type", "--delay", "15", "".join(f"{command}\n" for command in ORDINARY_COMMANDS))
+        frame = settled_grab(desktop)
+        before = read_text(frame)
+        assert "Budget" in before and "hello" in before, "the typed text is not on screen: nothing to test"
+
+        result = scrub_frame(frame)
+
+        covered_words = [
+            word.text for word in ocr_words(frame) if any(b.intersects(word.box) for b in result.boxes)
+        ]
+        # A false positive is cheap (one word on one frame) but must stay rare: at most two boxes.
+        assert len(result.boxes) <= MAX_BOXES_ON_AN_ORDINARY_SCREEN, (
+            f"ordinary words painted over: {covered_words}"
+        )
+        after = read_text(result.image)
+        for word_on_screen in (
+            "Name",
+            "Notes",
+            "Quinn",
+            "Weekly",
+            "Budget",
+            "ticket",
+            "hello",
+            "demo",
+            "Item",
+        ):
+            assert word_on_screen in after, f"{word_on_screen!r} is no longer readable"
+    finally:
+        apps.stop()
+
+
+def test_pieces_ocr_split_off_a_secret_are_covered_with_it_and_plain_words_are_not() -> None:
+    # A key's tail in a scrolled text box, read as two words at an "@" OCR put in place of a "0".
+    line = [word("echo", 0, 40), word("v4Lp8Zt3Wn6Yb1Hc5", 50, 220), word("Jd@Fs2Ga7Ex", 228, 340)]
+    flagged = [found.word.text for found in sensitive_words(line)]
+    assert flagged == ["v4Lp8Zt3Wn6Yb1Hc5", "Jd@Fs2Ga7Ex"]
+
+
+def test_a_misread_clock_is_not_a_long_number() -> None:
+    # "Nov 27 16:10:57" read with its colons lost: the lenient reading would make a ten-digit run of it.
+    line = [word("Fri", 0, 30), word("Nov", 40, 70), word("2?", 80, 100), word("16310326", 110, 190)]
+    assert sensitive_words(line) == []
+    tail = [word("34", 0, 20), word("5698", 30, 70), word("7654", 80, 120), word("32", 130, 150)]
+    assert [found.kind for found in sensitive_words(tail)] == ["NUMBER"] * 4

@@ -13,7 +13,11 @@ The pipeline, one function per step:
    it, and a lenient one that undoes the usual OCR slips on secrets (``,`` for ``.`` in a domain,
    ``l``/``O``/``S`` for ``1``/``0``/``5`` among digits, a space inserted inside a token, a card read
    as ``4111 1111 11111111``: narrow gaps, and gaps between pieces holding digits, are closed). A
-   match's character span maps back to the words it touches.
+   match's character span maps back to the words it touches. The detectors are the screen set
+   (``detectors.screen_detectors``): the typed-text ones plus lenient, screen-only ones (IBAN by shape,
+   ``@`` look-alikes, key prefixes with confusable characters, random tokens from 12 characters, digit
+   runs from 9), since on a screen a false positive costs a box over one word and a miss leaks. A piece
+   OCR split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged with it.
 5. :func:`blackout`: those words' boxes, with a small margin, filled with black.
 
 :class:`ScreenScrubber` keeps, per stream of frames from one monitor, the previous raw frame and its
@@ -31,6 +35,7 @@ found); masked password echo (dots) is left as it is, since it shows nothing but
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -43,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demotrace.redact.detectors import Detector
+from demotrace.redact.detectors import Detector, screen_detectors
 from demotrace.redact.text import find_sensitive
 
 # Tiles for change detection: big enough that diffing is cheap, small enough that one changed word does
@@ -69,6 +74,12 @@ COLUMN_GAP_LINE_HEIGHTS = 4.0
 # space OCR put inside one token (proportional fonts: a space is ~0.3 em; monospace: a whole cell).
 SPLIT_TOKEN_GAP_LINE_HEIGHTS = 0.3
 SPLIT_TOKEN_GAP_MEDIAN_SHARE = 0.6
+# Kinds trusted only in the literal reading: the lenient one folds look-alikes beside numbers and joins
+# digit pieces, so a misread clock ("Nov 27 16:10:57" read as "2? 16310326") became a ten-digit number.
+# The digit-run detector folds the safe look-alikes itself.
+LITERAL_READING_KINDS = frozenset({"NUMBER"})
+# A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
+SPREAD_GAP_LINE_HEIGHTS = 1.0
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
 # Wider at the sides: measured, Tesseract's word box can miss most of a first glyph's thin stroke (the
 # left leg of an "A": 5 px at 16 px text).
@@ -572,17 +583,55 @@ def _readings(line: Sequence[OcrWord]) -> list[tuple[str, list[tuple[int, int]]]
     return [("".join(literal), literal_spans), ("".join(lenient), lenient_spans)]
 
 
+@functools.cache
+def default_screen_detectors() -> tuple[Detector, ...]:
+    return tuple(screen_detectors())
+
+
 def sensitive_words(
     line: Sequence[OcrWord], detectors: Sequence[Detector] | None = None
 ) -> list[SensitiveWord]:
-    """The words of one line that any detector flags, in either reading of the line."""
+    """The words of one line that any detector flags, in either reading of the line (the screen's
+    lenient detectors if None), and the code-like pieces glued to them (see :func:`_spread`)."""
+    chosen = default_screen_detectors() if detectors is None else detectors
     kinds: dict[int, str] = {}
-    for text, spans in _readings(line):
-        for match in find_sensitive(text, detectors):
+    for reading, (text, spans) in enumerate(_readings(line)):
+        for match in find_sensitive(text, chosen):
+            if reading > 0 and match.kind in LITERAL_READING_KINDS:
+                continue
             for index, (start, end) in enumerate(spans):
                 if start < match.end and match.start < end:
                     kinds.setdefault(index, match.kind)
+    _spread(line, kinds)
     return [SensitiveWord(line[index], kind) for index, kind in sorted(kinds.items())]
+
+
+def _spread(line: Sequence[OcrWord], kinds: dict[int, str]) -> None:
+    """Flag the pieces OCR split off a flagged value: a neighbour within a space's width that looks like
+    a fragment of a code (``Jd@Fs2Ga7Ex`` after a key read as two words). Left alone, such a piece
+    shows part of the value, and a piece that is half the value is a leak."""
+    gap = SPREAD_GAP_LINE_HEIGHTS * _line_height(line)
+    for step in (1, -1):
+        order = range(len(line)) if step == 1 else range(len(line) - 1, -1, -1)
+        for index in order:
+            neighbour = index + step
+            if index not in kinds or neighbour in kinds or not 0 <= neighbour < len(line):
+                continue
+            left, right = (line[index], line[neighbour]) if step == 1 else (line[neighbour], line[index])
+            if right.box.left - left.box.right <= gap and _fragment_like(line[neighbour].text):
+                kinds[neighbour] = kinds[index]
+
+
+def _fragment_like(text: str) -> bool:
+    """A piece of a code rather than a word: mixes digits with letters, or upper and lower case beyond
+    a capital initial (``eyJhbGci``), or is a run of digits."""
+    token = text.strip(_EDGE_NOISE + ".,;:")
+    if len(token) < 2:
+        return False
+    has_digit = any(char.isdigit() for char in token)
+    has_letter = any(char.isalpha() for char in token)
+    inner_upper = any(char.isupper() for char in token[1:]) and any(char.islower() for char in token)
+    return (has_digit and (has_letter or len(token) >= 2)) or inner_upper
 
 
 def word_cover(word: OcrWord, width: int, height: int) -> Box:

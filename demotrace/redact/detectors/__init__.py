@@ -51,6 +51,7 @@ SPECIFICITY: dict[str, int] = {
     "IBAN": 70,
     "US_SSN": 60,
     "EMAIL": 50,
+    "NUMBER": 45,
     "PHONE": 40,
     "SECRET": 10,
 }
@@ -126,6 +127,32 @@ def all_detectors(phone_region: str = "US") -> list[Detector]:
     ]
 
 
+def screen_detectors(phone_region: str = "US") -> list[Detector]:
+    """The detectors for text read off the screen by OCR: every typed-text detector but the high-entropy
+    one, plus the lenient screen-only ones (see ``screen_lenient``), which trade precision for recall
+    since a false positive only paints a box over a word on one frame."""
+    from demotrace.redact.detectors.high_entropy import HighEntropyDetector
+    from demotrace.redact.detectors.screen_lenient import (
+        DigitRunDetector,
+        LenientApiKeyDetector,
+        LenientEmailDetector,
+        LenientIbanDetector,
+        ScreenSecretDetector,
+    )
+
+    # The high-entropy detector reads a shell prompt's path as a secret; ScreenSecretDetector judges
+    # paths part by part and catches shorter tokens.
+    strict = [d for d in all_detectors(phone_region) if not isinstance(d, HighEntropyDetector)]
+    return [
+        *strict,
+        LenientIbanDetector(),
+        LenientEmailDetector(),
+        LenientApiKeyDetector(),
+        ScreenSecretDetector(),
+        DigitRunDetector(),
+    ]
+
+
 __all__ = [
     "CONTEXT_WINDOW_CHARS",
     "DEFAULT_SPECIFICITY",
@@ -135,4 +162,5 @@ __all__ = [
     "PatternDetector",
     "all_detectors",
     "has_context_word",
+    "screen_detectors",
 ]

@@ -61,11 +61,12 @@ def _char_classes(token: str) -> set[str]:
     return {"digit" if c.isdigit() else "upper" if c.isupper() else "lower" for c in token if c.isalnum()}
 
 
-def looks_random(token: str) -> bool:
-    """Long, at least two of lower/upper/digit, high entropy, short pieces, few words."""
+def looks_random(token: str, min_chars: int = MIN_TOKEN_CHARS) -> bool:
+    """Long (``min_chars`` or more), at least two of lower/upper/digit, high entropy, short pieces, few
+    words."""
     pieces = _PIECE.findall(token)
     piece_chars = sum(len(piece) for piece in pieces)
-    if len(token) < MIN_TOKEN_CHARS or not pieces or len(_char_classes(token)) < 2:
+    if len(token) < min_chars or not pieces or len(_char_classes(token)) < 2:
         return False
     word_chars = sum(len(piece) for piece in pieces if _is_wordlike(piece))
     return (
