@@ -61,6 +61,7 @@ class Figures:
     ocr_thread_cpu_seconds: float = 0.0  # the recorder's OCR thread (dt-ocr*): in cpu_seconds
     ocr_child_cpu_seconds: float = 0.0  # the tesseract processes it ran (not in cpu_seconds)
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
+    cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -77,10 +78,10 @@ def context_switches(processes: list[psutil.Process]) -> int:
     return sum(p.num_ctx_switches().voluntary + p.num_ctx_switches().involuntary for p in processes)
 
 
-def thread_cpu_seconds(pid: int, prefix: str) -> float:
-    """CPU of a process's threads whose OS name starts with ``prefix`` (demotrace names its threads)."""
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's live threads by OS thread name (demotrace names its threads)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    by_name: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             stat = (task / "stat").read_text()
@@ -88,9 +89,13 @@ def thread_cpu_seconds(pid: int, prefix: str) -> float:
             continue  # the thread ended
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        if name.startswith(prefix):
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
+    return by_name
+
+
+def thread_cpu_seconds(pid: int, prefix: str) -> float:
+    """CPU of a process's threads whose OS name starts with ``prefix``."""
+    return sum(seconds for name, seconds in cpu_by_thread(pid).items() if name.startswith(prefix))
 
 
 class RssSampler:
@@ -176,9 +181,14 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
         ocr_before = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX)
+        threads_before = cpu_by_thread(recorder.pid)
         with RssSampler(recorder.pid) as rss:
             driven = drive(desktop.display, work, [process], seconds, idle, seed)
         ocr_threads = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX) - ocr_before
+        by_thread = {
+            name: seconds - threads_before.get(name, 0.0)
+            for name, seconds in cpu_by_thread(recorder.pid).items()
+        }
         children = process.cpu_times().children_user + process.cpu_times().children_system - children_before
         peak = peak_rss_bytes(recorder.pid)
         exit_code = stop_process(recorder)
@@ -203,6 +213,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             ocr_thread_cpu_seconds=ocr_threads,
             ocr_child_cpu_seconds=children,
             rss_samples=rss.samples,
+            cpu_by_thread=by_thread,
         )
 
 
@@ -246,6 +257,10 @@ def report(figures: Figures) -> None:
         )
     else:
         print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")
+    if figures.cpu_by_thread:
+        busiest = sorted(figures.cpu_by_thread.items(), key=lambda item: -item[1])[:8]
+        shown = ", ".join(f"{name} {figures.per_minute(seconds):.2f}" for name, seconds in busiest)
+        print(f"    by thread (CPU-s per active minute): {shown}")
     print(f"  idle: {figures.idle_cpu_seconds:.3f} CPU-s, {figures.idle_wakeups} context switches")
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
     if figures.rss_samples:

@@ -58,7 +58,9 @@ def run_agent(config: AgentConfig, console: Console) -> int:
     """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
     from demotrace.control import LocalControl
     from demotrace.device_state import DeviceStateWatcher
+    from demotrace.memory import keep_heap_flat
 
+    keep_heap_flat()  # before any thread starts
     local_policy = load_policy(config.policy) if config.policy is not None else None
     store: Spool = open_spool(config.spool, config.key)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))

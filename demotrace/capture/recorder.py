@@ -594,6 +594,7 @@ class _EchoChecker:
     def _run(self) -> None:
         import mss
 
+        name_os_thread()
         screen: Any = None
         try:
             screen = mss.MSS(display=self._recorder.display)
@@ -630,7 +631,7 @@ class _EchoChecker:
         try:
             started = time.thread_time()
             shot = screen.grab(area)
-            pixels = grey(Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"))
+            pixels = grey(Image.frombuffer("RGB", shot.size, shot.raw, "raw", "BGRX", 0, 1))
             self.cpu_seconds += time.thread_time() - started
             return pixels
         except Exception:
