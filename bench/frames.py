@@ -365,6 +365,7 @@ def measure_video(name: str, settings: VideoSettings, folder: Path, frames: list
     )
     buffer = io.BytesIO()
     packet_sizes: list[int] = []
+    key_packets = 0  # as the encoder made them (it may add its own to the forced ones)
     cpu_ms: list[float] = []
     loading_cpu = 0.0
     lag = 0  # most frames handed to the encoder whose packet had not come back yet
@@ -392,11 +393,13 @@ def measure_video(name: str, settings: VideoSettings, folder: Path, frames: list
                 output.mux(packet)
             cpu_ms.append((time.process_time() - started) * 1000)
             packet_sizes += [packet.size for packet in packets]
+            key_packets += sum(packet.is_keyframe for packet in packets)
             lag = max(lag, index + 1 - len(packet_sizes))
         started = time.process_time()
         for packet in stream.encode(None):
             output.mux(packet)
             packet_sizes.append(packet.size)
+            key_packets += packet.is_keyframe
     cpu_ms[-1] += (time.process_time() - started) * 1000
     # Encoders that work in their own threads (SVT-AV1) spend CPU outside the per-frame windows:
     # spread what the windows missed evenly so the mean is the whole cost.
@@ -438,7 +441,6 @@ def measure_video(name: str, settings: VideoSettings, folder: Path, frames: list
                 raise RuntimeError(f"{name}: seeking to {stamp} ms decoded up to {reached} instead")
             random_cpu_ms.append((time.process_time() - started) * 1000)
             random_decoded.append(count)
-    key_count = sum(keys)
     return Result(
         name,
         frame_sizes,
@@ -448,7 +450,7 @@ def measure_video(name: str, settings: VideoSettings, folder: Path, frames: list
         unresolved,
         random_cpu_ms,
         random_decoded,
-        note=f"{key_count} keys, lag {lag}",
+        note=f"{key_packets} keys, lag {lag}",
     )
 
 
