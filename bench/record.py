@@ -62,6 +62,7 @@ class Figures:
     ocr_child_cpu_seconds: float = 0.0  # the tesseract processes it ran (not in cpu_seconds)
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
     cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
+    ocr_worker_peak_rss: int = 0  # the OCR worker process, apart from the recorder's own
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -131,6 +132,29 @@ def rss_trend_per_10_minutes(samples: list[tuple[float, int]]) -> float:
     return slope * 600
 
 
+OCR_WORKER_NAME = "dt-ocr-worker"
+
+
+def ocr_workers(process: psutil.Process) -> list[psutil.Process]:
+    """The recorder's OCR worker processes (capture/ocr_process.py)."""
+    found = []
+    for child in process.children():
+        with contextlib.suppress(psutil.Error):
+            if child.name() == OCR_WORKER_NAME:
+                found.append(child)
+    return found
+
+
+def cpu_with_children(processes: list[psutil.Process]) -> dict[int, float]:
+    """CPU of each process and of the children it waited for (Tesseract runs), by pid."""
+    totals = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            totals[process.pid] = times.user + times.system + times.children_user + times.children_system
+    return totals
+
+
 def peak_rss_bytes(pid: int) -> int:
     # VmHWM is the kernel's own high-water mark: no sampling can miss the peak.
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -180,6 +204,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         )
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
+        workers_before = cpu_with_children(ocr_workers(process))
         ocr_before = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX)
         threads_before = cpu_by_thread(recorder.pid)
         with RssSampler(recorder.pid) as rss:
@@ -189,7 +214,11 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             name: seconds - threads_before.get(name, 0.0)
             for name, seconds in cpu_by_thread(recorder.pid).items()
         }
+        workers = ocr_workers(process)
+        workers_after = cpu_with_children(workers)
         children = process.cpu_times().children_user + process.cpu_times().children_system - children_before
+        children += sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
+        worker_peak = max((peak_rss_bytes(worker.pid) for worker in workers), default=0)
         peak = peak_rss_bytes(recorder.pid)
         exit_code = stop_process(recorder)
         stop_process(collector)
@@ -214,6 +243,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             ocr_child_cpu_seconds=children,
             rss_samples=rss.samples,
             cpu_by_thread=by_thread,
+            ocr_worker_peak_rss=worker_peak,
         )
 
 
@@ -250,10 +280,14 @@ def report(figures: Figures) -> None:
         print(f"  CPU, recorder without screen OCR: {recorder_per_minute:.3f} CPU-s per active minute")
         print(
             f"  CPU, screen OCR: {figures.per_minute(figures.ocr_thread_cpu_seconds):.3f} in its thread"
-            f" + {figures.per_minute(figures.ocr_child_cpu_seconds):.3f} in tesseract processes"
+            f" + {figures.per_minute(figures.ocr_child_cpu_seconds):.3f} in OCR processes"
             " = "
             f"{figures.per_minute(figures.ocr_thread_cpu_seconds + figures.ocr_child_cpu_seconds):.3f}"
             " CPU-s per active minute"
+        )
+        print(
+            "    (OCR thread: hands frames to the OCR worker process and paints its boxes;"
+            " OCR processes: the worker and the Tesseract runs it waited for)"
         )
     else:
         print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")
@@ -263,6 +297,8 @@ def report(figures: Figures) -> None:
         print(f"    by thread (CPU-s per active minute): {shown}")
     print(f"  idle: {figures.idle_cpu_seconds:.3f} CPU-s, {figures.idle_wakeups} context switches")
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
+    if figures.ocr_worker_peak_rss:
+        print(f"  peak RSS of the OCR worker process: {figures.ocr_worker_peak_rss / mib:.1f} MiB")
     if figures.rss_samples:
         resident = [r for _, r in figures.rss_samples]
         print(

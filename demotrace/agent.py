@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.recorder import Recorder, record_until_signal
-from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber
+from demotrace.capture.scrub import DeferredScrubWorker
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
 from demotrace.spool import Spool, open_spool
 
@@ -70,7 +71,10 @@ def run_agent(config: AgentConfig, console: Console) -> int:
         )
     # Frames taken on battery are held in the spool unscrubbed (encrypted, never uploaded) and
     # scrubbed by this worker once the device is back on mains power.
-    deferred_scrub = DeferredScrubWorker(store, FrameScrubber()).start()
+    # OCR runs in worker processes (started on first use): see capture/ocr_process.py.
+    deferred_scrubber = OcrProcessScrubber()
+    frame_scrubber = OcrProcessScrubber()
+    deferred_scrub = DeferredScrubWorker(store, deferred_scrubber).start()
 
     def follow_power() -> None:
         if gate.state.on_battery:
@@ -127,7 +131,7 @@ def run_agent(config: AgentConfig, console: Console) -> int:
 
         try:
             return record_until_signal(
-                store, device_id, gate=gate, on_recorder=attach_control, scrubber=FrameScrubber()
+                store, device_id, gate=gate, on_recorder=attach_control, scrubber=frame_scrubber
             )
         finally:
             for local in control:
@@ -142,4 +146,6 @@ def run_agent(config: AgentConfig, console: Console) -> int:
             )
         watcher.stop()
         deferred_scrub.close()
+        frame_scrubber.close()
+        deferred_scrubber.close()
         store.close()

@@ -1,15 +1,14 @@
-"""Keep the agent's resident memory flat and its frame buffers cheap.
+"""Keep the agent's resident memory flat: fewer per-thread malloc heaps.
 
-A 1080p frame passes through several 6-8 MB buffers (the grab, RGB pixels, OCR canvases, encoder
-input) on three threads. Measured with bench/record.py and a grab micro-benchmark:
+A 1080p frame passes through several 6-8 MB buffers (the grab, RGB pixels, the encoder's input) on
+three threads. glibc gives every thread its own heap (up to 8 per core), and freed frame buffers then
+linger in several of them; two heaps are plenty for this agent's threads.
 
-- Pillow allocates every image afresh by default: each 6 MB frame was a new mmap, and touching its
-  pages cost more than decoding the pixels (~17 ms per grab instead of ~3 ms). Keeping a few freed
-  blocks for reuse fixes both the time and the churn.
-- glibc gives every thread its own heap (up to 8 per core); two are plenty for this agent's threads
-  and keep freed frame buffers from lingering in several heaps at once.
-- Forcing large blocks to mmap (a fixed mmap threshold) flattened the resident set further but
-  tripled the CPU of a grab (page faults on every buffer): not used.
+Measured with bench/record.py and a grab micro-benchmark, and not used:
+- a fixed mmap threshold (every large block an mmap of its own, returned on free) flattened the
+  resident set but tripled a grab's CPU (page faults on every buffer);
+- Pillow's block cache (``set_blocks_max``) made grabs cheaper but its kept blocks made the resident
+  set climb through the session (+80 MB over two minutes with 2 to 6 blocks kept).
 """
 
 from __future__ import annotations
@@ -20,16 +19,10 @@ import sys
 
 _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 ARENA_MAX = 2
-# Freed Pillow blocks kept for reuse: a frame is in flight on at most a few threads at a time.
-PILLOW_BLOCKS_KEPT = 6
 
 
 def keep_heap_flat() -> None:
-    """Tune the allocators for this process; call early, before threads start. Harmless where an
-    allocator is not the expected one (not glibc: the malloc part is skipped)."""
-    from PIL import _imaging
-
-    _imaging.set_blocks_max(PILLOW_BLOCKS_KEPT)
+    """Tune glibc malloc for this process; call early, before threads start. A no-op elsewhere."""
     if not sys.platform.startswith("linux"):
         return
     library = ctypes.util.find_library("c")

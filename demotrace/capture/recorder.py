@@ -126,7 +126,7 @@ MAX_RAW_PATH_POINTS = 500
 # Frame requests waiting for the grabber; more than this while it is busy are dropped (bursts of clicks).
 MAX_PENDING_FRAMES = 4
 # Grabbed images waiting for OCR, and scrubbed ones waiting for the encoder (6 MB each at 1080p).
-MAX_PENDING_IMAGES = 2
+MAX_PENDING_IMAGES = 1
 STOP_DRAIN_SECONDS = 0.3
 LATENCY_SAMPLES = 1 << 16  # per listener; a power of two so the ring index is a mask
 LISTENER_READY_SECONDS = 10.0

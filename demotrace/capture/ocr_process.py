@@ -1,0 +1,227 @@
+"""Screen OCR in a worker process of its own, so the recorder stays small and steady.
+
+Reading a frame takes OCR canvases, upscaled strips and several frame-sized copies; in the recorder's
+own process that working set stayed resident (~80 MB more, creeping up over a session: measured
+with bench/record.py). Here the recorder keeps only its capture buffers, and the OCR working set lives
+in a worker that also runs at a lower CPU priority, dies with the recorder, and is restarted after a
+failure (a crash loses no frame unscrubbed: that frame is dropped, as for any OCR error).
+
+Protocol over the worker's stdin/stdout (anonymous pipes, never a file): a 4-byte length and a
+MessagePack ``OcrRequest``, then the raw RGB pixels for a scrub; the answer is a 4-byte length and an
+``OcrReply`` with the boxes to paint. The recorder paints them itself, so the pixels travel one way.
+
+    python -m demotrace.capture.ocr_process      # what the recorder starts; not for people
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from typing import IO, Literal
+
+import msgspec
+from PIL import Image
+
+from demotrace.capture.scrub import FrameScrubber
+from demotrace.model import Monitor
+from demotrace.redact.screen import Box, OcrError, OcrSettings, ScrubResult, blackout
+
+_LENGTH = struct.Struct("<I")
+# A request header or reply is small; anything bigger is a broken stream, not a message.
+MAX_MESSAGE_BYTES = 1 << 20
+WORKER_NICENESS = 10
+_PR_SET_PDEATHSIG = 1
+
+BoxTuple = tuple[int, int, int, int]
+
+
+class OcrRequest(msgspec.Struct, tag=True):
+    op: Literal["scrub", "forget"]
+    monitor: BoxTuple = (0, 0, 0, 0)  # left, top, width, height
+    width: int = 0
+    height: int = 0
+    pixel_bytes: int = 0  # raw RGB bytes that follow the header
+
+
+class OcrReply(msgspec.Struct):
+    boxes: list[BoxTuple] = []
+    regions: list[BoxTuple] = []
+    ocr_seconds: float = 0.0
+    error: str = ""
+
+
+def _write_message(stream: IO[bytes], message: msgspec.Struct, payload: bytes = b"") -> None:
+    header = msgspec.msgpack.encode(message)
+    stream.write(_LENGTH.pack(len(header)))
+    stream.write(header)
+    if payload:
+        stream.write(payload)
+    stream.flush()
+
+
+def _read_exactly(stream: IO[bytes], count: int) -> bytes:
+    data = stream.read(count)
+    if data is None or len(data) != count:
+        raise EOFError(f"stream ended after {0 if data is None else len(data)} of {count} bytes")
+    return data
+
+
+def _read_message(stream: IO[bytes], kind: type[OcrRequest] | type[OcrReply]) -> OcrRequest | OcrReply:
+    (length,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
+    if length > MAX_MESSAGE_BYTES:
+        raise EOFError(f"a {length}-byte message is not part of this protocol")
+    return msgspec.msgpack.decode(_read_exactly(stream, length), type=kind)
+
+
+def _as_tuple(box: Box) -> BoxTuple:
+    return (box.left, box.top, box.right, box.bottom)
+
+
+class OcrProcessScrubber(FrameScrubber):
+    """A FrameScrubber whose reading happens in a worker process (started on first use). Uses the
+    default screen detectors; thread-safe like its parent (one frame at a time)."""
+
+    def __init__(self, settings: OcrSettings | None = None) -> None:
+        super().__init__(settings=settings)
+        self._worker: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._worker.pid if self._worker is not None and self._worker.poll() is None else None
+
+    def _ensure_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._worker
+        if worker is not None and worker.poll() is None:
+            return worker
+        if worker is not None:
+            self.restarts += 1
+        settings = msgspec.json.encode(self.settings).decode()
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "demotrace.capture.ocr_process", settings],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # its warnings go where the recorder's go
+        )
+        return self._worker
+
+    def _ask(self, request: OcrRequest, payload: bytes = b"") -> OcrReply:
+        worker = self._ensure_worker()
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            _write_message(worker.stdin, request, payload)
+            reply = _read_message(worker.stdout, OcrReply)
+        except (OSError, EOFError, msgspec.DecodeError) as error:
+            self._stop_worker()  # whatever state it had is gone; the next frame starts a new one
+            raise OcrError(f"the OCR worker failed ({error}); it is restarted for the next frame") from error
+        assert isinstance(reply, OcrReply)
+        if reply.error:
+            raise OcrError(reply.error)
+        return reply
+
+    def scrub_result(self, image: Image.Image, monitor: Monitor | None = None) -> ScrubResult:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        box = (
+            (monitor.left, monitor.top, monitor.width, monitor.height)
+            if monitor is not None
+            else (0, 0, image.width, image.height)
+        )
+        pixels = image.tobytes()
+        request = OcrRequest("scrub", box, image.width, image.height, len(pixels))
+        with self._lock:
+            reply = self._ask(request, pixels)
+        boxes = [Box(*found) for found in reply.boxes]
+        return ScrubResult(blackout(image, boxes), boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
+
+    def forget(self) -> None:
+        with self._lock:
+            if self.worker_pid is not None:
+                with contextlib.suppress(OcrError):  # a dead worker remembers nothing either
+                    self._ask(OcrRequest("forget"))
+
+    def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        for stream in (worker.stdin, worker.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            worker.wait(timeout=5)  # it ends at the end of its input
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop_worker()
+
+
+# -- the worker ------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker if the recorder dies (a SIGKILL leaves no time to close pipes)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    library = ctypes.util.find_library("c")
+    if library is not None:
+        ctypes.CDLL(library).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Answer requests until the input ends."""
+    scrubber = FrameScrubber(settings=settings)
+    while True:
+        try:
+            request = _read_message(requests, OcrRequest)
+        except EOFError:
+            return
+        assert isinstance(request, OcrRequest)
+        if request.op == "forget":
+            scrubber.forget()
+            _write_message(replies, OcrReply())
+            continue
+        pixels = _read_exactly(requests, request.pixel_bytes)
+        try:
+            image = Image.frombytes("RGB", (request.width, request.height), pixels)
+            started = time.perf_counter()
+            result = scrubber.scrub_result(image, Monitor(*request.monitor))
+            reply = OcrReply(
+                [_as_tuple(box) for box in result.boxes],
+                [_as_tuple(region) for region in result.regions],
+                time.perf_counter() - started,
+            )
+        except (OcrError, ValueError) as error:
+            reply = OcrReply(error=str(error))
+        del pixels
+        _write_message(replies, reply)
+
+
+def main() -> None:
+    from demotrace.memory import keep_heap_flat
+    from demotrace.threads import name_os_thread
+
+    _die_with_parent()
+    name_os_thread("dt-ocr-worker")
+    keep_heap_flat()
+    os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not
+    settings = msgspec.json.decode(sys.argv[1], type=OcrSettings) if len(sys.argv) > 1 else OcrSettings()
+    # Replies get a descriptor of their own; anything a library prints goes to stderr, not into them.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(settings, sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
