@@ -133,9 +133,11 @@ class EncodingSettings:
 # Measured on the demo session's real action frames (bench/frames.py): a key frame on every window
 # switch cost more bytes *and* CPU than a delta (a switch changes part of the screen, a key frame
 # re-encodes all of it), and WebP lossless effort above method 2 / effort 25 bought ~6 % fewer bytes for
-# ~40 % more CPU. A key frame every 60 frames bounds what one lost frame can break.
+# ~40 % more CPU. A key frame every 60 frames bounds what one lost frame can break. Key frames are PNG:
+# lossless WebP of a whole 1080p screen needs ~40 MB of working memory (the recorder's peak) and more
+# CPU, for ~1 MB per active hour fewer bytes at this key interval.
 AC_POWER_SETTINGS = EncodingSettings(
-    method=2, lossless_effort=25, key_interval=60, key_on_window_change=False
+    key_codec="png", method=2, lossless_effort=25, key_interval=60, key_on_window_change=False
 )
 # On battery: WebP's cheapest sane lossless effort (method 0 is pathological on screens: ~15x bigger).
 BATTERY_SETTINGS = replace(AC_POWER_SETTINGS, method=1, lossless_effort=0)
