@@ -84,7 +84,8 @@ def _as_tuple(box: Box) -> BoxTuple:
 
 class OcrProcessScrubber(FrameScrubber):
     """A FrameScrubber whose reading happens in a worker process (started on first use). Uses the
-    default screen detectors; thread-safe like its parent (one frame at a time)."""
+    default screen detectors; thread-safe like its parent (one frame at a time). A frame with nothing
+    to cover comes back as the very image given (callers must not change it afterwards)."""
 
     def __init__(self, settings: OcrSettings | None = None) -> None:
         super().__init__(settings=settings)
@@ -137,7 +138,9 @@ class OcrProcessScrubber(FrameScrubber):
         with self._lock:
             reply = self._ask(request, pixels)
         boxes = [Box(*found) for found in reply.boxes]
-        return ScrubResult(blackout(image, boxes), boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
+        # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
+        scrubbed = blackout(image, boxes) if boxes else image
+        return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
 
     def forget(self) -> None:
         with self._lock:
