@@ -305,6 +305,8 @@ def report(figures: Figures) -> None:
             f"  RSS sampled every second: first {resident[0] / mib:.1f}, last {resident[-1] / mib:.1f},"
             f" max {max(resident) / mib:.1f} MiB;"
             f" trend {rss_trend_per_10_minutes(figures.rss_samples) / mib:+.1f} MiB per 10 min"
+            f" ({rss_trend_per_10_minutes(figures.rss_samples[len(figures.rss_samples) // 2 :]) / mib:+.1f}"
+            " over the second half)"
         )
     print(f"  stored: {figures.per_hour(figures.bytes_stored) / mib:.1f} MiB per active hour")
     if figures.bytes_uploaded is not None:
