@@ -37,6 +37,7 @@ from demotrace.framecodec import (
     resolving_loader,
 )
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
+from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
 from demotrace.spool import Spool
 
 SCREEN = Monitor(0, 0, 1280, 720)
@@ -479,3 +480,53 @@ def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
         assert resolved is not None
         assert pixels_of(resolved).size == (desktop.width, desktop.height)
     spool.close()
+
+
+def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
+    desktop: VirtualDesktop, tmp_path: Path
+) -> None:
+    # On battery the encoder switches to cheaper settings; a delta must never mix them with its chain's,
+    # so the first frame after the switch is a key frame. Power state injected through the gate.
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    gate = CaptureGate(DEFAULT_LOCAL_POLICY)
+    stop = threading.Event()
+    started = threading.Event()
+    recorder = Recorder(
+        spool, "test-device", display=desktop.display, batch_seconds=0.3, on_started=started.set, gate=gate
+    )
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            recorder.run(stop)
+        except BaseException as failure:
+            failures.append(failure)
+            started.set()
+
+    with xterm(desktop, "demotrace-power", "60x20+50+50") as window:
+        xdotool(desktop, "windowactivate", "--sync", str(window))
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            assert started.wait(20) and not failures
+            xdotool(desktop, "type", "--delay", "20", "abc")  # on mains: a delta
+            time.sleep(1.3)
+            gate.update_state(on_battery=True, battery_percent=60.0)
+            xdotool(desktop, "type", "--delay", "20", "def")  # on battery now: a new chain, a key frame
+            time.sleep(1.3)
+            xdotool(desktop, "type", "--delay", "20", "ghi")  # the battery chain goes on with a delta
+            time.sleep(0.8)
+        finally:
+            stop.set()
+            thread.join(20)
+    assert not failures
+    taken = [e for batch in spool.batches() for e in batch.events if isinstance(e, FrameTaken)]
+    assert [frame.trigger for frame in taken] == ["start", "key", "key", "key"]
+    stored = [spool.load_frame(frame.frame_id) for frame in taken]
+    assert [frame is not None and frame.media_type == DELTA_MEDIA_TYPE for frame in stored] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert stored[3] is not None and stored[2] is not None and stored[3].base_frame_id == stored[2].frame_id
