@@ -27,7 +27,8 @@ def os_thread_name(name: str) -> str:
 
 
 @functools.cache
-def _prctl() -> Callable[..., int] | None:
+def libc_prctl() -> Callable[..., int] | None:
+    """The C library's ``prctl`` (Linux), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
     library = ctypes.util.find_library("c")
@@ -42,7 +43,7 @@ def _prctl() -> Callable[..., int] | None:
 
 def name_os_thread(name: str | None = None) -> None:
     """Give the calling thread its OS name (its Python name by default); a no-op where unsupported."""
-    prctl = _prctl()
+    prctl = libc_prctl()
     if prctl is None:
         return
     chosen = os_thread_name(name or threading.current_thread().name)

@@ -421,14 +421,13 @@ def test_real_screens_round_trip_exactly_through_the_spool(desktop: VirtualDeskt
 
 
 @pytest.mark.x11
-def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
-    desktop: VirtualDesktop, tmp_path: Path
-) -> None:
-    spool = Spool(tmp_path / "spool", os.urandom(32))
+@contextmanager
+def recorder_running(spool: Spool, display: str, gate: CaptureGate | None = None) -> Iterator[Recorder]:
+    """A Recorder on its own thread for the block; stopped after it, and whatever it raised re-raised."""
     stop = threading.Event()
     started = threading.Event()
     recorder = Recorder(
-        spool, "test-device", display=desktop.display, batch_seconds=0.3, on_started=started.set
+        spool, "test-device", display=display, batch_seconds=0.3, on_started=started.set, gate=gate
     )
     failures: list[BaseException] = []
 
@@ -439,15 +438,27 @@ def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
             failures.append(failure)
             started.set()
 
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(20) and not failures
+        yield recorder
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not failures
+
+
+def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
+    desktop: VirtualDesktop, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
     with (
         xterm(desktop, "demotrace-left", "60x20+50+50") as left,
         xterm(desktop, "demotrace-right", "60x20+900+500"),
     ):
         xdotool(desktop, "windowactivate", "--sync", str(left))
-        thread = threading.Thread(target=run)
-        thread.start()
-        try:
-            assert started.wait(20) and not failures
+        with recorder_running(spool, desktop.display):
             xdotool(desktop, "type", "--delay", "20", "abc")  # frame 1: a delta (same window as at start)
             time.sleep(1.3)
             xdotool(desktop, "mousemove", "1100", "650", "click", "1")  # focus moves to the right xterm
@@ -456,10 +467,6 @@ def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
             time.sleep(1.3)
             xdotool(desktop, "type", "--delay", "20", "uvw")  # same window again: a delta
             time.sleep(0.8)
-        finally:
-            stop.set()
-            thread.join(20)
-    assert not failures
     events = [event for batch in spool.batches() for event in batch.events]
     taken = [event for event in events if isinstance(event, FrameTaken)]
     assert [frame.trigger for frame in taken] == ["start", "key", "click", "key", "key"]
@@ -489,26 +496,9 @@ def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
     # so the first frame after the switch is a key frame. Power state injected through the gate.
     spool = Spool(tmp_path / "spool", os.urandom(32))
     gate = CaptureGate(DEFAULT_LOCAL_POLICY)
-    stop = threading.Event()
-    started = threading.Event()
-    recorder = Recorder(
-        spool, "test-device", display=desktop.display, batch_seconds=0.3, on_started=started.set, gate=gate
-    )
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            recorder.run(stop)
-        except BaseException as failure:
-            failures.append(failure)
-            started.set()
-
     with xterm(desktop, "demotrace-power", "60x20+50+50") as window:
         xdotool(desktop, "windowactivate", "--sync", str(window))
-        thread = threading.Thread(target=run)
-        thread.start()
-        try:
-            assert started.wait(20) and not failures
+        with recorder_running(spool, desktop.display, gate):
             xdotool(desktop, "type", "--delay", "20", "abc")  # on mains: a delta
             time.sleep(1.3)
             gate.update_state(on_battery=True, battery_percent=60.0)
@@ -516,10 +506,6 @@ def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
             time.sleep(1.3)
             xdotool(desktop, "type", "--delay", "20", "ghi")  # the battery chain goes on with a delta
             time.sleep(0.8)
-        finally:
-            stop.set()
-            thread.join(20)
-    assert not failures
     taken = [e for batch in spool.batches() for e in batch.events if isinstance(e, FrameTaken)]
     assert [frame.trigger for frame in taken] == ["start", "key", "key", "key"]
     stored = [spool.load_frame(frame.frame_id) for frame in taken]

@@ -172,14 +172,11 @@ class OcrProcessScrubber(FrameScrubber):
 
 def _die_with_parent() -> None:
     """Ask Linux to end this worker if the recorder dies (a SIGKILL leaves no time to close pipes)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import ctypes.util
+    from demotrace.threads import libc_prctl
 
-    library = ctypes.util.find_library("c")
-    if library is not None:
-        ctypes.CDLL(library).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    prctl = libc_prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
