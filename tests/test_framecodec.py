@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ import msgspec
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from demotrace.capture import Recorder
 from demotrace.capture.frames import grab_image
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.framecodec import (
@@ -39,6 +37,7 @@ from demotrace.framecodec import (
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
 from demotrace.spool import Spool
+from tests.recorder_thread import recording
 
 SCREEN = Monitor(0, 0, 1280, 720)
 FILES = [
@@ -421,34 +420,6 @@ def test_real_screens_round_trip_exactly_through_the_spool(desktop: VirtualDeskt
 
 
 @pytest.mark.x11
-@contextmanager
-def recorder_running(spool: Spool, display: str, gate: CaptureGate | None = None) -> Iterator[Recorder]:
-    """A Recorder on its own thread for the block; stopped after it, and whatever it raised re-raised."""
-    stop = threading.Event()
-    started = threading.Event()
-    recorder = Recorder(
-        spool, "test-device", display=display, batch_seconds=0.3, on_started=started.set, gate=gate
-    )
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            recorder.run(stop)
-        except BaseException as failure:
-            failures.append(failure)
-            started.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        assert started.wait(20) and not failures
-        yield recorder
-    finally:
-        stop.set()
-        thread.join(20)
-    assert not failures
-
-
 def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
     desktop: VirtualDesktop, tmp_path: Path
 ) -> None:
@@ -458,7 +429,7 @@ def test_the_recorder_spools_one_key_frame_then_deltas_across_window_switches(
         xterm(desktop, "demotrace-right", "60x20+900+500"),
     ):
         xdotool(desktop, "windowactivate", "--sync", str(left))
-        with recorder_running(spool, desktop.display):
+        with recording(spool, desktop.display):
             xdotool(desktop, "type", "--delay", "20", "abc")  # frame 1: a delta (same window as at start)
             time.sleep(1.3)
             xdotool(desktop, "mousemove", "1100", "650", "click", "1")  # focus moves to the right xterm
@@ -498,7 +469,7 @@ def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
     gate = CaptureGate(DEFAULT_LOCAL_POLICY)
     with xterm(desktop, "demotrace-power", "60x20+50+50") as window:
         xdotool(desktop, "windowactivate", "--sync", str(window))
-        with recorder_running(spool, desktop.display, gate):
+        with recording(spool, desktop.display, gate):
             xdotool(desktop, "type", "--delay", "20", "abc")  # on mains: a delta
             time.sleep(1.3)
             gate.update_state(on_battery=True, battery_percent=60.0)

@@ -6,17 +6,14 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from PIL import Image
 
-from demotrace.capture import Recorder
 from demotrace.capture.blackout import Box, black_boxes, blackout
 from demotrace.capture.platform import WindowInfo
 from demotrace.dataset.build import build_dataset
@@ -39,6 +36,7 @@ from demotrace.model import (
 )
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate, CapturePolicy, Decision
 from demotrace.spool import Spool
+from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11
 
@@ -81,35 +79,6 @@ class ShiftedClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
-
-
-@contextmanager
-def recording(spool: Spool, display: str, gate: CaptureGate) -> Iterator[Recorder]:
-    started = threading.Event()
-    stop = threading.Event()
-    recorder = Recorder(
-        spool, "test-device", display=display, on_started=started.set, batch_seconds=BATCH_SECONDS, gate=gate
-    )
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            recorder.run(stop)
-        except BaseException as failure:
-            failures.append(failure)
-            started.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert started.wait(20)
-    try:
-        yield recorder
-    finally:
-        stop.set()
-        thread.join(20)
-        assert not thread.is_alive()
-    if failures:
-        raise failures[0]
 
 
 def events_of(spool: Spool) -> list[Event]:

@@ -8,7 +8,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from PIL import Image
 
-from demotrace.capture import Recorder, RecorderError
+from demotrace.capture import RecorderError
 from demotrace.capture.frames import TriggerState, choose_media_type, frame_trigger, monitor_at
 from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
@@ -40,6 +39,7 @@ from demotrace.model import (
     Window,
 )
 from demotrace.spool import Spool, open_spool
+from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11
 
@@ -74,36 +74,6 @@ def xterms(desktop: VirtualDesktop) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def make_spool(tmp_path: Path) -> Spool:
     return Spool(tmp_path / "spool", os.urandom(32))
-
-
-@contextmanager
-def recording(spool: Spool, display: str, **options: float) -> Iterator[Recorder]:
-    """Run a Recorder in a thread; on exit stop it and re-raise whatever it raised."""
-    started = threading.Event()
-    stop = threading.Event()
-    recorder = Recorder(spool, "test-device", display=display, on_started=started.set, **options)  # type: ignore[arg-type]
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            recorder.run(stop)
-        except BaseException as failure:
-            failures.append(failure)
-            started.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert started.wait(20)
-    try:
-        if failures:
-            raise failures[0]
-        yield recorder
-    finally:
-        stop.set()
-        thread.join(20)
-        assert not thread.is_alive()
-    if failures:
-        raise failures[0]
 
 
 def batches_of(spool: Spool) -> list[Batch]:

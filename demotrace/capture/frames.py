@@ -4,7 +4,7 @@ A frame is grabbed at the *start* of each action, never on a timer: the first mo
 (not the second down of a double click), the first key of a typing burst, the first tick of a scroll
 burst, every hotkey, and once when recording starts.
 
-Encoding is framecodec's: key frames and tile deltas (lossless WebP), about 2.4 KB per action frame
+Encoding is framecodec's: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame
 on the demo session instead of ~50 KB; ``grab_image`` only grabs.
 
 ``choose_media_type`` is the old full-frame choice (PNG for flat screens, lossy WebP otherwise),

@@ -1,0 +1,59 @@
+"""Run a Recorder on a thread of the test, the way the recorder tests on Xvfb all need it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from demotrace.capture import Recorder
+from demotrace.policy import CaptureGate
+from demotrace.spool import Spool
+
+BATCH_SECONDS = 0.3
+
+
+@contextmanager
+def recording(
+    spool: Spool,
+    display: str,
+    gate: CaptureGate | None = None,
+    *,
+    batch_seconds: float = BATCH_SECONDS,
+    **options: Any,
+) -> Iterator[Recorder]:
+    """A Recorder running for the block; on exit it is stopped and whatever it raised is raised here."""
+    started = threading.Event()
+    stop = threading.Event()
+    recorder = Recorder(
+        spool,
+        "test-device",
+        display=display,
+        on_started=started.set,
+        batch_seconds=batch_seconds,
+        gate=gate,
+        **options,
+    )
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            recorder.run(stop)
+        except BaseException as failure:
+            failures.append(failure)
+            started.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(20)
+    try:
+        if failures:
+            raise failures[0]
+        yield recorder
+    finally:
+        stop.set()
+        thread.join(20)
+        assert not thread.is_alive()
+    if failures:
+        raise failures[0]
