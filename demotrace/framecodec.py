@@ -21,8 +21,13 @@ Tiles are replaced, never added as residuals, and change detection compares the 
 with the previous *screenshot* (not with its lossy rebuild): with lossy tiles the error of any
 pixel is that of one lossy encode and does not grow along a chain.
 
+The encoder works on ``ScreenPixels``: the grab's own BGRX bytes. A 1080p screenshot stays one
+8 MB buffer from the grab to the spool (change detection compares it in place, the chain keeps it as
+the next base, and only changed tiles or a key frame become Pillow images), instead of a Pillow image
+plus a byte copy per stage. Pillow images are accepted too and converted first.
+
 This module is shared by capture and dataset code: it imports only the model, the standard
-library, Pillow and (when installed) numpy.
+library, Pillow and numpy.
 """
 
 from __future__ import annotations
@@ -39,16 +44,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import msgspec
+import numpy
 from PIL import Image, ImageChops
 
 from demotrace.model import Frame, Monitor
-
-try:  # numpy makes change detection ~10x cheaper; Pillow alone gives the same answer.
-    import numpy
-
-    _HAVE_NUMPY = True
-except ImportError:  # pragma: no cover - numpy comes with the project's dependencies today
-    _HAVE_NUMPY = False
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +193,58 @@ def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
     return math.ceil(width / tile_size), math.ceil(height / tile_size)
 
 
+# Screen pixels are BGRX, 4 bytes each, as X11 grabs (and mss) give them; the 4th byte is not a colour.
+SCREEN_BYTES_PER_PIXEL = 4
+
+
+@dataclass(frozen=True)
+class ScreenPixels:
+    """A screenshot as grabbed: raw BGRX bytes, row-major, 4 per pixel (the 4th is unused).
+
+    The encoder keeps the buffer as the base of the next delta, so whoever passes one must not change
+    it afterwards (the recorder paints blackouts and OCR boxes into it *before* encoding)."""
+
+    data: bytes | bytearray
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        expected = self.width * self.height * SCREEN_BYTES_PER_PIXEL
+        if self.width <= 0 or self.height <= 0 or len(self.data) != expected:
+            raise ValueError(
+                f"{len(self.data)} bytes are not a {self.width}x{self.height} BGRX screenshot"
+                f" ({expected} bytes)"
+            )
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @classmethod
+    def of_image(cls, image: Image.Image) -> ScreenPixels:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return cls(rgb.tobytes("raw", "BGRX"), rgb.width, rgb.height)
+
+    def image(self) -> Image.Image:
+        """A new RGB Pillow image of these pixels (a frame-sized copy: for key frames and OCR)."""
+        return Image.frombuffer("RGB", self.size, self.data, "raw", "BGRX", 0, 1)
+
+    def rgb_array(self) -> numpy.ndarray:
+        """The pixels as a (height, width, 3) RGB view of the buffer (no copy; read-only use)."""
+        bgrx = numpy.frombuffer(self.data, numpy.uint8).reshape(
+            self.height, self.width, SCREEN_BYTES_PER_PIXEL
+        )
+        return bgrx[:, :, 2::-1]
+
+
 def changed_tiles(
-    previous: Image.Image, current: Image.Image, tile_size: int, *, use_numpy: bool = _HAVE_NUMPY
+    previous: Image.Image, current: Image.Image, tile_size: int, *, use_numpy: bool = True
 ) -> list[int]:
     """Row-major indices of the tiles where two same-sized RGB images differ in any pixel."""
     if previous.size != current.size:
         raise ValueError(f"cannot compare a {previous.size} image with a {current.size} one")
     if use_numpy:
-        return _changed_tiles_numpy(previous.tobytes(), current.tobytes(), current.size, tile_size)
+        return changed_tiles_of_pixels(previous.tobytes(), current.tobytes(), current.size, tile_size, 3)
     width, height = current.size
     columns, rows = tile_grid(width, height, tile_size)
     difference = ImageChops.difference(previous, current)
@@ -216,22 +259,22 @@ def changed_tiles(
 
 
 def changed_tiles_of_pixels(
-    previous: bytes, current: bytes, size: tuple[int, int], tile_size: int
+    previous: bytes | bytearray,
+    current: bytes | bytearray,
+    size: tuple[int, int],
+    tile_size: int,
+    bytes_per_pixel: int = SCREEN_BYTES_PER_PIXEL,
 ) -> list[int]:
-    """``changed_tiles`` over raw RGB bytes (``Image.tobytes()``) of two same-sized images."""
-    if _HAVE_NUMPY:
-        return _changed_tiles_numpy(previous, current, size, tile_size)
-    before = Image.frombytes("RGB", size, previous)
-    return changed_tiles(before, Image.frombytes("RGB", size, current), tile_size, use_numpy=False)
-
-
-def _changed_tiles_numpy(previous: bytes, current: bytes, size: tuple[int, int], tile_size: int) -> list[int]:
+    """``changed_tiles`` over the raw bytes of two same-sized images (BGRX screen pixels, or RGB with
+    ``bytes_per_pixel=3``). With BGRX the unused byte counts too: a grab that varied it would only
+    send more tiles, never fewer."""
     width, height = size
     columns, rows = tile_grid(width, height, tile_size)
-    # Compare 8 bytes at a time where rows and tiles fall on 8-byte boundaries (widths and tile sizes
-    # that are multiples of 8): ~5x faster than byte by byte.
-    unit = 8 if width * 3 % 8 == 0 and tile_size * 3 % 8 == 0 else 1
-    row_words, tile_words = width * 3 // unit, tile_size * 3 // unit
+    # Compare 8 bytes at a time where rows and tiles fall on 8-byte boundaries (BGRX always does):
+    # ~5x faster than byte by byte.
+    row_bytes, tile_bytes = width * bytes_per_pixel, tile_size * bytes_per_pixel
+    unit = 8 if row_bytes % 8 == 0 and tile_bytes % 8 == 0 else 1
+    row_words, tile_words = row_bytes // unit, tile_bytes // unit
     word = numpy.uint64 if unit == 8 else numpy.uint8
     before = numpy.frombuffer(previous, word).reshape(height, row_words)
     after = numpy.frombuffer(current, word).reshape(height, row_words)
@@ -256,16 +299,36 @@ def _pack_columns(count: int, grid_columns: int) -> int:
     return max(1, min(count, grid_columns))
 
 
-def pack_tiles(image: Image.Image, tiles: list[int], tile_size: int) -> Image.Image:
-    """The given tiles of an image side by side, row-major, in one image (edge tiles padded with black)."""
-    columns, _ = tile_grid(image.width, image.height, tile_size)
+def pack_tiles(pixels: ScreenPixels, tiles: list[int], tile_size: int) -> Image.Image:
+    """The given tiles side by side, row-major, in one RGB image (edge tiles padded with black).
+
+    Copies only the tiles: whole tiles in one gather over a tiled view of the buffer, the few that
+    stick out past the right or bottom edge one by one."""
+    width, height = pixels.size
+    columns, _ = tile_grid(width, height, tile_size)
     pack_columns = _pack_columns(len(tiles), columns)
     pack_rows = math.ceil(len(tiles) / pack_columns)
-    packed = Image.new("RGB", (pack_columns * tile_size, pack_rows * tile_size))
-    for slot, index in enumerate(tiles):
-        x, y, _, _ = _tile_box(slot, pack_columns, tile_size)
-        packed.paste(image.crop(_tile_box(index, columns, tile_size)), (x, y))
-    return packed
+    source = pixels.rgb_array()
+    full_columns, full_rows = width // tile_size, height // tile_size
+    slots = numpy.zeros((pack_rows * pack_columns, tile_size, tile_size, 3), numpy.uint8)
+    indices = numpy.asarray(tiles, numpy.int64)
+    tile_rows, tile_columns = indices // columns, indices % columns
+    whole = (tile_rows < full_rows) & (tile_columns < full_columns)
+    if whole.any():
+        grid = source[: full_rows * tile_size, : full_columns * tile_size].reshape(
+            full_rows, tile_size, full_columns, tile_size, 3
+        )
+        slots[numpy.flatnonzero(whole)] = grid[tile_rows[whole], :, tile_columns[whole]]
+    for slot in numpy.flatnonzero(~whole):
+        x, y = int(tile_columns[slot]) * tile_size, int(tile_rows[slot]) * tile_size
+        block = source[y : y + tile_size, x : x + tile_size]
+        slots[slot, : block.shape[0], : block.shape[1]] = block
+    packed = (
+        slots.reshape(pack_rows, pack_columns, tile_size, tile_size, 3)
+        .swapaxes(1, 2)
+        .reshape(pack_rows * tile_size, pack_columns * tile_size, 3)
+    )
+    return Image.fromarray(packed)
 
 
 def _bitmap(tiles: list[int], count: int) -> bytes:
@@ -280,16 +343,16 @@ def _tiles_of_bitmap(bits: bytes, count: int) -> list[int]:
 
 
 def encode_delta(
-    image: Image.Image, tiles: list[int], tile_size: int, codec: ImageCodec, settings: EncodingSettings
+    pixels: ScreenPixels, tiles: list[int], tile_size: int, codec: ImageCodec, settings: EncodingSettings
 ) -> bytes:
-    """The delta payload that turns a base frame into ``image`` by replacing ``tiles``."""
-    columns, rows = tile_grid(image.width, image.height, tile_size)
+    """The delta payload that turns a base frame into ``pixels`` by replacing ``tiles``."""
+    columns, rows = tile_grid(pixels.width, pixels.height, tile_size)
     bitmap = zlib.compress(_bitmap(tiles, columns * rows), 9)
     codec_id, body = 0, b""
     if tiles:
-        used, body = encode_adaptive(pack_tiles(image, tiles, tile_size), codec, settings)
+        used, body = encode_adaptive(pack_tiles(pixels, tiles, tile_size), codec, settings)
         codec_id = _CODEC_IDS[used]
-    header = _DELTA_HEADER.pack(_DELTA_MAGIC, image.width, image.height, tile_size, codec_id, len(bitmap))
+    header = _DELTA_HEADER.pack(_DELTA_MAGIC, pixels.width, pixels.height, tile_size, codec_id, len(bitmap))
     return header + bitmap + body
 
 
@@ -424,13 +487,12 @@ MonitorBox = Monitor | tuple[int, int, int, int]
 
 @dataclass
 class _Chain:
-    """What the encoder remembers of one monitor's current chain: raw RGB bytes, not images (a 1080p
-    frame is 6 MB; only what change detection needs is kept)."""
+    """What the encoder remembers of one monitor's current chain: the pixels of its last frame (the
+    caller's buffer itself, not a copy) and of its key frame when deltas refer to that."""
 
-    size: tuple[int, int]
-    last_pixels: bytes
+    last_pixels: ScreenPixels
     last_frame_id: str
-    key_pixels: bytes | None  # kept only when deltas refer to the key frame
+    key_pixels: ScreenPixels | None  # kept only when deltas refer to the key frame
     key_frame_id: str
     length: int = 1  # frames in the chain so far, the key frame included
 
@@ -453,7 +515,7 @@ class FrameEncoder:
 
     def encode(
         self,
-        image: Image.Image,
+        screenshot: ScreenPixels | Image.Image,
         monitor_box: MonitorBox,
         *,
         key: bool,
@@ -461,31 +523,31 @@ class FrameEncoder:
         force_key: bool = False,
     ) -> EncodedFrame:
         """Encode one screenshot of ``monitor_box``. ``key`` says the window or app switched (a key frame
-        if the settings want one there); ``force_key`` makes it a key frame whatever the settings."""
+        if the settings want one there); ``force_key`` makes it a key frame whatever the settings.
+
+        ScreenPixels are kept as the next delta's base: do not change them afterwards."""
         settings = self.settings
         if settings != self._chain_settings:
             self._chains.clear()  # a delta's tiles must match its key frame's codec and tile size
             self._chain_settings = settings
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        pixels = screenshot if isinstance(screenshot, ScreenPixels) else ScreenPixels.of_image(screenshot)
         box = _box_of(monitor_box)
         frame_id = frame_id or uuid.uuid4().hex
-        pixels = image.tobytes()
         chain = self._chains.get(box)
         force_key = force_key or (key and settings.key_on_window_change)
-        if chain is not None and chain.size == image.size and not force_key:
-            encoded = self._encode_against(chain, image, pixels, frame_id, settings)
+        if chain is not None and chain.last_pixels.size == pixels.size and not force_key:
+            encoded = self._encode_against(chain, pixels, frame_id, settings)
             if encoded is not None:
                 chain.last_pixels, chain.last_frame_id = pixels, frame_id
                 chain.length += 1
                 return encoded
-        codec, data = encode_adaptive(image, settings.key_codec, settings)
+        codec, data = encode_adaptive(pixels.image(), settings.key_codec, settings)
         key_pixels = pixels if settings.reference == "key" else None
-        self._chains[box] = _Chain(image.size, pixels, frame_id, key_pixels, frame_id)
-        return EncodedFrame(frame_id, _MEDIA_TYPES[codec], data, image.width, image.height)
+        self._chains[box] = _Chain(pixels, frame_id, key_pixels, frame_id)
+        return EncodedFrame(frame_id, _MEDIA_TYPES[codec], data, pixels.width, pixels.height)
 
     def _encode_against(
-        self, chain: _Chain, image: Image.Image, pixels: bytes, frame_id: str, settings: EncodingSettings
+        self, chain: _Chain, pixels: ScreenPixels, frame_id: str, settings: EncodingSettings
     ) -> EncodedFrame | None:
         """A delta (or dedup reference) against the chain, or None when a key frame is due instead."""
         if settings.reference == "key" and chain.key_pixels is not None:
@@ -495,22 +557,22 @@ class FrameEncoder:
         if settings.delta:
             if chain.length >= settings.key_interval:
                 return None
-            tiles = changed_tiles_of_pixels(base_pixels, pixels, image.size, settings.tile_size)
-            columns, rows = tile_grid(image.width, image.height, settings.tile_size)
+            tiles = changed_tiles_of_pixels(base_pixels.data, pixels.data, pixels.size, settings.tile_size)
+            columns, rows = tile_grid(pixels.width, pixels.height, settings.tile_size)
             if len(tiles) > settings.max_delta_share * columns * rows:
                 return None
         else:
             # Full frames: only an identical frame (dedup) refers to another.
-            if not settings.dedup or pixels != base_pixels:
+            if not settings.dedup or pixels.data != base_pixels.data:
                 return None
             tiles = []
-        data = encode_delta(image, tiles, settings.tile_size, settings.tile_codec, settings)
+        data = encode_delta(pixels, tiles, settings.tile_size, settings.tile_codec, settings)
         return EncodedFrame(
             frame_id,
             DELTA_MEDIA_TYPE,
             data,
-            image.width,
-            image.height,
+            pixels.width,
+            pixels.height,
             base_frame_id=base_id,
             changed_tiles=len(tiles),
         )
@@ -644,6 +706,7 @@ __all__ = [
     "FrameResolver",
     "ImageError",
     "PowerState",
+    "ScreenPixels",
     "apply_delta",
     "changed_tiles",
     "choose_encoding",

@@ -16,6 +16,7 @@ import pytest
 
 from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.scrub import FrameScrubber
+from demotrace.framecodec import ScreenPixels
 from demotrace.redact.screen import OcrError, OcrSettings, ocr_words
 from tests.test_screen_redaction import EMAIL, LINES, ORDINARY, assert_no_secret_visible, render
 
@@ -41,6 +42,19 @@ def test_the_worker_finds_what_the_in_process_scrubber_finds(scrubber: OcrProces
     assert_no_secret_visible(text)
     assert all(word in text for word in ORDINARY)
     assert scrubber.worker_pid is not None and scrubber.worker_pid != os.getpid()
+
+
+def test_a_grab_is_covered_in_place_from_its_own_bgrx_bytes(scrubber: OcrProcessScrubber) -> None:
+    # What the recorder does: the grab's buffer goes to the worker as it is and the boxes are painted
+    # into that very buffer, in the same places as the in-process scrubber paints them.
+    rendered = render(LINES)
+    grab = ScreenPixels.of_image(rendered.image)
+    pixels = ScreenPixels(bytearray(grab.data), grab.width, grab.height)
+    boxes = scrubber.cover(pixels, None)
+    expected = FrameScrubber().scrub_result(rendered.image)
+    assert boxes == expected.boxes and boxes
+    assert pixels.image().tobytes() == expected.image.tobytes()
+    assert_no_secret_visible(read_text(pixels.image()))
 
 
 def test_the_worker_reads_only_what_changed_and_forgets_on_request(scrubber: OcrProcessScrubber) -> None:

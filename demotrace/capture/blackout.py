@@ -12,13 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy
 
 from demotrace.capture.platform import WindowInfo
 from demotrace.model import Monitor
 from demotrace.policy import Decision
 
 BGRA_BYTES_PER_PIXEL = 4
+
+
+class Rectangle(Protocol):
+    """Anything with pixel edges: left, top (inclusive), right, bottom (exclusive)."""
+
+    @property
+    def left(self) -> int: ...
+    @property
+    def top(self) -> int: ...
+    @property
+    def right(self) -> int: ...
+    @property
+    def bottom(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -94,14 +109,11 @@ def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> 
     return result
 
 
-def blackout_bgra(pixels: bytearray, width: int, height: int, boxes: Sequence[Box]) -> None:
-    """Paint ``boxes`` black in place in raw BGRA pixels (an mss grab), row by row."""
-    stride = width * BGRA_BYTES_PER_PIXEL
+def blackout_bgra(pixels: bytearray, width: int, height: int, boxes: Sequence[Rectangle]) -> None:
+    """Paint ``boxes`` (clipped to the image) black in place in raw BGRA pixels (an mss grab)."""
+    rows = numpy.frombuffer(pixels, numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)
     for box in boxes:
-        clipped = box.intersection(Box(0, 0, width, height))
-        if clipped.empty:
-            continue
-        black_row = bytes((clipped.right - clipped.left) * BGRA_BYTES_PER_PIXEL)
-        for row in range(clipped.top, clipped.bottom):
-            start = row * stride + clipped.left * BGRA_BYTES_PER_PIXEL
-            pixels[start : start + len(black_row)] = black_row
+        left, top = max(box.left, 0), max(box.top, 0)
+        right, bottom = min(box.right, width), min(box.bottom, height)
+        if left < right and top < bottom:
+            rows[top:bottom, left * BGRA_BYTES_PER_PIXEL : right * BGRA_BYTES_PER_PIXEL] = 0

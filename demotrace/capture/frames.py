@@ -5,7 +5,7 @@ A frame is grabbed at the *start* of each action, never on a timer: the first mo
 burst, every hotkey, and once when recording starts.
 
 Encoding is framecodec's: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame
-on the demo session instead of ~50 KB; ``grab_image`` only grabs.
+on the demo session instead of ~50 KB; ``grab_pixels`` only grabs.
 
 ``choose_media_type`` is the old full-frame choice (PNG for flat screens, lossy WebP otherwise),
 kept for tools that want one self-contained image per frame.
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from demotrace.framecodec import ScreenPixels
 from demotrace.model import Monitor
 
 FrameTrigger = Literal["click", "key", "scroll", "hotkey", "start"]
@@ -118,10 +119,16 @@ def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "im
     return "image/webp"
 
 
-def grab_image(screen: Any, monitor: Monitor) -> Image.Image:
-    """Grab one monitor with an ``mss.MSS``-like screen (owned by the calling thread) as an RGB image."""
+def grab_pixels(screen: Any, monitor: Monitor) -> ScreenPixels:
+    """Grab one monitor with an ``mss.MSS``-like screen (owned by the calling thread): the grab's own
+    BGRX buffer, not a copy (``shot.bgra`` or a Pillow image would each copy 8 MB at 1080p)."""
     shot = screen.grab(
         {"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height}
     )
-    # Decoded straight from the grab's own buffer: ``shot.bgra`` would copy 8 MB first.
-    return Image.frombuffer("RGB", shot.size, shot.raw, "raw", "BGRX", 0, 1)
+    width, height = shot.size
+    return ScreenPixels(shot.raw, width, height)
+
+
+def grab_image(screen: Any, monitor: Monitor) -> Image.Image:
+    """Grab one monitor as an RGB Pillow image."""
+    return grab_pixels(screen, monitor).image()

@@ -7,8 +7,9 @@ in a worker that also runs at a lower CPU priority, dies with the recorder, and 
 failure (a crash loses no frame unscrubbed: that frame is dropped, as for any OCR error).
 
 Protocol over the worker's stdin/stdout (anonymous pipes, never a file): a 4-byte length and a
-MessagePack ``OcrRequest``, then the raw RGB pixels for a scrub; the answer is a 4-byte length and an
-``OcrReply`` with the boxes to paint. The recorder paints them itself, so the pixels travel one way.
+MessagePack ``OcrRequest``, then the raw pixels for a scrub (RGB, or the grab's own BGRX bytes); the
+answer is a 4-byte length and an ``OcrReply`` with the boxes to paint. The recorder paints them itself,
+so the pixels travel one way and the recorder makes no copy of them.
 
     python -m demotrace.capture.ocr_process      # what the recorder starts; not for people
 """
@@ -27,7 +28,9 @@ from typing import IO, Literal
 import msgspec
 from PIL import Image
 
+from demotrace.capture.blackout import blackout_bgra
 from demotrace.capture.scrub import FrameScrubber
+from demotrace.framecodec import ScreenPixels
 from demotrace.model import Monitor
 from demotrace.redact.screen import Box, OcrError, OcrSettings, ScrubResult, blackout
 
@@ -45,7 +48,8 @@ class OcrRequest(msgspec.Struct, tag=True):
     monitor: BoxTuple = (0, 0, 0, 0)  # left, top, width, height
     width: int = 0
     height: int = 0
-    pixel_bytes: int = 0  # raw RGB bytes that follow the header
+    pixel_bytes: int = 0  # raw pixel bytes that follow the header
+    layout: Literal["RGB", "BGRX"] = "RGB"  # BGRX: a grab's own bytes, 4 per pixel
 
 
 class OcrReply(msgspec.Struct):
@@ -55,7 +59,7 @@ class OcrReply(msgspec.Struct):
     error: str = ""
 
 
-def _write_message(stream: IO[bytes], message: msgspec.Struct, payload: bytes = b"") -> None:
+def _write_message(stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray = b"") -> None:
     header = msgspec.msgpack.encode(message)
     stream.write(_LENGTH.pack(len(header)))
     stream.write(header)
@@ -111,7 +115,7 @@ class OcrProcessScrubber(FrameScrubber):
         )
         return self._worker
 
-    def _ask(self, request: OcrRequest, payload: bytes = b"") -> OcrReply:
+    def _ask(self, request: OcrRequest, payload: bytes | bytearray = b"") -> OcrReply:
         worker = self._ensure_worker()
         assert worker.stdin is not None and worker.stdout is not None
         try:
@@ -125,22 +129,38 @@ class OcrProcessScrubber(FrameScrubber):
             raise OcrError(reply.error)
         return reply
 
+    @staticmethod
+    def _box_of(monitor: Monitor | None, size: tuple[int, int]) -> BoxTuple:
+        if monitor is None:
+            return (0, 0, *size)
+        return (monitor.left, monitor.top, monitor.width, monitor.height)
+
     def scrub_result(self, image: Image.Image, monitor: Monitor | None = None) -> ScrubResult:
         if image.mode != "RGB":
             image = image.convert("RGB")
-        box = (
-            (monitor.left, monitor.top, monitor.width, monitor.height)
-            if monitor is not None
-            else (0, 0, image.width, image.height)
-        )
         pixels = image.tobytes()
-        request = OcrRequest("scrub", box, image.width, image.height, len(pixels))
+        request = OcrRequest(
+            "scrub", self._box_of(monitor, image.size), image.width, image.height, len(pixels)
+        )
         with self._lock:
             reply = self._ask(request, pixels)
         boxes = [Box(*found) for found in reply.boxes]
         # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
         scrubbed = blackout(image, boxes) if boxes else image
         return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
+
+    def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
+        # The grab's bytes go to the worker as they are: no RGB copy on the recorder's side.
+        request = OcrRequest(
+            "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, len(pixels.data), "BGRX"
+        )
+        with self._lock:
+            reply = self._ask(request, pixels.data)
+        boxes = [Box(*found) for found in reply.boxes]
+        if boxes:
+            assert isinstance(pixels.data, bytearray), "covering needs the grab's own (mutable) buffer"
+            blackout_bgra(pixels.data, pixels.width, pixels.height, boxes)
+        return boxes
 
     def forget(self) -> None:
         with self._lock:
@@ -194,7 +214,11 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
             continue
         pixels = _read_exactly(requests, request.pixel_bytes)
         try:
-            image = Image.frombytes("RGB", (request.width, request.height), pixels)
+            size = (request.width, request.height)
+            if request.layout == "BGRX":
+                image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
+            else:
+                image = Image.frombytes("RGB", size, pixels)
             started = time.perf_counter()
             result = scrubber.scrub_result(image, Monitor(*request.monitor))
             reply = OcrReply(

@@ -81,7 +81,7 @@ from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_mas
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
 from demotrace.capture.scrub import FrameScrubber
-from demotrace.framecodec import FrameEncoder, PowerState, choose_encoding
+from demotrace.framecodec import FrameEncoder, PowerState, ScreenPixels, choose_encoding
 from demotrace.model import (
     Batch,
     Button,
@@ -355,10 +355,11 @@ def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall:
 
 @dataclass
 class _Grabbed:
-    """Pixels of one grab on their way from the grab thread through OCR to the encoder; the OCR
-    thread replaces ``image`` with the scrubbed one, or marks it ``held`` for a deferred scrub."""
+    """Pixels of one grab on their way from the grab thread through OCR to the encoder: one buffer,
+    never copied; the OCR thread paints sensitive text black in it, or marks it ``held`` for a
+    deferred scrub."""
 
-    image: Image.Image
+    pixels: ScreenPixels
     monitor: Monitor
     grabbed_ns: int
     trigger: str
@@ -462,8 +463,8 @@ class _FrameGrabber:
     def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> _Grabbed:
         monitor = frame_policy.monitor_at(self._layout.monitors, x, y)
         grabbed_ns = time.perf_counter_ns()
-        image = frame_policy.grab_image(screen, monitor)
-        return _Grabbed(image, monitor, grabbed_ns, trigger, stamp_ns, window_id)
+        pixels = frame_policy.grab_pixels(screen, monitor)
+        return _Grabbed(pixels, monitor, grabbed_ns, trigger, stamp_ns, window_id)
 
     def _run_scrub(self) -> None:
         name_os_thread()
@@ -493,7 +494,7 @@ class _FrameGrabber:
             grabbed.held = True
             return
         started = time.thread_time()
-        grabbed.image = scrubber.scrub(grabbed.image, grabbed.monitor)
+        scrubber.cover(grabbed.pixels, grabbed.monitor)
         self.scrub_cpu_seconds += time.thread_time() - started
 
     def _run_encode(self) -> None:
@@ -520,13 +521,13 @@ class _FrameGrabber:
 
     def _encode(self, grabbed: _Grabbed) -> FrameTaken:
         recorder = self._recorder
-        image, monitor, held = grabbed.image, grabbed.monitor, grabbed.held
+        pixels, monitor, held = grabbed.pixels, grabbed.monitor, grabbed.held
         self._encoding_for_power()
         # Held frames are self-contained (the scrub worker rewrites them whole, so no delta may refer
         # to one): a key frame, and the chain starts again after it. The encoder's settings decide
         # whether a window switch makes a key frame.
         switched = grabbed.window_id != self._encoded_window_id
-        encoded = self._encoder.encode(image, monitor, key=switched, force_key=held)
+        encoded = self._encoder.encode(pixels, monitor, key=switched, force_key=held)
         if held:
             self._encoder.reset()
         self._encoded_window_id = grabbed.window_id

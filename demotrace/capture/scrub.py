@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, UnidentifiedImageError
 
+from demotrace.capture.blackout import blackout_bgra
 from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
+from demotrace.framecodec import ScreenPixels
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
-from demotrace.redact.screen import OcrError, OcrSettings, ScreenScrubber, ScrubResult
+from demotrace.redact.screen import Box, OcrError, OcrSettings, ScreenScrubber, ScrubResult
 from demotrace.spool import Spool
 from demotrace.threads import name_os_thread
 
@@ -116,6 +118,15 @@ class FrameScrubber:
         """The image with its sensitive text painted black (a new image); raises OcrError if Tesseract
         fails, in which case the caller must not write the frame."""
         return self.scrub_result(image, monitor).image
+
+    def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
+        """Paint sensitive text black in place in a grab's pixels; returns the boxes painted. Raises
+        OcrError like ``scrub``, and then the caller must not write the frame."""
+        boxes = self.scrub_result(pixels.image(), monitor).boxes
+        if boxes:
+            assert isinstance(pixels.data, bytearray), "covering needs the grab's own (mutable) buffer"
+            blackout_bgra(pixels.data, pixels.width, pixels.height, boxes)
+        return boxes
 
     def scrub_record(self, frame: Frame) -> Frame:
         """A spooled frame, decoded, scrubbed and re-encoded in its own media type.
