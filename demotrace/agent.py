@@ -3,16 +3,22 @@
 The capture gate is the single place where policy, pause, exemption, power and network state meet:
 the recorder decides every event against it, the uploader holds or sends against it, the control
 socket (pause/resume/task markers) and the policy refresher write to it.
+
+`demotrace record` parses its options and then replaces itself (``exec``, same process id) with
+``python -m demotrace.agent CONFIG``: the recording process runs for hours and carries none of the
+CLI's libraries (typer, rich, pydantic, pygments: ~20 MB resident, measured with /proc/self/smaps).
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+import msgspec
 
 from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.recorder import Recorder, record_until_signal
@@ -55,7 +61,24 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     return device
 
 
-def run_agent(config: AgentConfig, console: Console) -> int:
+def encode_config(config: AgentConfig) -> str:
+    return msgspec.json.encode(config, enc_hook=str).decode()
+
+
+def decode_config(text: str) -> AgentConfig:
+    def paths(kind: type, value: Any) -> Any:
+        if kind is Path:
+            return Path(value)
+        raise NotImplementedError(kind)
+
+    return msgspec.json.decode(text, type=AgentConfig, dec_hook=paths)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
     from demotrace.control import LocalControl
     from demotrace.device_state import DeviceStateWatcher
@@ -66,9 +89,7 @@ def run_agent(config: AgentConfig, console: Console) -> int:
     store: Spool = open_spool(config.spool, config.key)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
     if shutil.which("tesseract") is None:
-        console.print(
-            "[yellow]warning:[/] tesseract-ocr is missing: frames cannot be scrubbed and are dropped"
-        )
+        say("warning: tesseract-ocr is missing: frames cannot be scrubbed and are dropped")
     # Frames taken on battery are held in the spool unscrubbed (encrypted, never uploaded) and
     # scrubbed by this worker once the device is back on mains power.
     # OCR runs in worker processes (started on first use): see capture/ocr_process.py.
@@ -141,11 +162,46 @@ def run_agent(config: AgentConfig, console: Console) -> int:
             sync.stop()
         if uploader is not None:
             left = uploader.stop(flush=True, timeout=30)
-            console.print(
-                f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes ({left} pending)"
-            )
+            say(f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes ({left} pending)")
         watcher.stop()
         deferred_scrub.close()
         frame_scrubber.close()
         deferred_scrubber.close()
         store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m demotrace.agent CONFIG``: run the agent for a config `demotrace record` encoded."""
+    # httpx loads its own command-line client (click, rich, pygments: ~7 MB resident) whenever those
+    # are installed, as they are for our CLI; a None entry makes that import fail and httpx skips it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx
+
+    from demotrace.capture.recorder import RecorderError
+    from demotrace.policy import PolicyError
+    from demotrace.spool import SpoolError
+    from demotrace.transport import TransportError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        _say("usage: python -m demotrace.agent CONFIG (started by `demotrace record`; use that)")
+        return 2
+    config = decode_config(args[0])
+    try:
+        return run_agent(config)
+    except httpx.HTTPError as error:
+        _say(f"error: cannot reach the collector at {config.server}: {error}")
+        return 2
+    except TransportError as error:  # enrollment refused or unreachable, unreadable credentials
+        _say(f"error: {error}")
+        return 2
+    except (SpoolError, PolicyError, ValueError) as error:
+        _say(f"error: {error}")
+        return 2
+    except RecorderError as error:
+        _say(f"error: {error}")
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

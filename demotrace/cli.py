@@ -70,10 +70,7 @@ def record(
     ] = None,
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
-    from demotrace.agent import AgentConfig, run_agent
-    from demotrace.capture.recorder import RecorderError
-    from demotrace.policy import PolicyError
-    from demotrace.spool import SpoolError
+    from demotrace.agent import AgentConfig, encode_config
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
@@ -86,17 +83,11 @@ def record(
         credentials=credentials,
         policy=policy,
     )
-    import httpx
-
-    try:
-        code = run_agent(config, console)
-    except httpx.HTTPError as error:
-        raise fail(f"cannot reach the collector at {server}: {error}") from error
-    except (SpoolError, PolicyError, ValueError) as error:
-        raise fail(str(error)) from error
-    except RecorderError as error:
-        raise fail(str(error), code=3) from error
-    raise typer.Exit(code)
+    # The recording runs in a fresh interpreter, same process id (signals and supervisors see no
+    # difference), without this CLI's libraries: see demotrace/agent.py.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "demotrace.agent", encode_config(config)])
 
 
 @app.command()

@@ -195,6 +195,9 @@ def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
 
 # Screen pixels are BGRX, 4 bytes each, as X11 grabs (and mss) give them; the 4th byte is not a colour.
 SCREEN_BYTES_PER_PIXEL = 4
+# Where pixels live: a grab's own bytearray, or a reused buffer (a memoryview of a mapping).
+PixelBuffer = bytes | bytearray | memoryview
+WritableBuffer = bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -202,11 +205,16 @@ class ScreenPixels:
     """A screenshot as grabbed: raw BGRX bytes, row-major, 4 per pixel (the 4th is unused).
 
     The encoder keeps the buffer as the base of the next delta, so whoever passes one must not change
-    it afterwards (the recorder paints blackouts and OCR boxes into it *before* encoding)."""
+    it afterwards (the recorder paints blackouts and OCR boxes into it *before* encoding).
 
-    data: bytes | bytearray
+    ``release`` (optional) gets the buffer back when this object goes away, for reuse by the next grab:
+    the object is then the buffer's only owner, so never copy it (``dataclasses.replace``) nor keep
+    ``data`` (or a view of it) longer than the object."""
+
+    data: PixelBuffer
     width: int
     height: int
+    release: Callable[[WritableBuffer], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         expected = self.width * self.height * SCREEN_BYTES_PER_PIXEL
@@ -216,9 +224,19 @@ class ScreenPixels:
                 f" ({expected} bytes)"
             )
 
+    def __del__(self) -> None:
+        if self.release is not None and not isinstance(self.data, bytes):
+            self.release(self.data)
+
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
+
+    def writable(self) -> WritableBuffer:
+        """The buffer, to paint into (blackouts, OCR boxes) before the pixels are encoded."""
+        if isinstance(self.data, bytes) or (isinstance(self.data, memoryview) and self.data.readonly):
+            raise TypeError("these pixels are read-only: paint only into a grab's own buffer")
+        return self.data
 
     @classmethod
     def of_image(cls, image: Image.Image) -> ScreenPixels:
@@ -227,7 +245,8 @@ class ScreenPixels:
 
     def image(self) -> Image.Image:
         """A new RGB Pillow image of these pixels (a frame-sized copy: for key frames and OCR)."""
-        return Image.frombuffer("RGB", self.size, self.data, "raw", "BGRX", 0, 1)
+        # Pillow decodes from any buffer; its type hints leave out memoryview.
+        return Image.frombuffer("RGB", self.size, self.data, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
 
     def rgb_array(self) -> numpy.ndarray:
         """The pixels as a (height, width, 3) RGB view of the buffer (no copy; read-only use)."""
@@ -259,8 +278,8 @@ def changed_tiles(
 
 
 def changed_tiles_of_pixels(
-    previous: bytes | bytearray,
-    current: bytes | bytearray,
+    previous: PixelBuffer,
+    current: PixelBuffer,
     size: tuple[int, int],
     tile_size: int,
     bytes_per_pixel: int = SCREEN_BYTES_PER_PIXEL,

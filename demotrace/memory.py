@@ -26,8 +26,8 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 ARENA_MAX = 2
-MMAP_THRESHOLD_BYTES = 16 << 20  # above a 1080p or 1440p frame buffer; glibc's ceiling is 32 MiB
-TRIM_THRESHOLD_BYTES = 32 << 20  # free heap kept before any is given back
+MMAP_THRESHOLD_BYTES = 4 << 20
+TRIM_THRESHOLD_BYTES = 8 << 20
 
 
 def keep_heap_flat() -> None:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from demotrace.demo.desktop import VirtualDesktop
+from demotrace.demo.run import free_port, start_recorder, stop_process, user_dirs
 from demotrace.model import Batch, Button, Frame, FrameTaken, Monitor, SessionHeader
-from demotrace.spool import open_spool
+from demotrace.spool import SPOOL_FILE, open_spool
 
 
 def demotrace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -87,3 +89,40 @@ def test_record_and_up_need_a_display(tmp_path: Path) -> None:
         result = demotrace(*command, env=env)
         assert result.returncode == 2
         assert "no $DISPLAY" in result.stderr
+
+
+def test_record_runs_as_a_lean_process_that_stops_cleanly(tmp_path: Path, desktop: VirtualDesktop) -> None:
+    # `demotrace record` hands over to the agent in the same process: a supervisor's pid and signals
+    # still reach it, and none of the CLI's own libraries is loaded in the hours-long recording.
+    spool = tmp_path / "spool"
+    recorder, output = start_recorder(
+        desktop.display, spool, tmp_path / "spool.key", tmp_path / "d.json", None
+    )
+    try:
+        command_line = Path(f"/proc/{recorder.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"demotrace.agent" in command_line
+        # typer's option parsing loads pydantic's compiled core; the exec'd agent must not have it.
+        assert "_pydantic_core" not in Path(f"/proc/{recorder.pid}/maps").read_text()
+    finally:
+        code = stop_process(recorder)
+    assert code == 0, output.text()
+    assert "recording" in output.text()
+    assert (spool / SPOOL_FILE).exists()
+
+
+def test_record_with_a_dead_server_says_so(tmp_path: Path, desktop: VirtualDesktop) -> None:
+    env = {**os.environ, **user_dirs(tmp_path), "DISPLAY": desktop.display}
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = demotrace(
+        "record",
+        "--spool",
+        str(tmp_path / "s"),
+        "--credentials",
+        str(tmp_path / "d.json"),
+        "--server",
+        dead,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert f"cannot reach collector {dead}" in result.stderr
+    assert "Traceback" not in result.stderr

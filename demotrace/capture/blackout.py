@@ -109,7 +109,9 @@ def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> 
     return result
 
 
-def blackout_bgra(pixels: bytearray, width: int, height: int, boxes: Sequence[Rectangle]) -> None:
+def blackout_bgra(
+    pixels: bytearray | memoryview, width: int, height: int, boxes: Sequence[Rectangle]
+) -> None:
     """Paint ``boxes`` (clipped to the image) black in place in raw BGRA pixels (an mss grab)."""
     rows = numpy.frombuffer(pixels, numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)
     for box in boxes:

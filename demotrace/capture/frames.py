@@ -14,12 +14,15 @@ kept for tools that want one self-contained image per frame.
 from __future__ import annotations
 
 import math
+import mmap
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from PIL import Image
 
-from demotrace.framecodec import ScreenPixels
+from demotrace.capture.shm_grab import shm_grab_into
+from demotrace.framecodec import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
 
 FrameTrigger = Literal["click", "key", "scroll", "hotkey", "start"]
@@ -119,14 +122,63 @@ def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "im
     return "image/webp"
 
 
-def grab_pixels(screen: Any, monitor: Monitor) -> ScreenPixels:
-    """Grab one monitor with an ``mss.MSS``-like screen (owned by the calling thread): the grab's own
-    BGRX buffer, not a copy (``shot.bgra`` or a Pillow image would each copy 8 MB at 1080p)."""
-    shot = screen.grab(
-        {"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height}
-    )
-    width, height = shot.size
-    return ScreenPixels(shot.raw, width, height)
+# Frame buffers kept for reuse: enough for a grab, the OCR stage, the encoder and its delta base.
+FRAME_BUFFERS_KEPT = 4
+
+
+class FrameBuffers:
+    """Frame-sized buffers reused from grab to grab, mapped outside the heap.
+
+    A frame's buffer lives from the grab thread to the encoder's chain (freed on another thread,
+    seconds later). Allocated from the heap, other allocations landed in the holes such buffers left
+    and the heap grew by a frame every minute or so (malloc statistics during bench/record.py: 60-85
+    MB of heap for 26-51 MB in use); mapped afresh for every frame, each grab paid ~2,000 page faults
+    (7 ms of CPU for 8 MB). Buffers here are anonymous mappings, made when none of the right size is
+    free (a grab never waits) and kept for reuse (up to ``kept`` free ones; the rest are unmapped).
+    Thread-safe."""
+
+    def __init__(self, kept: int = FRAME_BUFFERS_KEPT) -> None:
+        self.kept = kept
+        self._free: list[memoryview] = []
+        self._lock = threading.Lock()
+        self.made = 0  # buffers mapped so far (for tests and benchmarks)
+
+    def take(self, size: int) -> memoryview:
+        with self._lock:
+            for index, buffer in enumerate(self._free):
+                if len(buffer) == size:
+                    return self._free.pop(index)
+            self.made += 1
+        return memoryview(mmap.mmap(-1, size))
+
+    def give_back(self, buffer: WritableBuffer) -> None:
+        if not isinstance(buffer, memoryview):
+            return
+        with self._lock:
+            if len(self._free) < self.kept:
+                self._free.append(buffer)
+        # else dropped: the mapping goes with its last reference
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+def grab_pixels(screen: Any, monitor: Monitor, buffers: FrameBuffers | None = None) -> ScreenPixels:
+    """Grab one monitor with an ``mss.MSS`` (owned by the calling thread) as BGRX pixels: the grab's
+    own buffer, or (with ``buffers``) a reused one, given back to ``buffers`` when the pixels are
+    dropped. Never a Pillow image: that would copy 8 MB at 1080p."""
+    box = {"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height}
+    if buffers is None:
+        shot = screen.grab(box)
+        return ScreenPixels(shot.raw, *shot.size)
+    buffer = buffers.take(monitor.width * monitor.height * SCREEN_BYTES_PER_PIXEL)
+    if not shm_grab_into(screen, box, buffer):
+        shot = screen.grab(box)
+        if shot.size != (monitor.width, monitor.height):  # scaled (HiDPI elsewhere): no reuse
+            return ScreenPixels(shot.raw, *shot.size)
+        buffer[:] = shot.raw
+    return ScreenPixels(buffer, monitor.width, monitor.height, release=buffers.give_back)
 
 
 def grab_image(screen: Any, monitor: Monitor) -> Image.Image:

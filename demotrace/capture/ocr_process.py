@@ -59,7 +59,9 @@ class OcrReply(msgspec.Struct):
     error: str = ""
 
 
-def _write_message(stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray = b"") -> None:
+def _write_message(
+    stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray | memoryview = b""
+) -> None:
     header = msgspec.msgpack.encode(message)
     stream.write(_LENGTH.pack(len(header)))
     stream.write(header)
@@ -115,7 +117,7 @@ class OcrProcessScrubber(FrameScrubber):
         )
         return self._worker
 
-    def _ask(self, request: OcrRequest, payload: bytes | bytearray = b"") -> OcrReply:
+    def _ask(self, request: OcrRequest, payload: bytes | bytearray | memoryview = b"") -> OcrReply:
         worker = self._ensure_worker()
         assert worker.stdin is not None and worker.stdout is not None
         try:
@@ -158,8 +160,7 @@ class OcrProcessScrubber(FrameScrubber):
             reply = self._ask(request, pixels.data)
         boxes = [Box(*found) for found in reply.boxes]
         if boxes:
-            assert isinstance(pixels.data, bytearray), "covering needs the grab's own (mutable) buffer"
-            blackout_bgra(pixels.data, pixels.width, pixels.height, boxes)
+            blackout_bgra(pixels.writable(), pixels.width, pixels.height, boxes)
         return boxes
 
     def forget(self) -> None:

@@ -277,7 +277,7 @@ class _CaptureNotAllowed(Exception):
 
 
 class _PolicyScreen:
-    """An ``mss.MSS`` whose grabs show only what the policy allows.
+    """Grabs that show only what the policy allows (the only way the frame thread reads the screen).
 
     The windows are listed before and after the grab and the union of both blackouts is painted, so a
     window that moved or was raised during the grab is black wherever it may have been.
@@ -287,22 +287,22 @@ class _PolicyScreen:
         self._screen = screen
         self._platform = platform
         self._gate = gate
+        self._buffers = frame_policy.FrameBuffers()
 
     def _device_allows_screen(self) -> None:
         gate = self._gate
         if not decide_device(gate.policy, gate.state, gate.clock()).screen_allowed:
             raise _CaptureNotAllowed
 
-    def grab(self, box: dict[str, int]) -> Any:
+    def grab_pixels(self, monitor: Monitor) -> ScreenPixels:
         self._device_allows_screen()
         before = self._platform.visible_windows()
-        shot = self._screen.grab(box)
+        pixels = frame_policy.grab_pixels(self._screen, monitor, self._buffers)
         after = self._platform.visible_windows()
         self._device_allows_screen()
         gate = self._gate
         policy, state, now = gate.policy, gate.state, gate.clock()
-        monitor = Monitor(box["left"], box["top"], box["width"], box["height"])
-        width, height = shot.size
+        width, height = pixels.size
         scale_x, scale_y = width / monitor.width, height / monitor.height  # 1 on X11; HiDPI elsewhere
         for windows in [before] if after == before else [before, after]:
             stacked = [(window, decide(policy, window_context(window), state, now)) for window in windows]
@@ -315,14 +315,12 @@ class _PolicyScreen:
                 )
                 for b in black_boxes(monitor, stacked)
             ]
-            blackout_bgra(shot.raw, width, height, boxes)
-        return shot
+            blackout_bgra(pixels.writable(), width, height, boxes)
+        return pixels
 
     def close(self) -> None:
+        self._buffers.clear()
         self._screen.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._screen, name)
 
 
 def _window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall: float) -> Window:
@@ -435,7 +433,7 @@ class _FrameGrabber:
 
         name_os_thread()
         recorder = self._recorder
-        screen: Any = None
+        screen: _PolicyScreen | None = None
         try:
             screen = _PolicyScreen(mss.MSS(display=recorder.display), self._platform, recorder.gate)
         except Exception as failure:
@@ -460,10 +458,12 @@ class _FrameGrabber:
             if screen is not None:
                 screen.close()
 
-    def _grab(self, screen: Any, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> _Grabbed:
+    def _grab(
+        self, screen: _PolicyScreen, trigger: str, stamp_ns: int, x: int, y: int, window_id: int
+    ) -> _Grabbed:
         monitor = frame_policy.monitor_at(self._layout.monitors, x, y)
         grabbed_ns = time.perf_counter_ns()
-        pixels = frame_policy.grab_pixels(screen, monitor)
+        pixels = screen.grab_pixels(monitor)
         return _Grabbed(pixels, monitor, grabbed_ns, trigger, stamp_ns, window_id)
 
     def _run_scrub(self) -> None:

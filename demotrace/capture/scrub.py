@@ -124,8 +124,7 @@ class FrameScrubber:
         OcrError like ``scrub``, and then the caller must not write the frame."""
         boxes = self.scrub_result(pixels.image(), monitor).boxes
         if boxes:
-            assert isinstance(pixels.data, bytearray), "covering needs the grab's own (mutable) buffer"
-            blackout_bgra(pixels.data, pixels.width, pixels.height, boxes)
+            blackout_bgra(pixels.writable(), pixels.width, pixels.height, boxes)
         return boxes
 
     def scrub_record(self, frame: Frame) -> Frame:

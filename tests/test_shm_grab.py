@@ -1,0 +1,82 @@
+"""Frames are grabbed through the X server's shared memory into reused buffers, pixel for pixel what
+mss's public grab gives, on a real Xvfb with a real window on it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import mss
+import numpy
+import pytest
+
+from demotrace.capture.frames import FrameBuffers, grab_pixels
+from demotrace.capture.shm_grab import shm_grab_into
+from demotrace.demo.desktop import VirtualDesktop
+from demotrace.model import Monitor
+
+
+@pytest.fixture()
+def painted(bare_desktop: VirtualDesktop) -> Iterator[VirtualDesktop]:
+    # Something to see besides the black root: an xterm with text, near the top-left corner.
+    term = bare_desktop.spawn(
+        [
+            "xterm",
+            "-geometry",
+            "60x10+40+30",
+            "-bg",
+            "white",
+            "-fg",
+            "blue",
+            "-e",
+            "sh",
+            "-c",
+            "echo hi; sleep 60",
+        ]
+    )
+    time.sleep(1.5)
+    try:
+        yield bare_desktop
+    finally:
+        term.kill()
+        term.wait()
+
+
+def test_the_shared_memory_grab_is_taken_and_matches_the_public_grab(painted: VirtualDesktop) -> None:
+    with mss.MSS(display=painted.display) as screen:
+        for box in (
+            {"left": 0, "top": 0, "width": 1280, "height": 800},
+            {"left": 30, "top": 20, "width": 200, "height": 90},
+        ):
+            public = bytes(screen.grab(box).raw)  # the first public grab also tells mss that MIT-SHM works
+            buffer = bytearray(box["width"] * box["height"] * 4)
+            assert shm_grab_into(screen, box, buffer)
+            assert bytes(buffer) == public
+            # Not a blank screen: the black root, the xterm's white and its blue text are all in it.
+            assert len(numpy.unique(numpy.frombuffer(public, numpy.uint32))) >= 3
+
+
+def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDesktop) -> None:
+    buffers = FrameBuffers(kept=2)
+    monitor = Monitor(0, 0, 1280, 800)
+    with mss.MSS(display=painted.display) as screen:
+        first = grab_pixels(screen, monitor, buffers)
+        second = grab_pixels(screen, monitor, buffers)
+        assert buffers.made == 2 and first.data is not second.data  # both alive: two buffers
+        reused = second.data
+        del second
+        third = grab_pixels(screen, monitor, buffers)
+        assert third.data is reused and buffers.made == 2
+        assert bytes(third.data) == bytes(
+            screen.grab({"left": 0, "top": 0, "width": 1280, "height": 800}).raw
+        )
+        assert bytes(first.data) == bytes(third.data)  # nothing moved on screen in between
+
+
+def test_without_shared_memory_the_public_grab_is_used(painted: VirtualDesktop) -> None:
+    monitor = Monitor(30, 20, 200, 90)
+    box = {"left": 30, "top": 20, "width": 200, "height": 90}
+    with mss.MSS(display=painted.display, backend="xgetimage") as screen:
+        assert not shm_grab_into(screen, box, bytearray(200 * 90 * 4))
+        pixels = grab_pixels(screen, monitor, FrameBuffers())
+        assert bytes(pixels.data) == bytes(screen.grab(box).raw)
