@@ -1,17 +1,17 @@
-"""Frame-sized buffers are reused from the heap, not mapped afresh for every frame.
+"""A heap that stays the size of what is in use: frame-sized blocks are mapped, not kept in the heap.
 
-A 1080p frame passes through several 6-8 MB buffers (the grab, RGB pixels, the encoder's input) on
-three threads. glibc maps every block above its mmap threshold on its own and unmaps it on free, so
-each frame paid ~2,000 page faults per buffer: a grab plus its RGB copy took 16 ms of CPU instead of
-3.5 ms. A fixed threshold above frame size (and a trim threshold above that) keeps freed frame
-buffers in the heap for the next frame: the resident set stays at the working set of a few frames and
-does not grow with the session. Two arenas are plenty for this agent's threads and bound how many
-heaps can hold such buffers at once.
+Frames no longer pass through the heap: each grab is copied from the X server's shared memory into a
+reused mapped buffer (capture/frames.py, capture/shm_grab.py). What is left of large allocations is
+rare (a key frame's Pillow image, a big delta's tiles), so blocks from 4 MiB up are mapped on their own
+and unmapped when freed, and free heap above 8 MiB is given back: on bench/record.py the heap stayed at
+~25 MB (15 in use) where it had grown to 88 MB (56 in use) with frames on it. Two arenas are plenty
+for this agent's threads.
 
-Measured with bench/record.py and a grab micro-benchmark, and not used:
-- a low mmap threshold (every large block its own mapping, returned on free): flat, but 3x the CPU;
-- Pillow's block cache (``set_blocks_max``): cheaper grabs, but the resident set climbed through the
-  session (+80 MB over two minutes with 2 to 6 blocks kept).
+Measured before, and not used:
+- frames on the heap with a 16 MiB mmap threshold (buffers reused by malloc): cheap grabs, but the
+  holes they left made the heap grow by a frame every minute or two;
+- frames mapped afresh for every grab: flat, but ~2,000 page faults (7 ms of CPU) per 8 MB frame;
+- Pillow's block cache (``set_blocks_max``): the resident set climbed through the session.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 ARENA_MAX = 2
-MMAP_THRESHOLD_BYTES = 4 << 20
-TRIM_THRESHOLD_BYTES = 8 << 20
+MMAP_THRESHOLD_BYTES = 4 << 20  # below a 1080p frame (8 MB), above the per-frame temporaries
+TRIM_THRESHOLD_BYTES = 8 << 20  # free heap kept before any is given back
 
 
 def keep_heap_flat() -> None:
