@@ -171,7 +171,7 @@ def test_input_is_recorded_with_exact_positions_keys_paths_and_frames(
     xterms.append(process)
     xdotool(desktop, "mousemove", "100", "100")
     spool = make_spool(tmp_path)
-    with recording(spool, desktop.display, batch_seconds=BATCH_SECONDS):
+    with recording(spool, desktop.display, batch_seconds=BATCH_SECONDS) as recorder:
         xdotool(desktop, "click", "1")
         for x, y in [(200, 100), (300, 100), (300, 200), (300, 300)]:
             xdotool(desktop, "mousemove", str(x), str(y))
@@ -185,6 +185,12 @@ def test_input_is_recorded_with_exact_positions_keys_paths_and_frames(
         xdotool(desktop, "click", "5")
         settle()
 
+    # Every callback was timed on both clocks; its own CPU time cannot exceed the time it took.
+    wall, cpu = recorder.callback_latency(), recorder.callback_cpu()
+    assert wall.count == cpu.count >= 20
+    assert (
+        0 < cpu.p50_ns <= wall.max_ns and cpu.max_ns <= wall.max_ns + 50_000
+    )  # the CPU clock is read just after the wall clock
     batches = batches_of(spool)
     header = batches[0].header
     assert header is not None and all(batch.header is None for batch in batches[1:])
@@ -468,7 +474,7 @@ def test_sigterm_stops_cleanly_with_a_stop_marker(desktop: VirtualDesktop, tmp_p
     recorder.send_signal(signal.SIGTERM)
     _, stderr = recorder.communicate(timeout=20)
     assert recorder.returncode == 0
-    assert "demotrace: recording" in stderr and "callback latency p50=" in stderr
+    assert "demotrace: recording" in stderr and "callback latency p50=" in stderr and "own CPU p50=" in stderr
     events = events_of(open_spool(tmp_path / "spool", tmp_path / "key"))
     assert isinstance(events[-1], Marker) and events[-1].kind == "stop"
     assert [f.trigger for f in of_type(events, FrameTaken)] == ["start"]

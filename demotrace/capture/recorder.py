@@ -172,17 +172,30 @@ class LatencyStats:
 
 
 class _LatencyRing:
-    """Preallocated ring of callback durations; written by one listener thread only."""
+    """Preallocated ring of callback durations; written by one listener thread only.
 
-    __slots__ = ("count", "mask", "samples")
+    Two clocks: wall time (what the callback held its thread for, OS preemption included: on a busy
+    machine another process may run in the middle) and the thread's CPU time (the callback's own work)."""
+
+    __slots__ = ("count", "cpu_samples", "mask", "samples")
 
     def __init__(self, size: int = LATENCY_SAMPLES) -> None:
         self.samples = array("q", bytes(8 * size))
+        self.cpu_samples = array("q", bytes(8 * size))
         self.mask = size - 1
         self.count = 0
 
+    def add(self, wall_ns: int, cpu_ns: int) -> None:
+        index = self.count & self.mask
+        self.samples[index] = wall_ns
+        self.cpu_samples[index] = cpu_ns
+        self.count += 1
+
     def values(self) -> list[int]:
         return list(self.samples[: min(self.count, self.mask + 1)])
+
+    def cpu_values(self) -> list[int]:
+        return list(self.cpu_samples[: min(self.count, self.mask + 1)])
 
 
 def latency_stats(samples: list[int]) -> LatencyStats:
@@ -1308,45 +1321,39 @@ class Recorder:
     # -- the hot path: stamp, enqueue, time ourselves --------------------------------------------
 
     def _on_move(self, x: int, y: int, injected: bool = False) -> None:
-        entered = time.perf_counter_ns()
+        entered, started = time.perf_counter_ns(), time.thread_time_ns()
         self._events.put_nowait((_MOVE, entered, x, y))
-        ring = self._mouse_latency
-        ring.samples[ring.count & ring.mask] = time.perf_counter_ns() - entered
-        ring.count += 1
+        self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_click(self, x: int, y: int, button: Any, pressed: bool, injected: bool = False) -> None:
-        entered = time.perf_counter_ns()
+        entered, started = time.perf_counter_ns(), time.thread_time_ns()
         self._events.put_nowait((_BUTTON, entered, x, y, button, pressed))
-        ring = self._mouse_latency
-        ring.samples[ring.count & ring.mask] = time.perf_counter_ns() - entered
-        ring.count += 1
+        self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_scroll(self, x: int, y: int, dx: int, dy: int, injected: bool = False) -> None:
-        entered = time.perf_counter_ns()
+        entered, started = time.perf_counter_ns(), time.thread_time_ns()
         self._events.put_nowait((_SCROLL, entered, x, y, dx, dy))
-        ring = self._mouse_latency
-        ring.samples[ring.count & ring.mask] = time.perf_counter_ns() - entered
-        ring.count += 1
+        self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_press(self, key: Any, injected: bool = False) -> None:
-        entered = time.perf_counter_ns()
+        entered, started = time.perf_counter_ns(), time.thread_time_ns()
         self._events.put_nowait((_KEY_DOWN, entered, key))
-        ring = self._keyboard_latency
-        ring.samples[ring.count & ring.mask] = time.perf_counter_ns() - entered
-        ring.count += 1
+        self._keyboard_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_release(self, key: Any, injected: bool = False) -> None:
-        entered = time.perf_counter_ns()
+        entered, started = time.perf_counter_ns(), time.thread_time_ns()
         self._events.put_nowait((_KEY_UP, entered, key))
-        ring = self._keyboard_latency
-        ring.samples[ring.count & ring.mask] = time.perf_counter_ns() - entered
-        ring.count += 1
+        self._keyboard_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     # -- public ------------------------------------------------------------------------------
 
     def callback_latency(self) -> LatencyStats:
         """p50/p99/max duration of the input callbacks so far (the most recent 65 536 per listener)."""
         return latency_stats(self._keyboard_latency.values() + self._mouse_latency.values())
+
+    def callback_cpu(self) -> LatencyStats:
+        """Like ``callback_latency`` in the listener thread's CPU time: the callbacks' own work."""
+        return latency_stats(self._keyboard_latency.cpu_values() + self._mouse_latency.cpu_values())
 
     def frame_sizes(self) -> list[int]:
         """Encoded bytes of every frame grabbed in this session."""
@@ -1570,10 +1577,11 @@ def record_until_signal(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if status is not None:
-        latency = recorder.callback_latency()
+        latency, cpu = recorder.callback_latency(), recorder.callback_cpu()
         print(
             f"demotrace: {latency.count} input events, callback latency"
-            f" p50={latency.p50_ns / 1000:.1f} us p99={latency.p99_ns / 1000:.1f} us",
+            f" p50={latency.p50_ns / 1000:.1f} us p99={latency.p99_ns / 1000:.1f} us;"
+            f" own CPU p50={cpu.p50_ns / 1000:.1f} us p99={cpu.p99_ns / 1000:.1f} us",
             file=status,
             flush=True,
         )
