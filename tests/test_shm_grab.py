@@ -57,7 +57,7 @@ def test_the_shared_memory_grab_is_taken_and_matches_the_public_grab(painted: Vi
 
 
 def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDesktop) -> None:
-    buffers = FrameBuffers(kept=2)
+    buffers = FrameBuffers(limit=2)
     monitor = Monitor(0, 0, 1280, 800)
     with mss.MSS(display=painted.display) as screen:
         first = grab_pixels(screen, monitor, buffers)
@@ -71,6 +71,11 @@ def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDes
             screen.grab({"left": 0, "top": 0, "width": 1280, "height": 800}).raw
         )
         assert bytes(first.data) == bytes(third.data)  # nothing moved on screen in between
+        # Both pooled buffers in use: a one-off one, not kept once its pixels are dropped.
+        extra = grab_pixels(screen, monitor, buffers)
+        assert buffers.made == 3 and extra.release is None and bytes(extra.data) == bytes(first.data)
+        del extra, third
+        assert grab_pixels(screen, monitor, buffers).data is reused
 
 
 def test_without_shared_memory_the_public_grab_is_used(painted: VirtualDesktop) -> None:

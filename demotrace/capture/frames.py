@@ -122,8 +122,8 @@ def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "im
     return "image/webp"
 
 
-# Frame buffers kept for reuse: enough for a grab, the OCR stage, the encoder and its delta base.
-FRAME_BUFFERS_KEPT = 4
+# Frame buffers kept for reuse: a grab, one waiting for OCR, one in OCR and the encoder's delta base.
+FRAME_BUFFERS = 4
 
 
 class FrameBuffers:
@@ -133,34 +133,38 @@ class FrameBuffers:
     seconds later). Allocated from the heap, other allocations landed in the holes such buffers left
     and the heap grew by a frame every minute or so (malloc statistics during bench/record.py: 60-85
     MB of heap for 26-51 MB in use); mapped afresh for every frame, each grab paid ~2,000 page faults
-    (7 ms of CPU for 8 MB). Buffers here are anonymous mappings, made when none of the right size is
-    free (a grab never waits) and kept for reuse (up to ``kept`` free ones; the rest are unmapped).
-    Thread-safe."""
+    (7 ms of CPU for 8 MB). Here at most ``limit`` anonymous mappings are made and reused for as long
+    as recording lasts. A grab never waits: when all of them are in use (OCR fell behind in a burst of
+    actions) it gets a one-off mapping, unmapped as soon as its frame is encoded, so what stays resident
+    is bounded by ``limit``. Thread-safe."""
 
-    def __init__(self, kept: int = FRAME_BUFFERS_KEPT) -> None:
-        self.kept = kept
+    def __init__(self, limit: int = FRAME_BUFFERS) -> None:
+        self.limit = limit
         self._free: list[memoryview] = []
+        self._pooled = 0
         self._lock = threading.Lock()
-        self.made = 0  # buffers mapped so far (for tests and benchmarks)
+        self.made = 0  # mappings made so far, one-off ones included (for tests and benchmarks)
 
-    def take(self, size: int) -> memoryview:
+    def take(self, size: int) -> tuple[memoryview, bool]:
+        """A buffer of ``size`` bytes, and whether it is one of the pool's (to be given back)."""
         with self._lock:
             for index, buffer in enumerate(self._free):
                 if len(buffer) == size:
-                    return self._free.pop(index)
+                    return self._free.pop(index), True
             self.made += 1
-        return memoryview(mmap.mmap(-1, size))
+            pooled = self._pooled < self.limit
+            self._pooled += pooled
+        return memoryview(mmap.mmap(-1, size)), pooled
 
     def give_back(self, buffer: WritableBuffer) -> None:
-        if not isinstance(buffer, memoryview):
-            return
-        with self._lock:
-            if len(self._free) < self.kept:
+        if isinstance(buffer, memoryview):
+            with self._lock:
                 self._free.append(buffer)
-        # else dropped: the mapping goes with its last reference
 
     def clear(self) -> None:
+        """Drop the free buffers (recording stopped): their pixels do not linger in memory."""
         with self._lock:
+            self._pooled -= len(self._free)
             self._free.clear()
 
 
@@ -172,13 +176,16 @@ def grab_pixels(screen: Any, monitor: Monitor, buffers: FrameBuffers | None = No
     if buffers is None:
         shot = screen.grab(box)
         return ScreenPixels(shot.raw, *shot.size)
-    buffer = buffers.take(monitor.width * monitor.height * SCREEN_BYTES_PER_PIXEL)
+    buffer, pooled = buffers.take(monitor.width * monitor.height * SCREEN_BYTES_PER_PIXEL)
+    release = buffers.give_back if pooled else None
     if not shm_grab_into(screen, box, buffer):
         shot = screen.grab(box)
         if shot.size != (monitor.width, monitor.height):  # scaled (HiDPI elsewhere): no reuse
+            if pooled:
+                buffers.give_back(buffer)
             return ScreenPixels(shot.raw, *shot.size)
         buffer[:] = shot.raw
-    return ScreenPixels(buffer, monitor.width, monitor.height, release=buffers.give_back)
+    return ScreenPixels(buffer, monitor.width, monitor.height, release=release)
 
 
 def grab_image(screen: Any, monitor: Monitor) -> Image.Image:
