@@ -473,7 +473,7 @@ class WindowStack:
     def _drain_changes(self) -> bool:
         """Read the events that came since the last call; forget what they changed. True if the list
         must be read again. A listing costs ~47 ms of CPU with every client searched for and read (an
-        openbox frame has a dozen subwindows), ~4 ms when only geometry and stacking are read again."""
+        openbox frame has a dozen subwindows), ~3 ms when only geometry and stacking are read again."""
         from Xlib import X
 
         changed = False
