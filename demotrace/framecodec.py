@@ -139,8 +139,16 @@ class EncodingSettings:
 # ~40 % more CPU. A key frame every 60 frames bounds what one lost frame can break. Key frames are PNG:
 # lossless WebP of a whole 1080p screen needs ~40 MB of working memory (the recorder's peak) and more
 # CPU, for ~1 MB per active hour fewer bytes at this key interval.
+# A delta replacing more than 30 % of the tiles is a key frame instead: lossless WebP of a big packed
+# image needs ~4x its pixels in working memory (+32 MB peak for a 55 % delta, against +12.5 MB for a PNG
+# key frame of the whole screen), and no frame of the demo session changed that much (same bytes).
 AC_POWER_SETTINGS = EncodingSettings(
-    key_codec="png", method=2, lossless_effort=25, key_interval=60, key_on_window_change=False
+    key_codec="png",
+    method=2,
+    lossless_effort=25,
+    key_interval=60,
+    key_on_window_change=False,
+    max_delta_share=0.3,
 )
 # On battery: WebP's cheapest sane lossless effort (method 0 is pathological on screens: ~15x bigger).
 BATTERY_SETTINGS = replace(AC_POWER_SETTINGS, method=1, lossless_effort=0)
