@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from demotrace.capture.frames import grab_image
+from demotrace.capture.frames import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.framecodec import (
     DELTA_MEDIA_TYPE,
@@ -394,6 +394,7 @@ def test_real_screens_round_trip_exactly_through_the_spool(desktop: VirtualDeskt
     encoder = FrameEncoder(choose_encoding(PowerState()))
     originals: dict[str, Image.Image] = {}
     sizes: list[int] = []
+    buffers = FrameBuffers()  # reused as in the recorder, while the encoder keeps each delta's base
     with (
         xterm(desktop, "demotrace-codec", "100x30+40+40") as window,
         mss.MSS(display=desktop.display) as grab,
@@ -403,8 +404,9 @@ def test_real_screens_round_trip_exactly_through_the_spool(desktop: VirtualDeskt
             if word:
                 xdotool(desktop, "type", "--delay", "5", word)
             time.sleep(0.3)  # let xterm draw
-            image = grab_image(grab, monitor)
-            encoded = encoder.encode(image, monitor, key=False)
+            pixels = grab_pixels(grab, monitor, buffers)
+            image = pixels.image()
+            encoded = encoder.encode(pixels, monitor, key=False)
             spool.append([encoded.to_frame(session_id="s", device_id="d", t=0.0, wall=0.0)])
             originals[encoded.frame_id] = image
             sizes.append(len(encoded.data))

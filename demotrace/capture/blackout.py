@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy
 
 from demotrace.capture.platform import WindowInfo
+from demotrace.framecodec import ScreenPixels
 from demotrace.model import Monitor
 from demotrace.policy import Decision
 
@@ -109,11 +110,10 @@ def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> 
     return result
 
 
-def blackout_bgra(
-    pixels: bytearray | memoryview, width: int, height: int, boxes: Sequence[Rectangle]
-) -> None:
-    """Paint ``boxes`` (clipped to the image) black in place in raw BGRA pixels (an mss grab)."""
-    rows = numpy.frombuffer(pixels, numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)
+def blackout_pixels(pixels: ScreenPixels, boxes: Sequence[Rectangle]) -> None:
+    """Paint ``boxes`` (clipped to the image) black in place in a grab's BGRX pixels, before encoding."""
+    width, height = pixels.size
+    rows = numpy.frombuffer(pixels.writable(), numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)
     for box in boxes:
         left, top = max(box.left, 0), max(box.top, 0)
         right, bottom = min(box.right, width), min(box.bottom, height)

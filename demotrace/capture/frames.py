@@ -19,8 +19,6 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from PIL import Image
-
 from demotrace.capture.shm_grab import shm_grab_into
 from demotrace.framecodec import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
@@ -186,8 +184,3 @@ def grab_pixels(screen: Any, monitor: Monitor, buffers: FrameBuffers | None = No
             return ScreenPixels(shot.raw, *shot.size)
         buffer[:] = shot.raw
     return ScreenPixels(buffer, monitor.width, monitor.height, release=release)
-
-
-def grab_image(screen: Any, monitor: Monitor) -> Image.Image:
-    """Grab one monitor as an RGB Pillow image."""
-    return grab_pixels(screen, monitor).image()

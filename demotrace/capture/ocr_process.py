@@ -28,7 +28,7 @@ from typing import IO, Literal
 import msgspec
 from PIL import Image
 
-from demotrace.capture.blackout import blackout_bgra
+from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import ScreenPixels
 from demotrace.model import Monitor
@@ -160,7 +160,7 @@ class OcrProcessScrubber(FrameScrubber):
             reply = self._ask(request, pixels.data)
         boxes = [Box(*found) for found in reply.boxes]
         if boxes:
-            blackout_bgra(pixels.writable(), pixels.width, pixels.height, boxes)
+            blackout_pixels(pixels, boxes)
         return boxes
 
     def forget(self) -> None:

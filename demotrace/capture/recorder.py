@@ -76,7 +76,7 @@ from PIL import Image
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
-from demotrace.capture.blackout import Box, black_boxes, blackout_bgra
+from demotrace.capture.blackout import Box, black_boxes, blackout_pixels
 from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
@@ -328,7 +328,7 @@ class _PolicyScreen:
                 )
                 for b in black_boxes(monitor, stacked)
             ]
-            blackout_bgra(pixels.writable(), width, height, boxes)
+            blackout_pixels(pixels, boxes)
         return pixels
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, UnidentifiedImageError
 
-from demotrace.capture.blackout import blackout_bgra
+from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.framecodec import ScreenPixels
 from demotrace.model import Frame, Monitor
@@ -124,7 +124,7 @@ class FrameScrubber:
         OcrError like ``scrub``, and then the caller must not write the frame."""
         boxes = self.scrub_result(pixels.image(), monitor).boxes
         if boxes:
-            blackout_bgra(pixels.writable(), pixels.width, pixels.height, boxes)
+            blackout_pixels(pixels, boxes)
         return boxes
 
     def scrub_record(self, frame: Frame) -> Frame:
