@@ -192,10 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.HTTPError as error:
         _say(f"error: cannot reach the collector at {config.server}: {error}")
         return 2
-    except TransportError as error:  # enrollment refused or unreachable, unreadable credentials
-        _say(f"error: {error}")
-        return 2
-    except (SpoolError, PolicyError, ValueError) as error:
+    # TransportError: enrollment refused or unreachable, unreadable credentials.
+    except (TransportError, SpoolError, PolicyError, ValueError) as error:
         _say(f"error: {error}")
         return 2
     except RecorderError as error:
