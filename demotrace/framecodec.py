@@ -73,6 +73,11 @@ _MEDIA_TYPES: dict[ImageCodec, str] = {
 }
 # Photo-like content goes lossy only when that makes it at least this many times smaller.
 LOSSY_MIN_GAIN = 3
+# ... and is tried lossy only when it has more colours than this (or than a tenth of its pixels, for
+# small images): photos, video and gradients have thousands; text and UI, even dense and anti-aliased,
+# a few hundred (measured on the demo session's frames: at most ~1,000 on a whole screen, ~200 in a
+# delta's tiles, where lossy was tried on half of the deltas and never kept).
+LOSSY_MIN_COLOURS = 4096
 # Decoding a frame never walks more links than this, whatever the stored data claims.
 MAX_CHAIN_WALK = 10_000
 
@@ -169,8 +174,13 @@ def choose_encoding(power: PowerState) -> EncodingSettings:
 # -- pure helpers ----------------------------------------------------------------------------------
 
 
-def encode_image(image: Image.Image, codec: ImageCodec, settings: EncodingSettings) -> bytes:
-    """One Pillow image as PNG, lossless WebP or lossy WebP bytes."""
+def encode_image(image: Image.Image | ScreenPixels, codec: ImageCodec, settings: EncodingSettings) -> bytes:
+    """One image as PNG, lossless WebP or lossy WebP bytes. Screen pixels go to PNG as they are (see
+    ``screen_png``); to WebP, through a Pillow copy."""
+    if isinstance(image, ScreenPixels):
+        if codec == "png":
+            return screen_png(image, settings.png_level)
+        image = image.image()
     buffer = io.BytesIO()
     if codec == "png":
         image.save(buffer, "PNG", compress_level=settings.png_level)
@@ -183,21 +193,57 @@ def encode_image(image: Image.Image, codec: ImageCodec, settings: EncodingSettin
 
 
 def encode_adaptive(
-    image: Image.Image, codec: ImageCodec, settings: EncodingSettings
+    image: Image.Image | ScreenPixels, codec: ImageCodec, settings: EncodingSettings
 ) -> tuple[ImageCodec, bytes]:
     """Encode with ``codec``; if a lossless result is photo-sized, lossy WebP when that is far smaller.
 
     Text and UI compress losslessly to ~0.01 byte per pixel, and lossy WebP is no smaller there (and
     smears glyphs); photos, video and gradients take 0.1-0.3 byte per pixel losslessly and ~10x less
-    lossy. So only a large lossless result is tried lossy, and lossy is kept only if it is at most
-    ``1 / LOSSY_MIN_GAIN`` of the lossless size.
+    lossy. So only a large lossless result with many colours is tried lossy, and lossy is kept only if
+    it is at most ``1 / LOSSY_MIN_GAIN`` of the lossless size.
     """
     data = encode_image(image, codec, settings)
     limit = settings.lossy_above_bytes_per_pixel
     if codec == "webp" or limit is None or len(data) <= limit * image.width * image.height:
         return codec, data
+    if not has_many_colours(image):
+        return codec, data
     lossy = encode_image(image, "webp", settings)
     return ("webp", lossy) if len(lossy) * LOSSY_MIN_GAIN <= len(data) else (codec, data)
+
+
+def has_many_colours(image: Image.Image | ScreenPixels) -> bool:
+    """Whether an image has more colours than text and UI have (see LOSSY_MIN_COLOURS)."""
+    view = image.stored_view() if isinstance(image, ScreenPixels) else image
+    return view.getcolors(min(LOSSY_MIN_COLOURS, max(1, view.width * view.height // 10))) is None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_RGB_HEADER = struct.Struct(">IIBBBBB")  # width, height, bit depth 8, colour type 2 (RGB), 0, 0, 0
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+
+
+def screen_png(pixels: ScreenPixels, level: int) -> bytes:
+    """The pixels as an RGB PNG, compressed straight from their BGRX buffer.
+
+    Pillow saves PNG from an RGB image only: a frame-sized copy of the screen first (measured: +18.5 MiB
+    of peak RSS for a 1080p key frame, the recorder's largest transient). Pillow's PNG compressor (row
+    filters and zlib, as its PNG writer uses) reads the buffer in place instead: its ``stored_view``
+    packed as "BGR" puts the stored B, G, R out as R, G, B. Only the PNG container is written here.
+    Same bytes as Pillow's PNG but for how the data is cut into IDAT chunks."""
+    compressed = pixels.stored_view().tobytes("zip", "BGR", False, level)
+    header = _PNG_RGB_HEADER.pack(pixels.width, pixels.height, 8, 2, 0, 0, 0)
+    return b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", compressed),
+            _png_chunk(b"IEND", b""),
+        )
+    )
 
 
 def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
@@ -259,6 +305,11 @@ class ScreenPixels:
         """A new RGB Pillow image of these pixels (a frame-sized copy: for key frames and OCR)."""
         # Pillow decodes from any buffer; its type hints leave out memoryview.
         return Image.frombuffer("RGB", self.size, self.data, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
+
+    def stored_view(self) -> Image.Image:
+        """A Pillow image *sharing* the buffer, its bytes as stored: B, G, R, X under the names R, G, B, X.
+        For reading bytes whatever their colour (PNG packing as "BGR", counting colours); no copy."""
+        return Image.frombuffer("RGBX", self.size, self.data, "raw", "RGBX", 0, 1)  # type: ignore[arg-type]
 
     def rgb_array(self) -> numpy.ndarray:
         """The pixels as a (height, width, 3) RGB view of the buffer (no copy; read-only use)."""
@@ -572,7 +623,7 @@ class FrameEncoder:
                 chain.last_pixels, chain.last_frame_id = pixels, frame_id
                 chain.length += 1
                 return encoded
-        codec, data = encode_adaptive(pixels.image(), settings.key_codec, settings)
+        codec, data = encode_adaptive(pixels, settings.key_codec, settings)
         key_pixels = pixels if settings.reference == "key" else None
         self._chains[box] = _Chain(pixels, frame_id, key_pixels, frame_id)
         return EncodedFrame(frame_id, _MEDIA_TYPES[codec], data, pixels.width, pixels.height)

@@ -28,11 +28,14 @@ from demotrace.framecodec import (
     FrameEncoder,
     FrameResolver,
     PowerState,
+    ScreenPixels,
     changed_tiles,
     choose_encoding,
+    has_many_colours,
     image_error,
     parse_delta,
     resolving_loader,
+    screen_png,
 )
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
@@ -133,6 +136,33 @@ def test_png_key_frames_and_png_tiles_are_exact_too() -> None:
         resolved = resolve(frame.frame_id)
         assert resolved is not None
         assert pixels_of(resolved).tobytes() == original.tobytes()
+
+
+def test_a_png_key_frame_from_screen_pixels_is_pillows_png_of_the_same_screen() -> None:
+    image = typing_session(3)[-1]
+    stored = image.tobytes("raw", "BGRX")
+    pillows = io.BytesIO()
+    image.save(pillows, "PNG", compress_level=6)
+    for buffer in (stored, bytearray(stored), memoryview(bytearray(stored))):
+        data = screen_png(ScreenPixels(buffer, *image.size), 6)
+        decoded = Image.open(io.BytesIO(data))
+        assert (decoded.format, decoded.mode, decoded.size) == ("PNG", "RGB", image.size)
+        assert decoded.tobytes() == image.tobytes()
+        # The same compressor with the same filters: only the IDAT chunking differs.
+        assert abs(len(data) - len(pillows.getvalue())) < 64
+
+
+def test_only_images_with_photo_like_colour_counts_are_tried_lossy() -> None:
+    text = typing_session(8)[-1]
+    assert not has_many_colours(text)
+    assert not has_many_colours(ScreenPixels.of_image(text))
+    assert not has_many_colours(text.crop((190, 30, 254, 94)))  # a small tile of dense text
+    picture = photo()
+    assert has_many_colours(picture)
+    assert has_many_colours(picture.crop((0, 0, 64, 64)))  # a small tile of it
+    with_picture = text.copy()
+    with_picture.paste(picture.crop((0, 0, 256, 192)), (320, 192))
+    assert has_many_colours(ScreenPixels.of_image(with_picture))
 
 
 def test_lossy_tiles_keep_text_within_the_stated_error() -> None:
