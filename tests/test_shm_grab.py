@@ -42,18 +42,35 @@ def painted(bare_desktop: VirtualDesktop) -> Iterator[VirtualDesktop]:
         term.wait()
 
 
-def test_the_shared_memory_grab_is_taken_and_matches_the_public_grab(painted: VirtualDesktop) -> None:
+def test_the_x_server_writes_grabs_straight_into_the_buffers_as_the_public_grab_gives_them(
+    painted: VirtualDesktop,
+) -> None:
+    buffers = FrameBuffers(limit=1)
     with mss.MSS(display=painted.display) as screen:
         for box in (
             {"left": 0, "top": 0, "width": 1280, "height": 800},
             {"left": 30, "top": 20, "width": 200, "height": 90},
         ):
-            public = bytes(screen.grab(box).raw)  # the first public grab also tells mss that MIT-SHM works
-            buffer = bytearray(box["width"] * box["height"] * 4)
-            assert shm_grab_into(screen, box, buffer)
-            assert bytes(buffer) == public
+            size = box["width"] * box["height"] * 4
+            pooled, one_off = buffers.take(size), buffers.take(size)
+            assert pooled.pooled and not one_off.pooled
+            assert shm_grab_into(screen, box, pooled) and shm_grab_into(screen, box, one_off)
+            assert pooled.segment is not None  # attached for good; the one-off only for its grab
+            assert one_off.segment is None
+            public = bytes(screen.grab(box).raw)
+            assert bytes(pooled.view) == public and bytes(one_off.view) == public
             # Not a blank screen: the black root, the xterm's white and its blue text are all in it.
             assert len(numpy.unique(numpy.frombuffer(public, numpy.uint32))) >= 3
+            buffers.give_back(one_off.view)
+            assert one_off.fd is None  # a one-off buffer is not kept
+            # The pooled buffer's segment serves its next grab too.
+            segment = pooled.segment
+            buffers.give_back(pooled.view)
+            again = buffers.take(size)
+            assert again is pooled and shm_grab_into(screen, box, again) and again.segment is segment
+            buffers.give_back(again.view)
+            buffers.clear()
+            buffers = FrameBuffers(limit=1)
 
 
 def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDesktop) -> None:
@@ -73,15 +90,17 @@ def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDes
         assert bytes(first.data) == bytes(third.data)  # nothing moved on screen in between
         # Both pooled buffers in use: a one-off one, not kept once its pixels are dropped.
         extra = grab_pixels(screen, monitor, buffers)
-        assert buffers.made == 3 and extra.release is None and bytes(extra.data) == bytes(first.data)
+        assert buffers.made == 3 and bytes(extra.data) == bytes(first.data)
+        one_off = extra.data
         del extra, third
-        assert grab_pixels(screen, monitor, buffers).data is reused
+        again = grab_pixels(screen, monitor, buffers)
+        assert again.data is reused and again.data is not one_off
 
 
 def test_without_shared_memory_the_public_grab_is_used(painted: VirtualDesktop) -> None:
     monitor = Monitor(30, 20, 200, 90)
     box = {"left": 30, "top": 20, "width": 200, "height": 90}
     with mss.MSS(display=painted.display, backend="xgetimage") as screen:
-        assert not shm_grab_into(screen, box, bytearray(200 * 90 * 4))
+        assert not shm_grab_into(screen, box, FrameBuffers().take(200 * 90 * 4))
         pixels = grab_pixels(screen, monitor, FrameBuffers())
         assert bytes(pixels.data) == bytes(screen.grab(box).raw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -124,63 +125,110 @@ def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "im
 FRAME_BUFFERS = 4
 
 
+@dataclass(eq=False)
+class FrameBuffer:
+    """One frame-sized mapping outside the heap. ``fd`` is the memfd behind it (None where memfd is
+    unavailable): the X server can then write a grab straight into it (see ``shm_grab``), which keeps
+    its MIT-SHM segment on ``segment`` once attached."""
+
+    view: memoryview
+    fd: int | None
+    pooled: bool
+    segment: Any = None
+
+    def close(self) -> None:
+        """Close the memfd (the mapping goes when its last view does); for buffers that are not reused."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _map(size: int) -> tuple[memoryview, int | None]:
+    try:
+        fd = os.memfd_create("demotrace-frame", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return memoryview(mmap.mmap(-1, size)), None
+    try:
+        os.ftruncate(fd, size)
+        return memoryview(mmap.mmap(fd, size)), fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class FrameBuffers:
-    """Frame-sized buffers reused from grab to grab, mapped outside the heap.
+    """Frame-sized buffers reused from grab to grab, mapped outside the heap; one pool per ``mss.MSS``.
 
     A frame's buffer lives from the grab thread to the encoder's chain (freed on another thread,
     seconds later). Allocated from the heap, other allocations landed in the holes such buffers left
     and the heap grew by a frame every minute or so (malloc statistics during bench/record.py: 60-85
     MB of heap for 26-51 MB in use); mapped afresh for every frame, each grab paid ~2,000 page faults
-    (7 ms of CPU for 8 MB). Here at most ``limit`` anonymous mappings are made and reused for as long
-    as recording lasts. A grab never waits: when all of them are in use (OCR fell behind in a burst of
-    actions) it gets a one-off mapping, unmapped as soon as its frame is encoded, so what stays resident
-    is bounded by ``limit``. Thread-safe."""
+    (7 ms of CPU for 8 MB). Here at most ``limit`` mappings are made and reused for as long as recording
+    lasts. A grab never waits: when all of them are in use (OCR fell behind in a burst of actions) it
+    gets a one-off mapping, dropped as soon as its frame is encoded, so what stays resident is bounded
+    by ``limit``. The mappings are memfds, for the X server to write grabs into. Thread-safe."""
 
     def __init__(self, limit: int = FRAME_BUFFERS) -> None:
         self.limit = limit
-        self._free: list[memoryview] = []
+        self._free: list[FrameBuffer] = []
+        self._lent: dict[int, FrameBuffer] = {}  # by id() of the view: held here, so the id is not reused
         self._pooled = 0
+        self._closed = False
         self._lock = threading.Lock()
         self.made = 0  # mappings made so far, one-off ones included (for tests and benchmarks)
 
-    def take(self, size: int) -> tuple[memoryview, bool]:
-        """A buffer of ``size`` bytes, and whether it is one of the pool's (to be given back)."""
+    def take(self, size: int) -> FrameBuffer:
+        """A buffer of ``size`` bytes, to be given back (``give_back(buffer.view)``) when its pixels go."""
         with self._lock:
-            for index, buffer in enumerate(self._free):
-                if len(buffer) == size:
-                    return self._free.pop(index), True
-            self.made += 1
-            pooled = self._pooled < self.limit
-            self._pooled += pooled
-        return memoryview(mmap.mmap(-1, size)), pooled
+            buffer = next((free for free in self._free if len(free.view) == size), None)
+            if buffer is not None:
+                self._free.remove(buffer)
+            else:
+                self.made += 1
+                pooled = self._pooled < self.limit and not self._closed
+                self._pooled += pooled
+        if buffer is None:
+            buffer = FrameBuffer(*_map(size), pooled=pooled)
+        with self._lock:
+            self._lent[id(buffer.view)] = buffer
+        return buffer
 
-    def give_back(self, buffer: WritableBuffer) -> None:
-        if isinstance(buffer, memoryview):
-            with self._lock:
+    def give_back(self, view: WritableBuffer) -> None:
+        with self._lock:
+            buffer = self._lent.pop(id(view), None)
+            if buffer is None:
+                return
+            if buffer.pooled and not self._closed:
                 self._free.append(buffer)
+                return
+        buffer.close()
 
     def clear(self) -> None:
-        """Drop the free buffers (recording stopped): their pixels do not linger in memory."""
+        """Drop every buffer (recording stopped): their pixels do not linger in memory."""
         with self._lock:
-            self._pooled -= len(self._free)
-            self._free.clear()
+            self._closed = True
+            free, self._free = self._free, []
+        for buffer in free:
+            buffer.close()
 
 
 def grab_pixels(screen: Any, monitor: Monitor, buffers: FrameBuffers | None = None) -> ScreenPixels:
     """Grab one monitor with an ``mss.MSS`` (owned by the calling thread) as BGRX pixels: the grab's
-    own buffer, or (with ``buffers``) a reused one, given back to ``buffers`` when the pixels are
-    dropped. Never a Pillow image: that would copy 8 MB at 1080p."""
+    own buffer, or (with ``buffers``, a pool for this ``screen``) a reused one, given back to
+    ``buffers`` when the pixels are dropped. Never a Pillow image: that would copy 8 MB at 1080p."""
     box = {"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height}
     if buffers is None:
         shot = screen.grab(box)
         return ScreenPixels(shot.raw, *shot.size)
-    buffer, pooled = buffers.take(monitor.width * monitor.height * SCREEN_BYTES_PER_PIXEL)
-    release = buffers.give_back if pooled else None
-    if not shm_grab_into(screen, box, buffer):
-        shot = screen.grab(box)
-        if shot.size != (monitor.width, monitor.height):  # scaled (HiDPI elsewhere): no reuse
-            if pooled:
-                buffers.give_back(buffer)
-            return ScreenPixels(shot.raw, *shot.size)
-        buffer[:] = shot.raw
-    return ScreenPixels(buffer, monitor.width, monitor.height, release=release)
+    buffer = buffers.take(monitor.width * monitor.height * SCREEN_BYTES_PER_PIXEL)
+    try:
+        if not shm_grab_into(screen, box, buffer):
+            shot = screen.grab(box)
+            if shot.size != (monitor.width, monitor.height):  # scaled (HiDPI elsewhere): no reuse
+                buffers.give_back(buffer.view)
+                return ScreenPixels(shot.raw, *shot.size)
+            buffer.view[:] = shot.raw
+    except BaseException:
+        buffers.give_back(buffer.view)
+        raise
+    return ScreenPixels(buffer.view, monitor.width, monitor.height, release=buffers.give_back)
