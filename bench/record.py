@@ -313,6 +313,9 @@ def report(figures: Figures) -> None:
             f" ({rss_trend_per_10_minutes(figures.rss_samples[len(figures.rss_samples) // 2 :]) / mib:+.1f}"
             " over the second half)"
         )
+        fifths = [resident[len(resident) * part // 5 : len(resident) * (part + 1) // 5] for part in range(5)]
+        medians = ", ".join(f"{statistics.median(fifth) / mib:.1f}" for fifth in fifths if fifth)
+        print(f"  RSS median in each fifth of the session: {medians} MiB")
     print(f"  stored: {figures.per_hour(figures.bytes_stored) / mib:.1f} MiB per active hour")
     if figures.bytes_uploaded is not None:
         print(f"  uploaded: {figures.per_hour(figures.bytes_uploaded) / mib:.1f} MiB per active hour")
