@@ -3,6 +3,7 @@ mss's public grab gives, on a real Xvfb with a real window on it."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -104,3 +105,25 @@ def test_without_shared_memory_the_public_grab_is_used(painted: VirtualDesktop) 
         assert not shm_grab_into(screen, box, FrameBuffers().take(200 * 90 * 4))
         pixels = grab_pixels(screen, monitor, FrameBuffers())
         assert bytes(pixels.data) == bytes(screen.grab(box).raw)
+
+
+def test_without_memfd_the_buffers_are_filled_from_the_public_grab(
+    painted: VirtualDesktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memfd(name: str, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "memfd_create", no_memfd)  # an old kernel
+    monitor = Monitor(30, 20, 200, 90)
+    buffers = FrameBuffers()
+    with mss.MSS(display=painted.display) as screen:
+        buffer = buffers.take(200 * 90 * 4)
+        assert buffer.fd is None and not shm_grab_into(
+            screen, {"left": 30, "top": 20, "width": 200, "height": 90}, buffer
+        )
+        buffers.give_back(buffer.view)
+        pixels = grab_pixels(screen, monitor, buffers)
+        assert bytes(pixels.data) == bytes(
+            screen.grab({"left": 30, "top": 20, "width": 200, "height": 90}).raw
+        )
+        assert pixels.data is buffer.view  # still a reused buffer
