@@ -379,7 +379,10 @@ class ControlServer:
             os.umask(old_umask)
         listener.listen(16)
         self._listener = listener
-        self._thread = threading.Thread(target=self._accept_loop, name="demotrace-control", daemon=True)
+        # The thread gets the listener itself: a stop() right after start() may clear self._listener first.
+        self._thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name="demotrace-control", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -419,10 +422,8 @@ class ControlServer:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, listener: socket.socket) -> None:
         name_os_thread()
-        listener = self._listener
-        assert listener is not None
         while not self._stopping.is_set():
             try:
                 conn, _address = listener.accept()
