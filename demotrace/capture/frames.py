@@ -128,8 +128,8 @@ FRAME_BUFFERS = 4
 @dataclass(eq=False)
 class FrameBuffer:
     """One frame-sized mapping outside the heap. ``fd`` is the memfd behind it (None where memfd is
-    unavailable): the X server can then write a grab straight into it (see ``shm_grab``), which keeps
-    its MIT-SHM segment on ``segment`` once attached."""
+    unavailable): the X server can then write a grab straight into it (see ``shm_grab``). Once a pooled
+    buffer is attached, ``segment`` is (the mss backend it is attached on, its MIT-SHM segment)."""
 
     view: memoryview
     fd: int | None
