@@ -49,16 +49,10 @@ from PIL import Image
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
 from demotrace.capture.platform import WindowInfo
-from demotrace.framecodec import (
-    EncodingSettings,
-    FrameEncoder,
-    FrameResolver,
-    PowerState,
-    ScreenPixels,
-    choose_encoding,
-    image_error,
-    resolving_loader,
-)
+from demotrace.frames.encoder import FrameEncoder
+from demotrace.frames.pixels import ScreenPixels
+from demotrace.frames.resolver import FrameResolver, image_error, resolving_loader
+from demotrace.frames.settings import EncodingSettings, PowerState, choose_encoding
 from demotrace.model import Frame, Monitor
 
 BUDGET_BYTES_PER_HOUR = 10 * 10**6

@@ -149,8 +149,8 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type"):
 class Frame(msgspec.Struct, tag="frame_image", tag_field="type"):
     """The pixels of one FrameTaken, encoded (media_type such as "image/webp" or "image/png").
 
-    A delta frame (media_type "application/x-demotrace-delta", see framecodec) holds only what changed
-    since ``base_frame_id``; ``framecodec.resolving_loader`` rebuilds it as a full image.
+    A delta frame (media_type "application/x-demotrace-delta", see frames.delta) holds only what changed
+    since ``base_frame_id``; ``frames.resolver.resolving_loader`` rebuilds it as a full image.
     """
 
     frame_id: str

@@ -323,7 +323,7 @@ def records_text(records: Iterable[Record]) -> str:
 
 def frame_images(frames: dict[str, Frame], where: str) -> dict[str, Image.Image]:
     """Every frame as a whole image (delta frames rebuilt from their chain), named by where it is."""
-    from demotrace.framecodec import FrameResolver
+    from demotrace.frames.resolver import FrameResolver
 
     resolver = FrameResolver(frames.get)
     images: dict[str, Image.Image] = {}
@@ -566,7 +566,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         stop_process,
     )
     from demotrace.demo.script import read_app_state, start_demo_apps
-    from demotrace.framecodec import resolving_loader
+    from demotrace.frames.resolver import resolving_loader
 
     missing = missing_programs()
     if missing:

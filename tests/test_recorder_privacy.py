@@ -21,7 +21,7 @@ from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.script import TERMINAL_CLASS, DemoApps, find_window, read_app_state, start_demo_apps
 from demotrace.demo.tkapp import CLASS_NAME as FORM_CLASS
-from demotrace.framecodec import resolving_loader
+from demotrace.frames.resolver import resolving_loader
 from demotrace.model import (
     Button,
     Event,

@@ -24,7 +24,7 @@ from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.framecodec import resolving_loader
+from demotrace.frames.resolver import resolving_loader
 from demotrace.model import (
     Batch,
     Button,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy
 
 from demotrace.capture.platform import WindowInfo
-from demotrace.framecodec import ScreenPixels
+from demotrace.frames.pixels import ScreenPixels
 from demotrace.model import Monitor
 from demotrace.policy import Decision
 

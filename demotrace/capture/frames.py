@@ -4,7 +4,7 @@ A frame is grabbed at the *start* of each action, never on a timer: the first mo
 (not the second down of a double click), the first key of a typing burst, the first tick of a scroll
 burst, every hotkey, and once when recording starts.
 
-Encoding is framecodec's: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame
+Encoding is frames.encoder's: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame
 on the demo session instead of ~50 KB; ``grab_pixels`` only grabs.
 
 ``choose_media_type`` is the old full-frame choice (PNG for flat screens, lossy WebP otherwise),
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from demotrace.capture.shm_grab import shm_grab_into
-from demotrace.framecodec import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
+from demotrace.frames.pixels import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
 
 FrameTrigger = Literal["click", "key", "scroll", "hotkey", "start"]

@@ -30,7 +30,7 @@ from PIL import Image
 
 from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.scrub import FrameScrubber
-from demotrace.framecodec import ScreenPixels
+from demotrace.frames.pixels import ScreenPixels
 from demotrace.model import Monitor
 from demotrace.redact.screen import Box, OcrError, OcrSettings, ScrubResult, blackout
 

@@ -81,7 +81,9 @@ from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_mas
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
 from demotrace.capture.scrub import FrameScrubber
-from demotrace.framecodec import FrameEncoder, PowerState, ScreenPixels, choose_encoding
+from demotrace.frames.encoder import FrameEncoder
+from demotrace.frames.pixels import ScreenPixels
+from demotrace.frames.settings import PowerState, choose_encoding
 from demotrace.model import (
     Batch,
     Button,

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
-from demotrace.framecodec import ScreenPixels
+from demotrace.frames.pixels import ScreenPixels
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
 from demotrace.redact.screen import Box, OcrError, OcrSettings, ScreenScrubber, ScrubResult

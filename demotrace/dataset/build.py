@@ -56,7 +56,7 @@ from demotrace.dataset.privacy import (
 from demotrace.dataset.quality import DROP_REASONS, QualityConfig, QualityCounts, filter_episodes
 from demotrace.dataset.reduce import reduce_events
 from demotrace.dataset.report import REPORT_FILE, ReportFigures, count_redactions, render_report, steps_by_app
-from demotrace.framecodec import resolving_loader
+from demotrace.frames.resolver import resolving_loader
 from demotrace.model import Batch, Event, Frame, SessionHeader
 
 TRAJECTORIES_FILE = "trajectories.jsonl"

@@ -49,7 +49,7 @@ from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
 from demotrace.dataset.privacy import KnownNames, Scrubber
 from demotrace.dataset.quality import QualityConfig
-from demotrace.framecodec import resolving_loader
+from demotrace.frames.resolver import resolving_loader
 from demotrace.model import Batch, Frame
 
 if TYPE_CHECKING:

@@ -21,24 +21,15 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from demotrace.capture.frames import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.framecodec import (
-    DELTA_MEDIA_TYPE,
-    EncodingSettings,
-    FrameCodecError,
-    FrameEncoder,
-    FrameResolver,
-    PowerState,
-    ScreenPixels,
-    changed_tiles,
-    choose_encoding,
-    has_many_colours,
-    image_error,
-    parse_delta,
-    resolving_loader,
-    screen_png,
-)
+from demotrace.frames.delta import FrameCodecError, changed_tiles, parse_delta
+from demotrace.frames.encoder import FrameEncoder
+from demotrace.frames.images import has_many_colours, screen_png
+from demotrace.frames.pixels import ScreenPixels
+from demotrace.frames.resolver import FrameResolver, image_error, resolving_loader
+from demotrace.frames.settings import EncodingSettings, PowerState, choose_encoding
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
+from demotrace.protocol import DELTA_MEDIA_TYPE
 from demotrace.spool import Spool
 from tests.recorder_thread import recording
 
