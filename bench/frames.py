@@ -46,8 +46,8 @@ import zstandard
 from av.video.frame import PictureType
 from PIL import Image
 
-from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
+from demotrace.capture import triggers
 from demotrace.capture.platform import WindowInfo
 from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.pixels import ScreenPixels
@@ -96,7 +96,7 @@ def capture_frames(folder: Path, seconds: float, seed: int) -> tuple[list[Captur
 
         def grab_loop() -> None:
             screen = mss.MSS(display=desktop.display)
-            state = frame_policy.TriggerState()
+            state = triggers.TriggerState()
             held: frozenset[str] = frozenset()
             pointer = (0, 0)
             window_changed = True
@@ -111,18 +111,18 @@ def capture_frames(folder: Path, seconds: float, seed: int) -> tuple[list[Captur
                     continue
                 if kind in ("button_down", "button_up"):
                     pointer = message[2], message[3]
-                    trigger, state = frame_policy.frame_trigger(
+                    trigger, state = triggers.frame_trigger(
                         state, kind, t, x=pointer[0], y=pointer[1], button=message[4]
                     )
                 elif kind == "scroll":
-                    trigger, state = frame_policy.frame_trigger(state, "scroll", t)
+                    trigger, state = triggers.frame_trigger(state, "scroll", t)
                 elif kind in ("key_down", "key_up"):
                     info = key_names.describe_key(key_names.raw_key_of(message[2]))
                     modifiers = key_names.modifiers_held(held, excluding=info.key)
                     held = key_names.press_modifiers(held, info.key, kind == "key_down")
                     if kind == "key_down":
                         is_modifier = info.key in key_names.MODIFIER_OF_KEY
-                        trigger, state = frame_policy.frame_trigger(
+                        trigger, state = triggers.frame_trigger(
                             state,
                             "modifier_down" if is_modifier else "key_down",
                             t,
@@ -130,7 +130,7 @@ def capture_frames(folder: Path, seconds: float, seed: int) -> tuple[list[Captur
                         )
                 if trigger is None:
                     continue
-                monitor = frame_policy.monitor_at(layout.monitors, *pointer)
+                monitor = triggers.monitor_at(layout.monitors, *pointer)
                 shot = screen.grab(
                     {
                         "left": monitor.left,

@@ -1,8 +1,8 @@
 """A heap that stays the size of what is in use: frame-sized blocks are mapped, not kept in the heap.
 
 Frames no longer pass through the heap: each grab is copied from the X server's shared memory into a
-reused mapped buffer (capture/frames.py, capture/shm_grab.py). What is left of large allocations is
-rare (a key frame's Pillow image, a big delta's tiles), so blocks from 4 MiB up are mapped on their own
+reused mapped buffer (capture/grab.py). What is left of large allocations is rare (a key frame's
+Pillow image, a big delta's tiles), so blocks from 4 MiB up are mapped on their own
 and unmapped when freed, and free heap above 8 MiB is given back: on bench/record.py the heap stayed at
 ~25 MB (15 in use) where it had grown to 88 MB (56 in use) with frames on it. Two arenas are plenty
 for this agent's threads.

@@ -19,7 +19,7 @@ import msgspec
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from demotrace.capture.frames import FrameBuffers, grab_pixels
+from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.frames.delta import FrameCodecError, changed_tiles, parse_delta
 from demotrace.frames.encoder import FrameEncoder

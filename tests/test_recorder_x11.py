@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 from demotrace.capture import RecorderError
-from demotrace.capture.frames import TriggerState, choose_media_type, frame_trigger, monitor_at
 from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
+from demotrace.capture.triggers import TriggerState, frame_trigger, monitor_at
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.frames.images import choose_media_type
 from demotrace.frames.resolver import resolving_loader
 from demotrace.model import (
     Batch,

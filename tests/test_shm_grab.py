@@ -11,8 +11,7 @@ import mss
 import numpy
 import pytest
 
-from demotrace.capture.frames import FrameBuffers, grab_pixels
-from demotrace.capture.shm_grab import shm_grab_into
+from demotrace.capture.grab import FrameBuffers, grab_pixels, shm_grab_into
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.model import Monitor
 

@@ -74,9 +74,10 @@ from typing import Any, TextIO
 
 from PIL import Image
 
-from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
+from demotrace.capture import triggers as frame_policy
 from demotrace.capture.blackout import Box, black_boxes, blackout_pixels
+from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
@@ -302,7 +303,7 @@ class _PolicyScreen:
         self._screen = screen
         self._platform = platform
         self._gate = gate
-        self._buffers = frame_policy.FrameBuffers()
+        self._buffers = FrameBuffers()
 
     def _device_allows_screen(self) -> None:
         gate = self._gate
@@ -312,7 +313,7 @@ class _PolicyScreen:
     def grab_pixels(self, monitor: Monitor) -> ScreenPixels:
         self._device_allows_screen()
         before = self._platform.visible_windows()
-        pixels = frame_policy.grab_pixels(self._screen, monitor, self._buffers)
+        pixels = grab_pixels(self._screen, monitor, self._buffers)
         after = self._platform.visible_windows()
         self._device_allows_screen()
         gate = self._gate

@@ -21,7 +21,7 @@ import msgspec
 from PIL import Image, UnidentifiedImageError
 
 from demotrace.capture.blackout import blackout_pixels
-from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
+from demotrace.frames.images import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector

@@ -1,10 +1,16 @@
-"""One image as PNG or WebP bytes: lossless for text and UI, lossy only where that is far smaller."""
+"""One image as PNG or WebP bytes: lossless for text and UI, lossy only where that is far smaller.
+
+Also the old full-frame choice (``choose_media_type``: PNG for flat screens, lossy WebP otherwise) and
+the fixed settings of a self-contained frame image, kept for tools that want one image per frame and
+for re-encoding a scrubbed frame in its own media type.
+"""
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
+from typing import Literal
 
 # PngImagePlugin and WebPImagePlugin register the two formats frames are saved in, up front: else the
 # first WebP save makes Pillow import all of its ~40 format plugins (measured: 0.2 s of CPU in the
@@ -26,6 +32,15 @@ LOSSY_MIN_GAIN = 3
 # a few hundred (measured on the demo session's frames: at most ~1,000 on a whole screen, ~200 in a
 # delta's tiles, where lossy was tried on half of the deltas and never kept).
 LOSSY_MIN_COLOURS = 4096
+
+# Self-contained frame images: choose_media_type's choice, and a scrubbed frame re-encoded as it was.
+# A thumbnail with at most this many colours is "flat": PNG beats lossy WebP there.
+FLAT_SCREEN_MAX_COLOURS = 1024
+THUMBNAIL_REDUCTION = 4
+WEBP_QUALITY = 75
+# WebP effort 2 is within ~6 % of the default size at ~1/8 of its time.
+WEBP_METHOD = 2
+PNG_COMPRESS_LEVEL = 6
 
 
 def encode_image(image: Image.Image | ScreenPixels, codec: ImageCodec, settings: EncodingSettings) -> bytes:
@@ -98,3 +113,13 @@ def screen_png(pixels: ScreenPixels, level: int) -> bytes:
             _png_chunk(b"IEND", b""),
         )
     )
+
+
+def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "image/webp"]:
+    """PNG for flat screens (few colours: smaller and exact), lossy WebP for everything else.
+
+    ``thumbnail_colours`` is None when the thumbnail has more than FLAT_SCREEN_MAX_COLOURS colours.
+    """
+    if thumbnail_colours is not None and thumbnail_colours <= FLAT_SCREEN_MAX_COLOURS:
+        return "image/png"
+    return "image/webp"

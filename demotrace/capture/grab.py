@@ -1,125 +1,33 @@
-"""Frames: when to grab the screen (a pure decision over input events), and how to grab and encode it.
+"""Grab the screen into reused frame buffers: mapped outside the heap, written by the X server.
 
-A frame is grabbed at the *start* of each action, never on a timer: the first mouse-down of a click
-(not the second down of a double click), the first key of a typing burst, the first tick of a scroll
-burst, every hotkey, and once when recording starts.
+``grab_pixels`` grabs one monitor as ``ScreenPixels``, into a buffer of a ``FrameBuffers`` pool when
+given one. Where it can, the grab goes through MIT-SHM straight into that buffer (``shm_grab_into``):
+the X server writes the pixels there.
 
-Encoding is frames.encoder's: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame
-on the demo session instead of ~50 KB; ``grab_pixels`` only grabs.
+mss (MIT-SHM backend) has the X server write the screen into one shared segment of its own and then
+copies it into a new 8 MB bytearray for every grab. Here each frame buffer (a memfd mapping, see
+``FrameBuffers``) is itself attached to mss's connection as a segment, with mss's own XCB
+bindings, and the server writes each grab into the buffer it is for: no copy at all, and mss's segment
+is never touched, so its 8 MB never become resident. A pooled buffer is attached once, the first time
+it is grabbed into, and stays attached (the server drops the segments with the connection); a one-off
+buffer is attached for its one grab.
 
-``choose_media_type`` is the old full-frame choice (PNG for flat screens, lossy WebP otherwise),
-kept for tools that want one self-contained image per frame.
+This reaches into mss's backend (version pinned in uv.lock). Anything unexpected - another backend,
+MIT-SHM unavailable (a remote display), a changed mss, no memfd - makes ``shm_grab_into`` return False
+having written nothing, and the caller grabs the public way. ``tests/test_shm_grab.py`` checks that
+the shared-memory path is the one taken on Xvfb and gives the same pixels as mss's public grab.
 """
 
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import threading
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from demotrace.capture.shm_grab import shm_grab_into
 from demotrace.frames.pixels import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
-
-FrameTrigger = Literal["click", "key", "scroll", "hotkey", "start"]
-InputKind = Literal["button_down", "button_up", "key_down", "modifier_down", "scroll"]
-
-# A key or scroll after this much quiet starts a new burst (and so a new frame).
-BURST_GAP_SECONDS = 1.0
-# A thumbnail with at most this many colours is "flat": PNG beats lossy WebP there.
-FLAT_SCREEN_MAX_COLOURS = 1024
-THUMBNAIL_REDUCTION = 4
-WEBP_QUALITY = 75
-# WebP effort 2 is within ~6 % of the default size at ~1/8 of its time.
-WEBP_METHOD = 2
-PNG_COMPRESS_LEVEL = 6
-
-
-@dataclass(frozen=True)
-class TriggerState:
-    """What the trigger decision remembers between events."""
-
-    last_action: Literal["none", "mouse", "key", "scroll"] = "none"
-    last_key_t: float = -math.inf
-    last_scroll_t: float = -math.inf
-    last_click_t: float = -math.inf
-    last_click_x: int = 0
-    last_click_y: int = 0
-    last_click_button: str = ""
-
-
-def frame_trigger(
-    state: TriggerState,
-    kind: InputKind,
-    t: float,
-    *,
-    x: int = 0,
-    y: int = 0,
-    button: str = "",
-    hotkey: bool = False,
-    double_click_seconds: float = 0.4,
-    double_click_px: int = 5,
-) -> tuple[FrameTrigger | None, TriggerState]:
-    """Decide whether an input event starts an action that deserves a frame; returns (trigger, new state).
-
-    Modifier presses neither trigger nor count as typing: shift+H starts its burst at H, and ctrl+s
-    grabs once, at s (as a hotkey).
-    """
-    if kind == "modifier_down":
-        return None, state
-    if kind == "button_down":
-        repeat = (
-            button == state.last_click_button
-            and t - state.last_click_t <= double_click_seconds
-            and abs(x - state.last_click_x) <= double_click_px
-            and abs(y - state.last_click_y) <= double_click_px
-        )
-        new_state = replace(
-            state,
-            last_action="mouse",
-            last_click_t=t,
-            last_click_x=x,
-            last_click_y=y,
-            last_click_button=button,
-        )
-        return (None if repeat else "click"), new_state
-    if kind == "button_up":
-        return None, replace(state, last_action="mouse")
-    if kind == "key_down":
-        new_state = replace(state, last_action="key", last_key_t=t)
-        if hotkey:
-            return "hotkey", new_state
-        starts_burst = state.last_action != "key" or t - state.last_key_t > BURST_GAP_SECONDS
-        return ("key" if starts_burst else None), new_state
-    # scroll
-    new_state = replace(state, last_action="scroll", last_scroll_t=t)
-    starts_burst = state.last_action != "scroll" or t - state.last_scroll_t > BURST_GAP_SECONDS
-    return ("scroll" if starts_burst else None), new_state
-
-
-def monitor_at(monitors: list[Monitor], x: int, y: int) -> Monitor:
-    """The monitor containing the point; the first (primary) one if the point is on none of them."""
-    for monitor in monitors:
-        if (
-            monitor.left <= x < monitor.left + monitor.width
-            and monitor.top <= y < monitor.top + monitor.height
-        ):
-            return monitor
-    return monitors[0]
-
-
-def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "image/webp"]:
-    """PNG for flat screens (few colours: smaller and exact), lossy WebP for everything else.
-
-    ``thumbnail_colours`` is None when the thumbnail has more than FLAT_SCREEN_MAX_COLOURS colours.
-    """
-    if thumbnail_colours is not None and thumbnail_colours <= FLAT_SCREEN_MAX_COLOURS:
-        return "image/png"
-    return "image/webp"
-
 
 # Frame buffers kept for reuse: a grab, one waiting for OCR, one in OCR and the encoder's delta base.
 FRAME_BUFFERS = 4
@@ -128,7 +36,7 @@ FRAME_BUFFERS = 4
 @dataclass(eq=False)
 class FrameBuffer:
     """One frame-sized mapping outside the heap. ``fd`` is the memfd behind it (None where memfd is
-    unavailable): the X server can then write a grab straight into it (see ``shm_grab``). Once a pooled
+    unavailable): the X server can then write a grab straight into it (see ``shm_grab_into``). Once a pooled
     buffer is attached, ``segment`` is (the mss backend it is attached on, its MIT-SHM segment)."""
 
     view: memoryview
@@ -210,6 +118,65 @@ class FrameBuffers:
             free, self._free = self._free, []
         for buffer in free:
             buffer.close()
+
+
+def shm_grab_into(screen: Any, box: dict[str, int], buffer: FrameBuffer) -> bool:
+    """Grab ``box`` with an ``mss.MSS`` into ``buffer`` (exactly width*height*4 bytes, BGRX).
+
+    Returns False when the shared-memory path cannot be used."""
+    try:
+        from mss.exception import ScreenShotError
+        from mss.linux.base import ALL_PLANES
+        from mss.linux.xcb import generate_id
+        from mss.linux.xcbgen import ImageFormat, ShmSeg, shm_attach_fd, shm_detach, shm_get_image
+        from mss.linux.xcbhelpers import XError
+        from mss.linux.xshmgetimage import MSSImplXShmGetImage, ShmStatus
+    except ImportError:
+        return False
+    impl = getattr(screen, "_impl", None)
+    lock = getattr(screen, "_lock", None)
+    if not isinstance(impl, MSSImplXShmGetImage) or lock is None or impl.conn is None:
+        return False
+    if impl.shm_status is ShmStatus.UNAVAILABLE or buffer.fd is None:
+        return False
+    if len(buffer.view) != box["width"] * box["height"] * 4:
+        return False
+    with lock:
+        attached = buffer.segment
+        if attached is not None and attached[0] is impl:
+            segment = attached[1]
+        else:
+            segment = ShmSeg(generate_id(impl.conn).value)
+            try:
+                # XCB closes the descriptor it is given, hence a duplicate.
+                shm_attach_fd(impl.conn, segment, os.dup(buffer.fd), read_only=False)
+            except (XError, OSError):
+                return False
+            if buffer.pooled:
+                buffer.segment = (impl, segment)
+        try:
+            reply = shm_get_image(
+                impl.conn,
+                impl.drawable,
+                box["left"],
+                box["top"],
+                box["width"],
+                box["height"],
+                ALL_PLANES,
+                ImageFormat.ZPixmap,
+                segment,
+                0,
+            )
+        except XError:
+            return False
+        finally:
+            if not buffer.pooled:
+                shm_detach(impl.conn, segment)
+        if reply.depth != impl.drawable_depth or reply.visual != impl.drawable_visual_id:
+            raise ScreenShotError(
+                f"the X server sent an image of depth {reply.depth}, not {impl.drawable_depth}"
+            )
+    return True
 
 
 def grab_pixels(screen: Any, monitor: Monitor, buffers: FrameBuffers | None = None) -> ScreenPixels:
