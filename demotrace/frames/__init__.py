@@ -1,7 +1,7 @@
 """Frames: the grabbed pixels, how they are encoded to fit the upload budget, and how they are rebuilt.
 
 Shared by capture and dataset code: these modules import only the model, the wire protocol, the
-standard library, Pillow and numpy. Each imports only the ones listed before it.
+standard library, msgspec, Pillow and numpy. Each imports only the ones listed before it.
 
 - ``settings``: ``EncodingSettings`` and the settings each power state gets (``choose_encoding``).
 - ``pixels``: ``ScreenPixels``, a grab's own BGRX buffer, and the tile grid laid over it.
