@@ -17,6 +17,15 @@ import typer
 from rich.table import Table
 
 from demotrace.cli.shared import console, fail
+from demotrace.protocol import (
+    ADMIN_AUDIT_PATH,
+    ADMIN_EXEMPTION_DECISION_PATH,
+    ADMIN_EXEMPTIONS_PATH,
+    ADMIN_NAME_HEADER,
+    ADMIN_POLICY_PATH,
+    error_summary,
+    path_for,
+)
 
 admin_app = typer.Typer(
     help="Collector administration: exemptions, fleet policy, audit log.", no_args_is_help=True
@@ -47,7 +56,7 @@ class AdminClient:
 
     def __init__(self, server: str, token: str, admin: str | None = None, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}", "X-Admin-Name": admin or getpass.getuser()}
+        self.headers = {"Authorization": f"Bearer {token}", ADMIN_NAME_HEADER: admin or getpass.getuser()}
         self.timeout = timeout
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -58,10 +67,7 @@ class AdminClient:
         except httpx.HTTPError as error:
             raise fail(f"cannot reach collector {self.server}: {error}") from error
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except (ValueError, AttributeError):
-                detail = response.text[:300]
+            detail = error_summary(response.content, limit=300)
             raise fail(f"collector answered {response.status_code}: {detail}")
         return response.json()
 
@@ -77,7 +83,7 @@ def admin_list(
 ) -> None:
     """List exemption requests, oldest first."""
     params = {"status": status} if status else {}
-    requests = AdminClient(server, admin_token).call("GET", "/v1/admin/exemptions", params=params)
+    requests = AdminClient(server, admin_token).call("GET", ADMIN_EXEMPTIONS_PATH, params=params)
     if as_json:
         print(json.dumps(requests, indent=2))
         return
@@ -96,7 +102,8 @@ def admin_list(
 
 
 def _decide(server: str, token: str, admin: str | None, request_id: int, verb: str) -> None:
-    answer = AdminClient(server, token, admin).call("POST", f"/v1/admin/exemptions/{request_id}/{verb}")
+    path = path_for(ADMIN_EXEMPTION_DECISION_PATH, request_id=str(request_id), decision=verb)
+    answer = AdminClient(server, token, admin).call("POST", path)
     console.print(f"Exemption request {request_id} {answer['status']} for device {answer['device_id']}.")
     if "deleted_records" in answer:
         console.print(
@@ -142,7 +149,7 @@ def admin_policy_set(
     except PolicyError as error:
         raise fail(str(error)) from error
     client = AdminClient(server, admin_token, admin)
-    answer = client.call("PUT", "/v1/admin/policy", content=file.read_bytes())
+    answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes())
     console.print(f"Fleet policy set ({answer['mode']} mode).")
 
 
@@ -158,7 +165,7 @@ def admin_audit(
     params: dict[str, Any] = {"limit": limit}
     if device:
         params["device_id"] = device
-    entries = AdminClient(server, admin_token).call("GET", "/v1/admin/audit", params=params)
+    entries = AdminClient(server, admin_token).call("GET", ADMIN_AUDIT_PATH, params=params)
     if as_json:
         print(json.dumps(entries, indent=2))
         return
