@@ -20,7 +20,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from demotrace.cli_control import register_control_commands
+from demotrace.cli.control import register_control_commands
 from demotrace.control import (
     ControlClient,
     ControlError,

@@ -17,7 +17,8 @@ import zstandard
 from test_transport import wait_until
 from typer.testing import CliRunner
 
-from demotrace.cli_exemption import register_exemption_commands
+from demotrace.cli.admin import register_admin_commands
+from demotrace.cli.exemption import register_exemption_commands
 from demotrace.collector.app import ServerThread, create_app, reserve_port
 from demotrace.collector.reader import CollectorReader
 from demotrace.collector.service import (
@@ -357,6 +358,7 @@ def test_bad_exemption_requests_are_refused_clearly(server: ServerThread, alice:
 def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Path) -> None:
     app = typer.Typer()
     register_exemption_commands(app)
+    register_admin_commands(app)
     runner = CliRunner()
     credentials_file = tmp_path / "device.json"
     from demotrace.transport import save_credentials

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from demotrace.dataset.export.agentnet import ScreenSize, action_code
 from demotrace.dataset.reduce import reduce_events
 from demotrace.model import (
     Action,
@@ -33,6 +34,7 @@ HEADER = SessionHeader(
     t=0.0,
     wall=WALL0,
 )
+SCREEN = ScreenSize(width=1920, height=1080)
 
 
 def click(t: float, x: int, y: int, button: ButtonName = "left", hold: float = 0.05) -> list[Event]:
@@ -307,6 +309,53 @@ def test_scrolls_split_on_pause_distance_and_other_actions() -> None:
 def test_horizontal_and_vertical_ticks_sum_separately() -> None:
     actions = reduce([scroll(1.0, 10, 10, dy=2), scroll(1.1, 10, 10, dy=1, dx=-1)])
     assert (actions[0].dx, actions[0].dy) == (-1, 3)
+
+
+def ticks(t: float, x: int, y: int, count: int, dy: int = 0, dx: int = 0, gap: float = 0.05) -> list[Event]:
+    """``count`` wheel ticks of (dx, dy) each, ``gap`` seconds apart from ``t``."""
+    return [scroll(t + index * gap, x, y, dy=dy, dx=dx) for index in range(count)]
+
+
+def test_a_scroll_that_turns_back_is_two_steps_each_from_its_own_frame() -> None:
+    # 8 ticks down from 1.0 to 1.35, then 3 up from 1.4: well inside the 0.6 s that merges ticks.
+    events: list[Event] = [
+        frame(1.0, "f-down"),
+        *ticks(1.0, 960, 540, 8, dy=-1),
+        frame(1.4, "f-up"),
+        *ticks(1.4, 960, 540, 3, dy=1),
+    ]
+    actions = reduce(events)
+    assert kinds(actions) == ["scroll", "scroll"]
+    assert [(a.dx, a.dy) for a in actions] == [(0, -8), (0, 3)]
+    assert [(a.t, a.t_end) for a in actions] == [(1.0, 1.35), (1.4, 1.5)]
+    assert [action_code(a, SCREEN) for a in actions] == [
+        "pyautogui.scroll(-8, x=0.5, y=0.5)",
+        "pyautogui.scroll(3, x=0.5, y=0.5)",
+    ]
+    assert [a.frame_id for a in actions] == ["f-down", "f-up"]
+
+
+def test_scrolling_down_and_back_to_the_start_keeps_both_steps() -> None:
+    actions = reduce([*ticks(1.0, 400, 500, 4, dy=-1), *ticks(1.2, 400, 500, 4, dy=1)])
+    assert [(a.dy, a.t) for a in actions] == [(-4, 1.0), (4, 1.2)]
+
+
+def test_each_reversal_starts_a_new_scroll() -> None:
+    events = [*ticks(1.0, 10, 10, 2, dy=-1), *ticks(1.1, 10, 10, 2, dy=1), *ticks(1.2, 10, 10, 2, dy=-1)]
+    assert [a.dy for a in reduce(events)] == [-2, 2, -2]
+
+
+def test_horizontal_reversal_splits_and_the_other_axis_is_no_reversal() -> None:
+    right_then_left = reduce([*ticks(1.0, 10, 10, 4, dx=1), *ticks(1.2, 10, 10, 2, dx=-1)])
+    down_then_right = reduce([*ticks(1.0, 10, 10, 3, dy=-1), *ticks(1.15, 10, 10, 2, dx=1)])
+    mixed_then_up = reduce([scroll(1.0, 10, 10, dy=-2, dx=1), scroll(1.1, 10, 10, dy=1)])
+    assert [(a.dx, a.dy) for a in right_then_left] == [(4, 0), (-2, 0)]
+    assert [action_code(a, SCREEN) for a in right_then_left] == [
+        "pyautogui.hscroll(4, x=0.0052, y=0.0093)",
+        "pyautogui.hscroll(-2, x=0.0052, y=0.0093)",
+    ]
+    assert [(a.dx, a.dy) for a in down_then_right] == [(2, -3)]
+    assert [(a.dx, a.dy) for a in mixed_then_up] == [(1, -2), (0, 1)]
 
 
 # --- paths, windows, frames ---------------------------------------------------------------------------

@@ -315,8 +315,18 @@ def group_multi_clicks(steps: Sequence[Step], interval_ms: int, distance_px: int
     return out
 
 
+def _reverses(run: Sequence[Action], step: Action) -> bool:
+    """Does ``step`` scroll against the run on either axis (up after down, left after right)?
+
+    The ticks of a run never oppose each other, so on each axis its sum has the sign of every tick.
+    """
+    run_dx = sum(tick.dx for tick in run)
+    run_dy = sum(tick.dy for tick in run)
+    return run_dx * step.dx < 0 or run_dy * step.dy < 0
+
+
 def _continues_scroll(run: Sequence[Action], step: Step) -> bool:
-    if not isinstance(step, Action) or step.kind != "scroll":
+    if not isinstance(step, Action) or step.kind != "scroll" or _reverses(run, step):
         return False
     first = run[0]
     assert step.x is not None and step.y is not None and first.x is not None and first.y is not None
@@ -328,12 +338,18 @@ def _summed_scroll(run: Sequence[Action]) -> Action | None:
     dx = sum(step.dx for step in run)
     dy = sum(step.dy for step in run)
     if dx == 0 and dy == 0:
-        return None  # scrolled back and forth to where it started: no net effect
+        return None  # ticks that scroll neither axis: nothing an agent could repeat
     return msgspec.structs.replace(run[0], dx=dx, dy=dy, t_end=run[-1].t_end)
 
 
 def coalesce_scrolls(steps: Sequence[Step]) -> list[Step]:
-    """Neighbouring scroll ticks (< 0.6 s apart, within 30 px of the first) become one scroll."""
+    """Neighbouring scroll ticks (< 0.6 s apart, within 30 px of the first) in one direction become one
+    scroll; vertical and horizontal ticks add up on their own axes.
+
+    A tick against the run (up after down, left after right) starts a new scroll: a person who scrolls
+    past and comes back did two things, each from its own screen (the latest frame before it), and
+    summing them would keep only the difference (8 down, 3 up: 5 down), or nothing at all.
+    """
     out: list[Step] = []
     run: list[Action] = []
 

@@ -168,7 +168,7 @@ def compare_app_states(recorded: Mapping[str, Any], replayed: Mapping[str, Any])
 
 
 def replay_command(trajectories: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "demotrace.cli_replay", str(trajectories), *extra]
+    return [sys.executable, "-m", "demotrace.cli.replay", str(trajectories), *extra]
 
 
 def replay_on_fresh_desktop(trajectories: Path, width: int, height: int, work: Path) -> dict[str, Any]:

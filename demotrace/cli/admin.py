@@ -1,5 +1,7 @@
-"""Exemptions on the command line: employees ask (``demotrace exemption ...``), admins decide and set the
-fleet policy (``demotrace admin ...``). Registered by ``register_exemption_commands(app)`` in cli.py.
+"""Collector administration on the command line: ``demotrace admin exemptions|policy|audit``.
+
+Admins decide the exemption requests employees send (demotrace/cli/exemption.py), set the fleet policy and
+read the audit log. Registered by ``register_admin_commands(app)`` in demotrace/cli/main.py.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
-
-exemption_app = typer.Typer(
-    help="Ask not to be recorded on this device, and see the answer.", no_args_is_help=True
+from demotrace.cli.shared import console, fail
+from demotrace.protocol import (
+    ADMIN_AUDIT_PATH,
+    ADMIN_EXEMPTION_DECISION_PATH,
+    ADMIN_EXEMPTIONS_PATH,
+    ADMIN_NAME_HEADER,
+    ADMIN_POLICY_PATH,
+    error_summary,
+    path_for,
 )
+
 admin_app = typer.Typer(
     help="Collector administration: exemptions, fleet policy, audit log.", no_args_is_help=True
 )
@@ -29,12 +35,6 @@ admin_policy_app = typer.Typer(help="The policy every device of the fleet follow
 admin_app.add_typer(admin_exemptions_app, name="exemptions")
 admin_app.add_typer(admin_policy_app, name="policy")
 
-CredentialsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
-    ),
-]
 ServerOption = Annotated[str, typer.Option("--server", envvar="DEMOTRACE_SERVER", help="Collector URL.")]
 AdminTokenOption = Annotated[
     str,
@@ -45,71 +45,10 @@ AdminNameOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
 def _when(wall: float | None) -> str:
     if wall is None:
         return "-"
     return datetime.datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S")
-
-
-# --- employees -----------------------------------------------------------------------------------------
-
-
-def _credentials(path: Path | None) -> Any:
-    from demotrace.transport import CredentialsError, load_credentials
-
-    try:
-        return load_credentials(path)
-    except CredentialsError as error:
-        raise _fail(str(error)) from error
-
-
-@exemption_app.command("request")
-def exemption_request(
-    reason: Annotated[str, typer.Option("--reason", help="Why this device should not be recorded.")],
-    delete_collected: Annotated[
-        bool,
-        typer.Option("--delete-collected", help="Also delete everything the collector already has from it."),
-    ] = False,
-    credentials: CredentialsOption = None,
-) -> None:
-    """Ask to be exempt from recording; an admin approves or denies it."""
-    from demotrace.policy_sync import PolicySyncError, request_exemption
-
-    device = _credentials(credentials)
-    try:
-        answer = request_exemption(device, reason, delete_collected)
-    except PolicySyncError as error:
-        raise _fail(str(error)) from error
-    console.print(
-        f"Exemption request {answer['id']} sent ({'with' if delete_collected else 'without'} deletion of "
-        "collected data). Recording stops on this device as soon as an admin approves it."
-    )
-
-
-@exemption_app.command("status")
-def exemption_status(credentials: CredentialsOption = None) -> None:
-    """Whether this device is exempt, or where its request stands."""
-    from demotrace.policy_sync import PolicySyncError, fetch_device_policy
-
-    device = _credentials(credentials)
-    try:
-        answer = fetch_device_policy(device)
-    except PolicySyncError as error:
-        raise _fail(str(error)) from error
-    if answer.exempt:
-        console.print("[bold green]exempt[/]: nothing is recorded on this device.")
-    elif answer.exemption_status == "none":
-        console.print("No exemption requested: this device records where the policy allows it.")
-    else:
-        console.print(f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/].")
-
-
-# --- admins ------------------------------------------------------------------------------------------
 
 
 class AdminClient:
@@ -117,7 +56,7 @@ class AdminClient:
 
     def __init__(self, server: str, token: str, admin: str | None = None, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}", "X-Admin-Name": admin or getpass.getuser()}
+        self.headers = {"Authorization": f"Bearer {token}", ADMIN_NAME_HEADER: admin or getpass.getuser()}
         self.timeout = timeout
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -126,13 +65,10 @@ class AdminClient:
                 method, f"{self.server}{path}", headers=self.headers, timeout=self.timeout, **kwargs
             )
         except httpx.HTTPError as error:
-            raise _fail(f"cannot reach collector {self.server}: {error}") from error
+            raise fail(f"cannot reach collector {self.server}: {error}") from error
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except (ValueError, AttributeError):
-                detail = response.text[:300]
-            raise _fail(f"collector answered {response.status_code}: {detail}")
+            detail = error_summary(response.content, limit=300)
+            raise fail(f"collector answered {response.status_code}: {detail}")
         return response.json()
 
 
@@ -147,7 +83,7 @@ def admin_list(
 ) -> None:
     """List exemption requests, oldest first."""
     params = {"status": status} if status else {}
-    requests = AdminClient(server, admin_token).call("GET", "/v1/admin/exemptions", params=params)
+    requests = AdminClient(server, admin_token).call("GET", ADMIN_EXEMPTIONS_PATH, params=params)
     if as_json:
         print(json.dumps(requests, indent=2))
         return
@@ -166,7 +102,8 @@ def admin_list(
 
 
 def _decide(server: str, token: str, admin: str | None, request_id: int, verb: str) -> None:
-    answer = AdminClient(server, token, admin).call("POST", f"/v1/admin/exemptions/{request_id}/{verb}")
+    path = path_for(ADMIN_EXEMPTION_DECISION_PATH, request_id=str(request_id), decision=verb)
+    answer = AdminClient(server, token, admin).call("POST", path)
     console.print(f"Exemption request {request_id} {answer['status']} for device {answer['device_id']}.")
     if "deleted_records" in answer:
         console.print(
@@ -210,9 +147,9 @@ def admin_policy_set(
     try:
         load_policy(file)  # the collector checks too; this gives the message before any network
     except PolicyError as error:
-        raise _fail(str(error)) from error
+        raise fail(str(error)) from error
     client = AdminClient(server, admin_token, admin)
-    answer = client.call("PUT", "/v1/admin/policy", content=file.read_bytes())
+    answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes())
     console.print(f"Fleet policy set ({answer['mode']} mode).")
 
 
@@ -228,7 +165,7 @@ def admin_audit(
     params: dict[str, Any] = {"limit": limit}
     if device:
         params["device_id"] = device
-    entries = AdminClient(server, admin_token).call("GET", "/v1/admin/audit", params=params)
+    entries = AdminClient(server, admin_token).call("GET", ADMIN_AUDIT_PATH, params=params)
     if as_json:
         print(json.dumps(entries, indent=2))
         return
@@ -244,7 +181,6 @@ def admin_audit(
     console.print(table)
 
 
-def register_exemption_commands(app: typer.Typer) -> None:
-    """Add ``exemption`` and ``admin`` to the main ``demotrace`` command."""
-    app.add_typer(exemption_app, name="exemption")
+def register_admin_commands(app: typer.Typer) -> None:
+    """Add ``admin`` to the main ``demotrace`` command."""
     app.add_typer(admin_app, name="admin")

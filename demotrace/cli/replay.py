@@ -1,7 +1,8 @@
 """`demotrace replay`: run a trajectory file's pyautogui code on an X display.
 
-Registered in cli.py with ``app.command()(replay)``; also runs on its own, for a process that must bind
-pyautogui to a display of its choosing: ``python -m demotrace.cli_replay FILE [--episode ID]``.
+Registered by ``register_replay_commands(app)`` in demotrace/cli/main.py; also runs on its own, for a
+process that must bind pyautogui to a display of its choosing:
+``python -m demotrace.cli.replay FILE [--episode ID]``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True)
+from demotrace.cli.shared import fail, stderr
 
 EXIT_BAD_INPUT = 2  # nothing was replayed
 EXIT_STOPPED = 1  # replay began and stopped part way (the fail-safe)
@@ -54,10 +54,6 @@ def replay(
     )
     from demotrace.dataset.replay import replay as run_replay
 
-    def fail(message: str, code: int) -> typer.Exit:
-        console.print(f"[bold red]error:[/] {escape(message)}")
-        return typer.Exit(code)
-
     try:
         data = trajectory_file.read_bytes()
     except OSError as error:
@@ -73,7 +69,7 @@ def replay(
         nonlocal started
         started = not dry_run
         code = escape(step.code.replace("\n", "; "))
-        console.print(f"[dim]{position + 1}/{total}[/] {step.label}: {code}", highlight=False, soft_wrap=True)
+        stderr.print(f"[dim]{position + 1}/{total}[/] {step.label}: {code}", highlight=False, soft_wrap=True)
 
     try:
         chosen = select_trajectories(trajectories, episode)
@@ -82,11 +78,11 @@ def replay(
             for position, step in enumerate(steps):
                 show(position, len(steps), step)
             redacted = [step.label for step in redacted_steps(steps)]
-            console.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
+            stderr.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
         else:
             result = run_replay(chosen, display=display, pacing=Pacing().faster(speed), on_step=show)
             redacted = result.redacted_steps
-            console.print(
+            stderr.print(
                 f"replayed {result.steps} steps ({result.calls} pyautogui calls) from {len(chosen)} episodes "
                 f"on a {result.screen.width}x{result.screen.height} screen"
             )
@@ -95,10 +91,15 @@ def replay(
         suffix = "" if started else " (nothing was replayed)"
         raise fail(f"{error}{suffix}", code) from error
     if redacted:
-        console.print(
+        stderr.print(
             f"[yellow]{len(redacted)} steps type redaction placeholders, not the original text:[/] "
             + escape(", ".join(redacted))
         )
+
+
+def register_replay_commands(app: typer.Typer) -> None:
+    """Add replay to the main ``demotrace`` command."""
+    app.command("replay")(replay)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Employee controls on the command line: pause, resume, status, task markers and the tray icon.
 
-Registered on the main app by ``register_control_commands(app)`` (demotrace/cli.py). Every command talks
-to the running recorder through its control socket.
+Registered on the main app by ``register_control_commands(app)`` (demotrace/cli/main.py). Every command
+talks to the running recorder through its control socket.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+from demotrace.cli.shared import console, fail, stderr
 
 SocketOption = Annotated[
     Path | None,
@@ -42,11 +40,9 @@ def _call(socket_path: Path | None, cmd: str, **fields: Any) -> dict[str, Any]:
     try:
         answer: dict[str, Any] = _client(socket_path).request(cmd, **fields)
     except RecorderNotRunning as error:
-        errors.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(3) from error
+        raise fail(str(error), 3) from error
     except ControlError as error:
-        errors.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from error
+        raise fail(str(error)) from error
     return answer
 
 
@@ -69,11 +65,10 @@ def pause(
         try:
             minutes = parse_duration(duration)
         except ControlError as error:
-            errors.print(f"[bold red]error:[/] {error}")
-            raise typer.Exit(2) from error
+            raise fail(str(error)) from error
     answer = _call(socket_path, "pause", minutes=minutes)
     if answer.get("capped"):
-        errors.print(f"[yellow]note:[/] {answer['message']}")
+        stderr.print(f"[yellow]note:[/] {answer['message']}")
     console.print(
         f"Recording paused for {answer['minutes']:g} minutes, until {_clock(answer['paused_until'])}."
     )
@@ -134,8 +129,7 @@ def tray(
     try:
         run_tray(socket_path, portal)
     except Exception as error:  # pystray raises plain exceptions when there is no display or tray
-        errors.print(f"[bold red]error:[/] cannot show a tray icon: {error}")
-        raise typer.Exit(3) from error
+        raise fail(f"cannot show a tray icon: {error}", 3) from error
 
 
 def register_control_commands(app: typer.Typer) -> None:

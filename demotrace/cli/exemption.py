@@ -1,0 +1,73 @@
+"""Exemptions on the command line, the employee's side: ``demotrace exemption request|status``.
+
+Registered by ``register_exemption_commands(app)`` in demotrace/cli/main.py; admins decide in
+``demotrace admin exemptions`` (demotrace/cli/admin.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from demotrace.cli.shared import CredentialsOption, console, fail
+
+exemption_app = typer.Typer(
+    help="Ask not to be recorded on this device, and see the answer.", no_args_is_help=True
+)
+
+
+def _credentials(path: Path | None) -> Any:
+    from demotrace.transport import CredentialsError, load_credentials
+
+    try:
+        return load_credentials(path)
+    except CredentialsError as error:
+        raise fail(str(error)) from error
+
+
+@exemption_app.command("request")
+def exemption_request(
+    reason: Annotated[str, typer.Option("--reason", help="Why this device should not be recorded.")],
+    delete_collected: Annotated[
+        bool,
+        typer.Option("--delete-collected", help="Also delete everything the collector already has from it."),
+    ] = False,
+    credentials: CredentialsOption = None,
+) -> None:
+    """Ask to be exempt from recording; an admin approves or denies it."""
+    from demotrace.policy_sync import PolicySyncError, request_exemption
+
+    device = _credentials(credentials)
+    try:
+        answer = request_exemption(device, reason, delete_collected)
+    except PolicySyncError as error:
+        raise fail(str(error)) from error
+    console.print(
+        f"Exemption request {answer['id']} sent ({'with' if delete_collected else 'without'} deletion of "
+        "collected data). Recording stops on this device as soon as an admin approves it."
+    )
+
+
+@exemption_app.command("status")
+def exemption_status(credentials: CredentialsOption = None) -> None:
+    """Whether this device is exempt, or where its request stands."""
+    from demotrace.policy_sync import PolicySyncError, fetch_device_policy
+
+    device = _credentials(credentials)
+    try:
+        answer = fetch_device_policy(device)
+    except PolicySyncError as error:
+        raise fail(str(error)) from error
+    if answer.exempt:
+        console.print("[bold green]exempt[/]: nothing is recorded on this device.")
+    elif answer.exemption_status == "none":
+        console.print("No exemption requested: this device records where the policy allows it.")
+    else:
+        console.print(f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/].")
+
+
+def register_exemption_commands(app: typer.Typer) -> None:
+    """Add ``exemption`` to the main ``demotrace`` command."""
+    app.add_typer(exemption_app, name="exemption")

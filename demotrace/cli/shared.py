@@ -1,0 +1,36 @@
+"""What every command group shares: where output goes, how a command fails, common options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+"""A command's answer (tables, confirmations)."""
+stderr = Console(stderr=True)
+"""Errors, notes and progress; also the answers of record, enroll, build and demo, as before the split."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on stderr and give the exit to raise (2: bad input, nothing was done).
+
+    The message is escaped: an error's text (a path, an exception) may hold square brackets.
+    """
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+SpoolOption = Annotated[Path, typer.Option("--spool", help="Spool folder (encrypted, on this device).")]
+KeyOption = Annotated[
+    Path | None, typer.Option("--key", help="Spool key file (default: ~/.config/demotrace/spool.key).")
+]
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
+    ),
+]
