@@ -2,9 +2,10 @@
 
 A frame is grabbed at the *start* of each action, never on a timer: the first mouse-down of a click
 (not the second down of a double click), the first key of a typing burst, the first tick of a scroll
-burst, every hotkey, and once when recording starts. Grabbing is ``capture.grab``'s; encoding is
-``frames.encoder``'s: PNG key frames and lossless-WebP tile deltas, about 1.9 KB per action frame on
-the demo session instead of ~50 KB.
+burst (a tick against the burst's direction starts a new one: the dataset makes it a step of its own,
+which needs its own screen), every hotkey, and once when recording starts. Grabbing is
+``capture.grab``'s; encoding is ``frames.encoder``'s: PNG key frames and lossless-WebP tile deltas,
+about 1.9 KB per action frame on the demo session instead of ~50 KB.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class TriggerState:
     last_action: Literal["none", "mouse", "key", "scroll"] = "none"
     last_key_t: float = -math.inf
     last_scroll_t: float = -math.inf
+    burst_scroll_dx: int = 0  # the scroll burst's direction on each axis: its ticks' sum so far
+    burst_scroll_dy: int = 0
     last_click_t: float = -math.inf
     last_click_x: int = 0
     last_click_y: int = 0
@@ -44,13 +47,15 @@ def frame_trigger(
     y: int = 0,
     button: str = "",
     hotkey: bool = False,
+    dx: int = 0,
+    dy: int = 0,
     double_click_seconds: float = 0.4,
     double_click_px: int = 5,
 ) -> tuple[FrameTrigger | None, TriggerState]:
     """Decide whether an input event starts an action that deserves a frame; returns (trigger, new state).
 
     Modifier presses neither trigger nor count as typing: shift+H starts its burst at H, and ctrl+s
-    grabs once, at s (as a hotkey).
+    grabs once, at s (as a hotkey). ``dx``/``dy`` are a scroll tick's steps.
     """
     if kind == "modifier_down":
         return None, state
@@ -79,8 +84,15 @@ def frame_trigger(
         starts_burst = state.last_action != "key" or t - state.last_key_t > FRAME_BURST_GAP_SECONDS
         return ("key" if starts_burst else None), new_state
     # scroll
-    new_state = replace(state, last_action="scroll", last_scroll_t=t)
-    starts_burst = state.last_action != "scroll" or t - state.last_scroll_t > FRAME_BURST_GAP_SECONDS
+    reverses = state.burst_scroll_dx * dx < 0 or state.burst_scroll_dy * dy < 0
+    starts_burst = (
+        state.last_action != "scroll" or t - state.last_scroll_t > FRAME_BURST_GAP_SECONDS or reverses
+    )
+    burst_dx = dx if starts_burst else state.burst_scroll_dx + dx
+    burst_dy = dy if starts_burst else state.burst_scroll_dy + dy
+    new_state = replace(
+        state, last_action="scroll", last_scroll_t=t, burst_scroll_dx=burst_dx, burst_scroll_dy=burst_dy
+    )
     return ("scroll" if starts_burst else None), new_state
 
 
