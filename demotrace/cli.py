@@ -150,7 +150,7 @@ def server(
     ] = None,
 ) -> None:
     """Run the collector."""
-    from demotrace.collector.app import ServerConfigError, serve
+    from demotrace.collector.server import ServerConfigError, serve
     from demotrace.collector.service import DEFAULT_MAX_CONCURRENT_INGESTS
 
     try:

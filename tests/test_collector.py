@@ -26,14 +26,14 @@ import sqlalchemy
 import zstandard
 from test_transport import HeldBlobStore, wait_until
 
-from demotrace.collector.app import (
+from demotrace.collector.app import create_app
+from demotrace.collector.reader import CollectorReader, iter_batches, load_frame
+from demotrace.collector.server import (
     ServerConfigError,
     ServerThread,
     check_enrollment_exposure,
-    create_app,
     is_loopback_host,
 )
-from demotrace.collector.reader import CollectorReader, iter_batches, load_frame
 from demotrace.collector.service import (
     RECORD_MEDIA_TYPE,
     BadRequest,

@@ -18,8 +18,9 @@ from test_transport import wait_until
 from typer.testing import CliRunner
 
 from demotrace.cli_exemption import register_exemption_commands
-from demotrace.collector.app import ServerThread, create_app, reserve_port
+from demotrace.collector.app import create_app
 from demotrace.collector.reader import CollectorReader
+from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.service import (
     CollectorService,
     Exempt,

@@ -15,8 +15,9 @@ import msgspec
 import pytest
 import zstandard
 
-from demotrace.collector.app import ServerThread, create_app, reserve_port
+from demotrace.collector.app import create_app
 from demotrace.collector.reader import CollectorReader
+from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
 from demotrace.collector.service import CollectorService
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url

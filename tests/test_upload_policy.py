@@ -20,7 +20,8 @@ import pytest
 import zstandard
 from test_transport import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
 
-from demotrace.collector.app import DEFAULT_HOST, ServerThread, create_app, reserve_port
+from demotrace.collector.app import create_app
+from demotrace.collector.server import DEFAULT_HOST, ServerThread, reserve_port
 from demotrace.collector.service import (
     CollectorService,
     ResumableUploads,
