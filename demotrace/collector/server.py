@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from demotrace.collector.app import create_app
-from demotrace.collector.service import DEFAULT_MAX_CONCURRENT_INGESTS
+from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -100,7 +100,7 @@ def demo_fleet_policy() -> CapturePolicy:
 
 
 def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
-    from demotrace.collector.service import render_policy_toml
+    from demotrace.collector.exemptions import render_policy_toml
 
     response = httpx.put(
         f"{url}/v1/admin/policy",
