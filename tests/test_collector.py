@@ -10,7 +10,6 @@ import resource
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import uuid
@@ -24,25 +23,13 @@ import msgspec
 import pytest
 import sqlalchemy
 import zstandard
-from test_transport import HeldBlobStore, wait_until
+from test_transport import HeldBlobStore
 
-from demotrace.collector.app import (
-    ServerConfigError,
-    ServerThread,
-    check_enrollment_exposure,
-    create_app,
-    is_loopback_host,
-)
+from demotrace.collector.app import create_app
+from demotrace.collector.errors import BadRequest, Conflict, PayloadTooLarge, Unauthorized
+from demotrace.collector.ingest import IngestService, decompress_bounded
 from demotrace.collector.reader import CollectorReader, iter_batches, load_frame
-from demotrace.collector.service import (
-    RECORD_MEDIA_TYPE,
-    BadRequest,
-    CollectorService,
-    Conflict,
-    PayloadTooLarge,
-    Unauthorized,
-    decompress_bounded,
-)
+from demotrace.collector.server import ServerThread
 from demotrace.collector.store import (
     BlobKeyError,
     LocalBlobStore,
@@ -64,6 +51,7 @@ from demotrace.model import (
     Window,
     encode_record,
 )
+from demotrace.protocol import RECORD_MEDIA_TYPE, record_id_of
 
 MiB = 1024 * 1024
 
@@ -141,10 +129,6 @@ def owned(record: Record, device_id: str) -> Record:
         header = msgspec.structs.replace(record.header, device_id=device_id)
         return msgspec.structs.replace(record, device_id=device_id, header=header)
     return msgspec.structs.replace(record, device_id=device_id)
-
-
-def record_id(record: Record) -> str:
-    return record.batch_id if isinstance(record, Batch) else record.frame_id
 
 
 # --- a live collector ------------------------------------------------------------------------------
@@ -251,9 +235,9 @@ def test_upload_round_trip_gives_back_the_records(live: Live) -> None:
         for seq in range(3):
             records += [make_batch(session, seq), make_frame(session, seq)]
     for record in reversed(records):  # arrival order must not matter to the reader
-        response = live.put(token, record_id(record), packed(record))
+        response = live.put(token, record_id_of(record), packed(record))
         assert response.status_code == 201, response.text
-        assert response.json() == {"record_id": record_id(record), "status": "created"}
+        assert response.json() == {"record_id": record_id_of(record), "status": "created"}
 
     with CollectorReader(live.data_dir) as reader:
         batches = list(reader.iter_batches())
@@ -277,9 +261,9 @@ def test_upload_round_trip_gives_back_the_records(live: Live) -> None:
 def test_resending_stores_once(live: Live) -> None:
     _, token = live.enroll()
     record = make_batch("s", 0)
-    first = live.put(token, record_id(record), packed(record))
+    first = live.put(token, record_id_of(record), packed(record))
     second = live.put(
-        token, record_id(record), zstandard.ZstdCompressor(level=19).compress(encode_record(record))
+        token, record_id_of(record), zstandard.ZstdCompressor(level=19).compress(encode_record(record))
     )
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["status"] == "already_stored"
@@ -295,7 +279,7 @@ def test_concurrent_duplicates_store_once_and_never_fail(live: Live) -> None:
 
     def send(_: int) -> int:
         start.wait()
-        return live.put(token, record_id(record), body).status_code
+        return live.put(token, record_id_of(record), body).status_code
 
     with ThreadPoolExecutor(8) as pool:
         statuses = sorted(pool.map(send, range(8)))
@@ -314,7 +298,7 @@ def test_wrong_or_missing_token_is_401_and_nothing_is_stored(live: Live, authori
     if authorization is not None:
         headers["Authorization"] = authorization
     response = live.client.put(
-        f"{live.url}/v1/records/{record_id(record)}", content=packed(record), headers=headers
+        f"{live.url}/v1/records/{record_id_of(record)}", content=packed(record), headers=headers
     )
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
@@ -352,7 +336,7 @@ def test_malformed_body_is_400_and_the_server_keeps_working(live: Live, name: st
     assert live.record_count() == 0
 
     record = make_batch("s", 0)
-    assert live.put(token, record_id(record), packed(record)).status_code == 201
+    assert live.put(token, record_id_of(record), packed(record)).status_code == 201
 
 
 def test_record_id_mismatch_is_400(live: Live) -> None:
@@ -375,7 +359,7 @@ def test_unsafe_record_ids_are_400(live: Live, bad_id: str) -> None:
 def test_wrong_content_type_is_415(live: Live) -> None:
     _, token = live.enroll()
     record = make_batch("s", 0)
-    response = live.put(token, record_id(record), packed(record), content_type="application/octet-stream")
+    response = live.put(token, record_id_of(record), packed(record), content_type="application/octet-stream")
     assert response.status_code == 415
     assert live.record_count() == 0
 
@@ -386,7 +370,7 @@ def test_device_id_claimed_by_the_client_is_overwritten(live: Live) -> None:
     batch = make_batch("s", 0, device_id=victim_id)
     frame = make_frame("s", 0, device_id=victim_id)
     for record in (batch, frame):
-        assert live.put(token, record_id(record), packed(record)).status_code == 201
+        assert live.put(token, record_id_of(record), packed(record)).status_code == 201
     with CollectorReader(live.data_dir) as reader:
         (stored_batch,) = reader.iter_batches()
         stored_frame = reader.load_frame(frame.frame_id)
@@ -401,11 +385,11 @@ def test_a_record_id_cannot_be_taken_over(live: Live) -> None:
     _, token = live.enroll()
     _, other_token = live.enroll("other")
     record = make_batch("s", 0)
-    assert live.put(token, record_id(record), packed(record)).status_code == 201
+    assert live.put(token, record_id_of(record), packed(record)).status_code == 201
     # Another device reusing the id, and the same device sending different content under it.
-    assert live.put(other_token, record_id(record), packed(record)).status_code == 409
+    assert live.put(other_token, record_id_of(record), packed(record)).status_code == 409
     changed = msgspec.structs.replace(record, events=[])
-    response = live.put(token, record_id(record), packed(changed))
+    response = live.put(token, record_id_of(record), packed(changed))
     assert response.status_code == 409 and response.json()["error"] == "conflict"
     assert live.record_count() == 1
     assert len(live.blob_files()) == 1
@@ -471,7 +455,7 @@ def test_zstd_bomb_is_413_without_using_the_memory(live: Live, declare_size: boo
     assert (peak_after_kib - peak_before_kib) * 1024 < 200 * MiB
     assert live.record_count() == 0
     record = make_batch("s", 0)
-    assert live.put(token, record_id(record), packed(record)).status_code == 201
+    assert live.put(token, record_id_of(record), packed(record)).status_code == 201
 
 
 def test_decompress_bounded_streams_past_the_declared_size() -> None:
@@ -518,7 +502,7 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -542,7 +526,7 @@ def postgres() -> Iterator[PostgresServer]:
         nobody = 65534
         os.chown(root, nobody, nobody)
         as_user = ["runuser", "-u", "nobody", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     subprocess.run(
         [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         check=True,
@@ -575,39 +559,39 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[CollectorService]:
+def ingest(database_url: str, tmp_path: Path) -> Iterator[IngestService]:
     metadata = MetadataStore.from_url(database_url)
-    yield CollectorService(metadata, LocalBlobStore(tmp_path / "blobs"))
+    yield IngestService(metadata, LocalBlobStore(tmp_path / "blobs"))
     metadata.close()
 
 
-def test_store_enrols_and_authenticates(service: CollectorService) -> None:
-    enrollment = service.enroll("laptop")
-    assert service.authenticate(f"Bearer {enrollment.token}") == enrollment.device_id
-    assert service.authenticate(f"bearer   {enrollment.token} ") == enrollment.device_id
+def test_store_enrols_and_authenticates(ingest: IngestService) -> None:
+    enrollment = ingest.enroll("laptop")
+    assert ingest.authenticate(f"Bearer {enrollment.token}") == enrollment.device_id
+    assert ingest.authenticate(f"bearer   {enrollment.token} ") == enrollment.device_id
     for bad in (None, "", "Bearer", f"Token {enrollment.token}", "Bearer nope"):
         with pytest.raises(Unauthorized):
-            service.authenticate(bad)
-    assert service.metadata.device_count() == 1
+            ingest.authenticate(bad)
+    assert ingest.metadata.device_count() == 1
 
 
 def test_store_round_trip_idempotence_and_conflicts(
-    service: CollectorService, database_url: str, tmp_path: Path
+    ingest: IngestService, database_url: str, tmp_path: Path
 ) -> None:
-    device = service.enroll("laptop").device_id
-    other = service.enroll("other").device_id
+    device = ingest.enroll("laptop").device_id
+    other = ingest.enroll("other").device_id
     records: list[Record] = [make_batch("s", 1), make_frame("s", 0), make_batch("s", 0), make_batch("t", 0)]
     for record in records:
-        assert service.store_record(device, record_id(record), packed(record)).created
-    assert not service.store_record(device, "s-b1", packed(records[0])).created
+        assert ingest.store_record(device, record_id_of(record), packed(record)).created
+    assert not ingest.store_record(device, "s-b1", packed(records[0])).created
     with pytest.raises(Conflict):
-        service.store_record(other, "s-b1", packed(records[0]))
+        ingest.store_record(other, "s-b1", packed(records[0]))
     with pytest.raises(BadRequest):
-        service.store_record(device, "s-b1", packed(records[2]))
-    assert service.metadata.record_count() == 4
-    assert service.metadata.record_count(kind="frame") == 1
+        ingest.store_record(device, "s-b1", packed(records[2]))
+    assert ingest.metadata.record_count() == 4
+    assert ingest.metadata.record_count(kind="frame") == 1
 
-    reader = CollectorReader(tmp_path, database_url=database_url, blob_store=service.blobs)
+    reader = CollectorReader(tmp_path, database_url=database_url, blob_store=ingest.blobs)
     try:
         assert list(reader.iter_batches()) == [owned(records[i], device) for i in (2, 0, 3)]
         assert list(reader.iter_batches(session_id="t")) == [owned(records[3], device)]
@@ -616,20 +600,20 @@ def test_store_round_trip_idempotence_and_conflicts(
         reader.close()
 
 
-def test_store_concurrent_duplicates(service: CollectorService) -> None:
-    device = service.enroll("laptop").device_id
+def test_store_concurrent_duplicates(ingest: IngestService) -> None:
+    device = ingest.enroll("laptop").device_id
     record = make_frame("s", 0, size=64 * 1024)
     body = packed(record)
     start = threading.Barrier(6)
 
     def store(_: int) -> bool:
         start.wait()
-        return service.store_record(device, record.frame_id, body).created
+        return ingest.store_record(device, record.frame_id, body).created
 
     with ThreadPoolExecutor(6) as pool:
         created = list(pool.map(store, range(6)))
     assert created.count(True) == 1
-    assert service.metadata.record_count() == 1
+    assert ingest.metadata.record_count() == 1
 
 
 def test_the_http_layer_runs_on_each_backend(database_url: str, tmp_path: Path) -> None:
@@ -638,9 +622,9 @@ def test_the_http_layer_runs_on_each_backend(database_url: str, tmp_path: Path) 
         live = Live(server.url, data_dir, client)
         _, token = live.enroll()
         record = make_batch("s", 0)
-        assert live.put(token, record_id(record), packed(record)).status_code == 201
-        assert live.put(token, record_id(record), packed(record)).status_code == 200
-        assert live.put("bad", record_id(record), packed(record)).status_code == 401
+        assert live.put(token, record_id_of(record), packed(record)).status_code == 201
+        assert live.put(token, record_id_of(record), packed(record)).status_code == 200
+        assert live.put("bad", record_id_of(record), packed(record)).status_code == 401
 
 
 # --- at most so many uploads stored at once ---------------------------------------------------------
@@ -659,7 +643,9 @@ def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: 
         def put(record: Record) -> None:
             with httpx.Client(timeout=60) as own:
                 answers.append(
-                    Live(server.url, data_dir, own).put(token, record_id(record), packed(record)).status_code
+                    Live(server.url, data_dir, own)
+                    .put(token, record_id_of(record), packed(record))
+                    .status_code
                 )
 
         threads = [threading.Thread(target=put, args=(record,), daemon=True) for record in held]
@@ -668,7 +654,7 @@ def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: 
         try:
             assert blobs.wait_for_writers(2)  # both slots are taken, mid-store
             late = make_frame("late", 0, size=512 * 1024)
-            busy = live.put(token, record_id(late), packed(late))
+            busy = live.put(token, record_id_of(late), packed(late))
             assert busy.status_code == 503, busy.text
             assert busy.json()["error"] == "busy"
             assert busy.headers["Retry-After"] == "5"
@@ -693,7 +679,7 @@ def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: 
             for thread in threads:
                 thread.join(30)
         assert answers == [201, 201]
-        assert live.put(token, record_id(late), packed(late)).status_code == 201  # a slot is free again
+        assert live.put(token, record_id_of(late), packed(late)).status_code == 201  # a slot is free again
         assert app.state.ingest_slots.in_use == 0
         reader = CollectorReader(data_dir, database_url=database_url)
         try:
@@ -702,77 +688,3 @@ def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: 
             assert reader.load_frame("late-f0") == owned(late, rows[0].device_id)
         finally:
             reader.close()
-
-
-# --- who may enrol ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LocalHost"])
-def test_loopback_hosts(host: str) -> None:
-    assert is_loopback_host(host)
-    check_enrollment_exposure(host, None, open_enrollment=False)  # the demo and tests need no secret
-
-
-@pytest.mark.parametrize(
-    "host", ["0.0.0.0", "::", "", "10.1.2.3", "collector.example.org", "127.0.0.1.nip.io"]
-)
-def test_a_reachable_address_needs_a_secret_or_explicitly_open_enrolment(host: str) -> None:
-    assert not is_loopback_host(host)
-    with pytest.raises(ServerConfigError, match=r"--enrollment-secret.*--open-enrollment"):
-        check_enrollment_exposure(host, None, open_enrollment=False)
-    check_enrollment_exposure(host, "s3cret", open_enrollment=False)
-    check_enrollment_exposure(host, None, open_enrollment=True)
-    with pytest.raises(ServerConfigError, match="contradict"):
-        check_enrollment_exposure(host, "s3cret", open_enrollment=True)
-
-
-def run_server_command(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DEMOTRACE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "demotrace.cli", "server", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,  # a server that started instead of refusing fails the test here
-        env=env,
-    )
-
-
-def test_the_server_command_refuses_open_enrolment_on_the_network(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    result = run_server_command("--data", str(data), "--host", "0.0.0.0", "--port", str(_free_port()))
-    assert result.returncode == 2
-    message = " ".join(result.stderr.split())
-    assert "refusing to listen on 0.0.0.0 without an enrollment secret" in message
-    assert "--enrollment-secret" in message and "--open-enrollment" in message
-    assert not data.exists()  # refused before anything was created
-
-    both = run_server_command(
-        "--data", str(data), "--host", "0.0.0.0", "--enrollment-secret", "s", "--open-enrollment"
-    )
-    assert both.returncode == 2 and "contradict" in both.stderr
-
-
-def test_the_server_command_on_loopback_still_needs_no_secret(tmp_path: Path) -> None:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "demotrace.cli", "server", "--data", str(tmp_path / "d"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={key: value for key, value in os.environ.items() if not key.startswith("DEMOTRACE_")},
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            return False
-
-    try:
-        wait_until(answers, timeout=60)
-        enrolled = httpx.post(f"{url}/v1/enroll", json={"device_name": "laptop"}, timeout=10)
-        assert enrolled.status_code == 201, enrolled.text
-    finally:
-        process.terminate()
-        process.wait(30)

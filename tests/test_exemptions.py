@@ -19,20 +19,16 @@ from typer.testing import CliRunner
 
 from demotrace.cli.admin import register_admin_commands
 from demotrace.cli.exemption import register_exemption_commands
-from demotrace.collector.app import ServerThread, create_app, reserve_port
+from demotrace.collector.app import create_app
+from demotrace.collector.errors import Exempt
+from demotrace.collector.exemptions import ExemptionRequestBody, ExemptionService, render_policy_toml
+from demotrace.collector.ingest import IngestService
 from demotrace.collector.reader import CollectorReader
-from demotrace.collector.service import (
-    CollectorService,
-    Exempt,
-    ExemptionRequestBody,
-    ExemptionService,
-    ResumableUploads,
-    UploadRequest,
-    parse_content_range,
-    render_policy_toml,
-)
+from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
 from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.upload_guard import UploadGuard
+from demotrace.collector.uploads import ResumableUploads, UploadRequest, parse_content_range
 from demotrace.model import Batch, Frame, Key, encode_record
 from demotrace.policy import (
     DEFAULT_FLEET_POLICY,
@@ -352,6 +348,7 @@ def test_bad_exemption_requests_are_refused_clearly(server: ServerThread, alice:
     assert httpx.post(url, content=b"not json", headers=headers).status_code == 400
     assert httpx.post(url, json={"reason": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert admin(server, "POST", "/v1/admin/exemptions/999/approve").status_code == 404
+    assert admin(server, "POST", "/v1/admin/exemptions/999/maybe").status_code == 404  # only approve|deny
     assert audit_actions(server) == []
 
 
@@ -481,9 +478,10 @@ def test_a_chunk_from_a_device_exempted_meanwhile_is_refused_and_its_upload_disc
     tmp_path: Path,
 ) -> None:
     metadata = MetadataStore.from_url(default_database_url(tmp_path))
-    service = CollectorService(metadata, LocalBlobStore(tmp_path / "blobs"))
-    exemptions = ExemptionService(service, ExemptionStore(metadata.engine))
-    service.upload_guard = exemptions
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    store = ExemptionStore(metadata.engine)
+    service = IngestService(metadata, blobs, upload_guard=UploadGuard(store, blobs))
+    exemptions = ExemptionService(store, blobs)
     # Not handed to the exemption service: its approval cannot discard, so the chunk path must.
     uploads = ResumableUploads(service, tmp_path / "uploads")
     try:

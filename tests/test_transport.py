@@ -15,12 +15,13 @@ import msgspec
 import pytest
 import zstandard
 
-from demotrace.collector.app import ServerThread, create_app, reserve_port
+from demotrace.collector.app import create_app
+from demotrace.collector.ingest import IngestService
 from demotrace.collector.reader import CollectorReader
-from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
-from demotrace.collector.service import CollectorService
+from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
 from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
+from demotrace.protocol import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
 from demotrace.spool import Spool
 from demotrace.transport import (
     RECORD_MEDIA_TYPE,
@@ -94,7 +95,7 @@ def enroll_offline(data_dir: Path, server_url: str) -> DeviceCredentials:
     data_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore.from_url(default_database_url(data_dir))
     try:
-        service = CollectorService(metadata, LocalBlobStore(data_dir / "blobs"))
+        service = IngestService(metadata, LocalBlobStore(data_dir / "blobs"))
         enrollment = service.enroll("offline-laptop")
     finally:
         metadata.close()

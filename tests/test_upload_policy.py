@@ -20,16 +20,12 @@ import pytest
 import zstandard
 from test_transport import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
 
-from demotrace.collector.app import DEFAULT_HOST, ServerThread, create_app, reserve_port
-from demotrace.collector.service import (
-    CollectorService,
-    ResumableUploads,
-    TooManyUploads,
-    UploadNotFound,
-    UploadRequest,
-    parse_content_range,
-)
+from demotrace.collector.app import create_app
+from demotrace.collector.errors import TooManyUploads, UploadNotFound
+from demotrace.collector.ingest import IngestService
+from demotrace.collector.server import DEFAULT_HOST, ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
+from demotrace.collector.uploads import ResumableUploads, UploadRequest, parse_content_range
 from demotrace.model import Record, encode_record
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
 from demotrace.spool import Spool
@@ -562,8 +558,8 @@ def test_bad_content_ranges_are_400(server: ServerThread) -> None:
 @pytest.fixture
 def uploads(tmp_path: Path) -> Iterator[ResumableUploads]:
     metadata = MetadataStore.from_url(default_database_url(tmp_path))
-    service = CollectorService(metadata, LocalBlobStore(tmp_path / "blobs"))
-    yield ResumableUploads(service, tmp_path / "uploads", max_open_per_device=2, expiry_seconds=3600)
+    ingest = IngestService(metadata, LocalBlobStore(tmp_path / "blobs"))
+    yield ResumableUploads(ingest, tmp_path / "uploads", max_open_per_device=2, expiry_seconds=3600)
     metadata.close()
 
 
@@ -572,19 +568,19 @@ def session_request(record_id: str, body: bytes) -> UploadRequest:
 
 
 def test_a_device_may_hold_only_so_many_open_uploads(uploads: ResumableUploads) -> None:
-    device = uploads.service.enroll("laptop").device_id
+    device = uploads.ingest.enroll("laptop").device_id
     body = b"x" * 100
     uploads.begin(device, session_request("a", body))
     uploads.begin(device, session_request("b", body))
     assert uploads.begin(device, session_request("a", body)).created is False  # resuming is not opening
     with pytest.raises(TooManyUploads):
         uploads.begin(device, session_request("c", body))
-    other = uploads.service.enroll("desktop").device_id
+    other = uploads.ingest.enroll("desktop").device_id
     assert uploads.begin(other, session_request("c", body)).created
 
 
 def test_abandoned_uploads_expire(uploads: ResumableUploads) -> None:
-    device = uploads.service.enroll("laptop").device_id
+    device = uploads.ingest.enroll("laptop").device_id
     body = compressed(make_frame("s", 0, size=1000))
     status = uploads.begin(device, session_request("s-f0", body))
     uploads.append(device, status.upload_id, parse_content_range(f"bytes 0-99/{len(body)}"), body[:100])

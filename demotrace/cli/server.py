@@ -47,8 +47,8 @@ def server(
     ] = None,
 ) -> None:
     """Run the collector."""
-    from demotrace.collector.app import ServerConfigError, serve
-    from demotrace.collector.service import DEFAULT_MAX_CONCURRENT_INGESTS
+    from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
+    from demotrace.collector.server import ServerConfigError, serve
 
     try:
         serve(

@@ -1,4 +1,5 @@
-"""The collector's HTTP layer: routes, body limits and error translation over CollectorService.
+"""The collector's HTTP layer: routes, body limits and error translation over the services
+(ingest.py, uploads.py, exemptions.py).
 
 Wire protocol (v1):
 - ``POST /v1/enroll`` JSON ``{"device_name": ...}`` (+ ``X-Enrollment-Secret`` if the server has one)
@@ -26,50 +27,42 @@ Wire protocol (v1):
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from demotrace import __version__
-from demotrace.collector.service import (
-    ADMIN_NAME_HEADER,
+from demotrace.collector.errors import (
+    BadRequest,
+    Busy,
+    CollectorError,
+    Exempt,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from demotrace.collector.exemptions import (
+    MAX_EXEMPTION_BODY_BYTES,
+    MAX_POLICY_BYTES,
+    ExemptionService,
+    admin_name,
+    parse_exemption_applied,
+    parse_exemption_request,
+)
+from demotrace.collector.ingest import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENT_INGESTS,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_ENROLL_BODY_BYTES,
-    MAX_EXEMPTION_BODY_BYTES,
-    MAX_POLICY_BYTES,
-    MAX_UPLOAD_CHUNK_BYTES,
-    MAX_UPLOAD_REQUEST_BYTES,
-    RECORD_MEDIA_TYPE,
-    UPLOADS_FOLDER,
-    BadRequest,
-    Busy,
-    CollectorError,
-    CollectorService,
-    Exempt,
-    ExemptionService,
+    IngestService,
     IngestSlots,
-    PayloadTooLarge,
-    ResumableUploads,
     StoreOutcome,
-    UnsupportedMediaType,
-    UploadStatus,
-    admin_name,
-    parse_content_range,
     parse_enroll_request,
-    parse_exemption_applied,
-    parse_exemption_request,
-    parse_upload_request,
 )
 from demotrace.collector.store import (
     BLOBS_FOLDER,
@@ -79,13 +72,41 @@ from demotrace.collector.store import (
     default_database_url,
 )
 from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.upload_guard import UploadGuard
+from demotrace.collector.uploads import (
+    MAX_UPLOAD_CHUNK_BYTES,
+    MAX_UPLOAD_REQUEST_BYTES,
+    UPLOADS_FOLDER,
+    ResumableUploads,
+    UploadStatus,
+    parse_content_range,
+    parse_upload_request,
+)
+from demotrace.protocol import (
+    ADMIN_AUDIT_PATH,
+    ADMIN_EXEMPTION_DECISION_PATH,
+    ADMIN_EXEMPTIONS_PATH,
+    ADMIN_NAME_HEADER,
+    ADMIN_POLICY_PATH,
+    DEVICE_EXEMPTION_APPLIED_PATH,
+    DEVICE_POLICY_PATH,
+    ENROLL_PATH,
+    ENROLLMENT_SECRET_HEADER,
+    EXEMPTIONS_PATH,
+    HEALTH_PATH,
+    RECORD_MEDIA_TYPE,
+    RECORD_PATH,
+    UPLOAD_PATH,
+    UPLOADS_PATH,
+    error_body,
+)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-ENROLLMENT_SECRET_HEADER = "X-Enrollment-Secret"
 # An oversized body that is at most this much larger than the limit is read and dropped before the 413,
 # so the client gets the answer instead of a reset connection (and does not retry a hopeless upload).
 _DRAIN_ALLOWANCE_FACTOR = 4
+
+# The {decision} of ADMIN_EXEMPTION_DECISION_PATH, and whether it approves.
+_APPROVES = {"approve": True, "deny": False}
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +159,7 @@ def _error_response(error: CollectorError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(error, Busy):
         headers = {"Retry-After": str(error.retry_after)}
-    return JSONResponse(
-        {"error": error.code, "detail": error.message}, status_code=error.status, headers=headers
-    )
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
 
 def create_app(
@@ -161,17 +180,19 @@ def create_app(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
-    service = CollectorService(
+    blobs = blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER)
+    exemption_store = ExemptionStore(metadata.engine)
+    guard = UploadGuard(exemption_store, blobs)
+    ingest = IngestService(
         metadata,
-        blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER),
+        blobs,
+        upload_guard=guard,
         enrollment_secret=enrollment_secret,
         max_body_bytes=max_body_bytes,
         max_record_bytes=max_record_bytes,
     )
-    exemptions = ExemptionService(service, ExemptionStore(metadata.engine), admin_token=admin_token)
-    service.upload_guard = exemptions
-    uploads = ResumableUploads(service, data_dir / UPLOADS_FOLDER)
-    exemptions.partial_uploads = uploads
+    uploads = ResumableUploads(ingest, data_dir / UPLOADS_FOLDER)
+    exemptions = ExemptionService(exemption_store, blobs, partial_uploads=uploads, admin_token=admin_token)
     ingest_slots = IngestSlots(max_concurrent_ingests)
 
     @asynccontextmanager
@@ -180,7 +201,7 @@ def create_app(
         metadata.close()
 
     app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
-    app.state.service = service
+    app.state.ingest = ingest
     app.state.ingest_slots = ingest_slots
 
     async def collector_error(_request: Request, error: Exception) -> Response:
@@ -193,39 +214,39 @@ def create_app(
 
     app.add_exception_handler(CollectorError, collector_error)
 
-    @app.get("/v1/health")
+    @app.get(HEALTH_PATH)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/enroll", status_code=201)
+    @app.post(ENROLL_PATH, status_code=201)
     async def enroll(request: Request) -> dict[str, str]:
         body = await _read_body(request, MAX_ENROLL_BODY_BYTES)
         device_name = parse_enroll_request(body)
         enrollment = await run_in_threadpool(
-            service.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
+            ingest.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
         )
         log.info("enrolled device %s (%s)", enrollment.device_id, device_name)
         return {"device_id": enrollment.device_id, "token": enrollment.token}
 
-    @app.put("/v1/records/{record_id}")
+    @app.put(RECORD_PATH)
     async def put_record(record_id: str, request: Request) -> Response:
         # Authenticate before reading a byte of the body: strangers cost us nothing.
-        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
-        await _refuse_unread(request, service.max_body_bytes, exemptions.check_upload_allowed, device_id)
+        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
+        await _refuse_unread(request, ingest.max_body_bytes, guard.check_upload_allowed, device_id)
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type != RECORD_MEDIA_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {RECORD_MEDIA_TYPE}")
         # Refused before a byte of the body is read: shedding load must not cost reading it.
         ingest_slots.acquire()
         try:
-            body = await _read_body(request, service.max_body_bytes)
-            outcome = await run_in_threadpool(service.store_record, device_id, record_id, body)
+            body = await _read_body(request, ingest.max_body_bytes)
+            outcome = await run_in_threadpool(ingest.store_record, device_id, record_id, body)
         finally:
             ingest_slots.release()
         return _store_outcome_response(outcome)
 
-    _add_upload_routes(app, service, uploads, ingest_slots)
-    _add_exemption_routes(app, service, exemptions)
+    _add_upload_routes(app, ingest, uploads, ingest_slots)
+    _add_exemption_routes(app, ingest, exemptions)
     return app
 
 
@@ -259,26 +280,26 @@ def _upload_status_response(status: UploadStatus, status_code: int = 200) -> JSO
 
 
 def _add_upload_routes(
-    app: FastAPI, service: CollectorService, uploads: ResumableUploads, ingest_slots: IngestSlots
+    app: FastAPI, ingest: IngestService, uploads: ResumableUploads, ingest_slots: IngestSlots
 ) -> None:
     """Resumable uploads: large records arrive in chunks and survive broken links and restarts."""
     app.state.uploads = uploads
 
-    @app.post("/v1/uploads")
+    @app.post(UPLOADS_PATH)
     async def begin_upload(request: Request) -> Response:
-        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
         upload_request = parse_upload_request(await _read_body(request, MAX_UPLOAD_REQUEST_BYTES))
         status = await run_in_threadpool(uploads.begin, device_id, upload_request)
         return _upload_status_response(status, 201 if status.created else 200)
 
-    @app.get("/v1/uploads/{upload_id}")
+    @app.get(UPLOAD_PATH)
     async def upload_status(upload_id: str, request: Request) -> Response:
-        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
         return _upload_status_response(await run_in_threadpool(uploads.status, device_id, upload_id))
 
-    @app.put("/v1/uploads/{upload_id}")
+    @app.put(UPLOAD_PATH)
     async def put_upload_chunk(upload_id: str, request: Request) -> Response:
-        device_id = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
         content_range = parse_content_range(request.headers.get("content-range"))
         if content_range.length > MAX_UPLOAD_CHUNK_BYTES:
             raise PayloadTooLarge(f"chunks may be at most {MAX_UPLOAD_CHUNK_BYTES} bytes")
@@ -294,184 +315,62 @@ def _add_upload_routes(
         return _upload_status_response(answer, 202)
 
 
-def _add_exemption_routes(app: FastAPI, service: CollectorService, exemptions: ExemptionService) -> None:
+def _add_exemption_routes(app: FastAPI, ingest: IngestService, exemptions: ExemptionService) -> None:
     """Exemption requests (devices), their decisions, the fleet policy and the audit log (admins)."""
     app.state.exemptions = exemptions
 
     async def device_of(request: Request) -> str:
-        device_id: str = await run_in_threadpool(service.authenticate, request.headers.get("authorization"))
+        device_id: str = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
         return device_id
 
     async def admin_of(request: Request) -> str:
         await run_in_threadpool(exemptions.authenticate_admin, request.headers.get("authorization"))
         return admin_name(request.headers.get(ADMIN_NAME_HEADER))
 
-    @app.post("/v1/exemptions", status_code=201)
+    @app.post(EXEMPTIONS_PATH, status_code=201)
     async def request_exemption(request: Request) -> dict[str, object]:
         device_id = await device_of(request)
         body = parse_exemption_request(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
         return await run_in_threadpool(exemptions.request_exemption, device_id, body)
 
-    @app.get("/v1/device/policy")
+    @app.get(DEVICE_POLICY_PATH)
     async def device_policy(request: Request) -> dict[str, object]:
         device_id = await device_of(request)
         return await run_in_threadpool(exemptions.device_policy, device_id)
 
-    @app.post("/v1/device/exemption-applied")
+    @app.post(DEVICE_EXEMPTION_APPLIED_PATH)
     async def exemption_applied(request: Request) -> dict[str, object]:
         device_id = await device_of(request)
         report = parse_exemption_applied(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
         return await run_in_threadpool(exemptions.report_applied, device_id, report)
 
-    @app.get("/v1/admin/exemptions")
+    @app.get(ADMIN_EXEMPTIONS_PATH)
     async def list_exemptions(request: Request, status: str | None = None) -> list[dict[str, object]]:
         await admin_of(request)
         return await run_in_threadpool(exemptions.list_requests, status)
 
-    @app.post("/v1/admin/exemptions/{request_id}/approve")
-    async def approve_exemption(request_id: int, request: Request) -> dict[str, object]:
+    @app.post(ADMIN_EXEMPTION_DECISION_PATH)
+    async def decide_exemption(request_id: int, decision: str, request: Request) -> dict[str, object]:
+        if decision not in _APPROVES:  # answered like any unknown path: before the admin check
+            raise NotFound(f"no decision {decision!r}: approve or deny")
         admin = await admin_of(request)
-        return await run_in_threadpool(exemptions.decide, request_id, True, admin)
+        return await run_in_threadpool(exemptions.decide, request_id, _APPROVES[decision], admin)
 
-    @app.post("/v1/admin/exemptions/{request_id}/deny")
-    async def deny_exemption(request_id: int, request: Request) -> dict[str, object]:
-        admin = await admin_of(request)
-        return await run_in_threadpool(exemptions.decide, request_id, False, admin)
-
-    @app.put("/v1/admin/policy")
+    @app.put(ADMIN_POLICY_PATH)
     async def set_policy(request: Request) -> dict[str, object]:
         admin = await admin_of(request)
         body = await _read_body(request, MAX_POLICY_BYTES)
         return await run_in_threadpool(exemptions.set_fleet_policy, body, admin)
 
-    @app.get("/v1/admin/policy")
+    @app.get(ADMIN_POLICY_PATH)
     async def get_policy(request: Request) -> dict[str, object]:
         await admin_of(request)
         text, source, updated_at = await run_in_threadpool(exemptions.fleet_policy_text)
         return {"policy": text, "policy_source": source, "policy_updated_at": updated_at}
 
-    @app.get("/v1/admin/audit")
+    @app.get(ADMIN_AUDIT_PATH)
     async def audit_log(
         request: Request, limit: int = 1000, device_id: str | None = None
     ) -> list[dict[str, object]]:
         await admin_of(request)
         return await run_in_threadpool(exemptions.audit, limit, device_id)
-
-
-class ServerConfigError(ValueError):
-    """The collector would start in an unsafe or contradictory setup; the message says what to give."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True only for addresses nobody else can reach: ``localhost`` and loopback IPs (127/8, ::1).
-    Anything else, ``0.0.0.0`` and host names included, may be reachable from the network."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_enrollment_exposure(host: str, enrollment_secret: str | None, open_enrollment: bool) -> None:
-    """Refuse (ServerConfigError) to serve enrolment to the network without a secret, unless open
-    enrolment was asked for by name; a loopback collector (a researcher's own, the demo) needs neither."""
-    if enrollment_secret and open_enrollment:
-        raise ServerConfigError(
-            "--open-enrollment and --enrollment-secret contradict each other: give one of them"
-        )
-    if enrollment_secret or is_loopback_host(host):
-        return
-    if not open_enrollment:
-        raise ServerConfigError(
-            f"refusing to listen on {host} without an enrollment secret: anyone who can reach it could "
-            "enrol a device and upload. Give --enrollment-secret (or DEMOTRACE_ENROLLMENT_SECRET), or "
-            "--open-enrollment if every device that reaches it may enrol (behind a VPN, say)"
-        )
-    log.warning("enrolment is open to anyone who can reach %s (--open-enrollment)", host)
-
-
-def serve(
-    data_dir: Path,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    *,
-    database_url: str | None = None,
-    enrollment_secret: str | None = None,
-    open_enrollment: bool = False,
-    log_level: str = "info",
-    admin_token: str | None = None,
-    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
-) -> None:
-    """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
-
-    Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
-    enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure).
-    """
-    check_enrollment_exposure(host, enrollment_secret, open_enrollment)
-    app = create_app(
-        data_dir,
-        database_url=database_url,
-        enrollment_secret=enrollment_secret,
-        admin_token=admin_token,
-        max_concurrent_ingests=max_concurrent_ingests,
-    )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
-
-
-def reserve_port(host: str = DEFAULT_HOST) -> socket.socket:
-    """A socket bound to a free port but not yet listening: connections to it are refused until a
-    ServerThread serves on it, which lets tests know a server's address before it is up."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
-
-
-class _SignallingServer(uvicorn.Server):
-    """A uvicorn server that says when it listens, so starters wait on an Event instead of polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-
-class ServerThread:
-    """A collector app served by uvicorn on a background thread: for tests, demos and embedding."""
-
-    def __init__(self, app: FastAPI, sock: socket.socket | None = None) -> None:
-        self.sock = sock if sock is not None else reserve_port()
-        host, port = self.sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        self._server = _SignallingServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self._thread: threading.Thread | None = None
-
-    def start(self, timeout: float = 10.0) -> ServerThread:
-        self._thread = threading.Thread(target=self._run, name="collector-server", daemon=True)
-        self._thread.start()
-        if not self._server.ready.wait(timeout) or not self._server.started:
-            self.stop()
-            raise RuntimeError(f"collector did not start on {self.url}")
-        return self
-
-    def _run(self) -> None:
-        try:
-            self._server.run(sockets=[self.sock])
-        finally:
-            self._server.ready.set()  # a failed start must not leave start() waiting
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.sock.close()
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

@@ -1,0 +1,298 @@
+"""Ingest: enrol devices, authenticate them by token, and store the records they upload.
+
+Framework-free: every refusal is a CollectorError (see errors.py) that the web layer translates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+import zstandard
+
+from demotrace.collector.errors import (
+    BadRequest,
+    Busy,
+    CollectorError,
+    Conflict,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from demotrace.collector.store import BlobStore, MetadataStore, StoredRecord
+from demotrace.collector.upload_guard import UploadGuard
+from demotrace.model import Batch, Frame, Record, decode_record, encode_record
+from demotrace.protocol import ENROLLMENT_SECRET_HEADER, record_id_of
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_ENROLL_BODY_BYTES = 64 * 1024
+# zstd's decoder allocates its window up front: cap it so a forged frame header cannot ask for 2 GiB.
+# 32 MiB covers every level up to 21 (window log 25) with room to spare.
+MAX_ZSTD_WINDOW_BYTES = 1 << 25
+STREAM_CHUNK_BYTES = 1 << 20
+"""Bodies are decompressed (and upload parts read back) this much at a time."""
+_BLOB_COMPRESSION_LEVEL = 3
+
+# Record ids become part of blob keys: keep them to characters that are safe in any file or object name.
+RECORD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+MAX_SESSION_ID_CHARS = 256
+MAX_DEVICE_NAME_CHARS = 256
+MAX_TOKEN_CHARS = 512
+MAX_SEQ = 2**63 - 1
+
+# Each upload being stored may hold its body (up to max_body_bytes) and its decompressed record (up to
+# max_record_bytes) in memory: 16 at the default limits is at most about 1.5 GiB, and keeps a PostgreSQL
+# backend busy without queueing threads behind SQLite's single writer for long.
+DEFAULT_MAX_CONCURRENT_INGESTS = 16
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+class IngestSlots:
+    """At most ``limit`` upload bodies read and stored at once; the next one is told to come back later.
+
+    Refusing (Busy) rather than queueing keeps the collector's memory bounded under a burst of large
+    uploads, and the devices keep their records until a retry is taken.
+    """
+
+    def __init__(
+        self, limit: int = DEFAULT_MAX_CONCURRENT_INGESTS, retry_after: int = BUSY_RETRY_AFTER_SECONDS
+    ):
+        if limit < 1:
+            raise ValueError("the limit of concurrent ingests must be at least 1")
+        self.limit = limit
+        self.retry_after = retry_after
+        self._in_use = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def acquire(self) -> None:
+        """Take a slot, or raise Busy at once if all are taken (never waits)."""
+        with self._lock:
+            if self._in_use >= self.limit:
+                raise Busy(
+                    f"the collector is storing {self.limit} uploads already: retry in {self.retry_after} s",
+                    self.retry_after,
+                )
+            self._in_use += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_use -= 1
+
+
+class EnrollRequest(msgspec.Struct):
+    device_name: str
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    device_id: str
+    token: str  # shown once, to the device; only its SHA-256 is stored
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    record_id: str
+    device_id: str
+    created: bool  # False: the same record was stored before (a re-send)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_enroll_request(body: bytes) -> str:
+    """The device name from an enrolment body, stripped; raises BadRequest."""
+    if len(body) > MAX_ENROLL_BODY_BYTES:
+        raise PayloadTooLarge(f"enrolment body larger than {MAX_ENROLL_BODY_BYTES} bytes")
+    try:
+        request = msgspec.json.decode(body, type=EnrollRequest)
+    except msgspec.DecodeError as error:
+        raise BadRequest(f'expected JSON {{"device_name": "..."}}: {error}') from error
+    name = request.device_name.strip()
+    if not name or len(name) > MAX_DEVICE_NAME_CHARS or not name.isprintable():
+        raise BadRequest(f"device_name must have 1 to {MAX_DEVICE_NAME_CHARS} printable characters")
+    return name
+
+
+def decompress_bounded(body: bytes, max_output_bytes: int) -> bytes:
+    """Decompress zstd data, refusing (PayloadTooLarge) as soon as the output passes ``max_output_bytes``.
+
+    Streams in 1 MiB chunks and ignores the size a frame header claims, so a small body that expands to
+    gigabytes (a zstd bomb) costs at most ``max_output_bytes`` of memory, never more.
+    """
+    if not body:
+        raise BadRequest("empty body: expected a zstd-compressed MessagePack record")
+    decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW_BYTES)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        # A size the header declares is only a hint, but a too-large one lets us refuse without work.
+        declared = zstandard.frame_content_size(body)
+        if declared > max_output_bytes:
+            raise PayloadTooLarge(f"record decompresses to {declared} bytes, more than {max_output_bytes}")
+        with decompressor.stream_reader(body, read_across_frames=True) as reader:
+            while chunk := reader.read(STREAM_CHUNK_BYTES):
+                total += len(chunk)
+                if total > max_output_bytes:
+                    raise PayloadTooLarge(f"record decompresses to more than {max_output_bytes} bytes")
+                chunks.append(chunk)
+    except zstandard.ZstdError as error:
+        raise BadRequest(f"body is not valid zstd data: {error}") from error
+    return b"".join(chunks)
+
+
+def _times_of(record: Record) -> tuple[float | None, float | None]:
+    if isinstance(record, Frame):
+        return record.t, record.wall
+    if record.events:
+        first = min(record.events, key=lambda event: event.t)
+        return first.t, first.wall
+    if record.header is not None:
+        return record.header.t, record.header.wall
+    return None, None
+
+
+def _owned_by(record: Record, device_id: str) -> Record:
+    """The record as sent by ``device_id``: the client's own claim is never trusted."""
+    if isinstance(record, Frame):
+        return msgspec.structs.replace(record, device_id=device_id)
+    header = record.header
+    if header is not None:
+        header = msgspec.structs.replace(header, device_id=device_id)
+    return msgspec.structs.replace(record, device_id=device_id, header=header)
+
+
+def _check_fits_in_database(record: Record) -> None:
+    # Values every SQL backend can hold: PostgreSQL refuses NUL in text and integers past 64 bits.
+    if len(record.session_id) > MAX_SESSION_ID_CHARS or "\0" in record.session_id:
+        raise BadRequest(f"session_id must have at most {MAX_SESSION_ID_CHARS} characters and no NUL")
+    if isinstance(record, Batch) and not 0 <= record.seq <= MAX_SEQ:
+        raise BadRequest(f"batch seq must be between 0 and {MAX_SEQ}")
+
+
+class IngestService:
+    """Enrolment, device authentication and idempotent record storage.
+
+    ``upload_guard``, when given, refuses records from exempt devices (see upload_guard.py).
+    """
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        blobs: BlobStore,
+        *,
+        upload_guard: UploadGuard | None = None,
+        enrollment_secret: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
+        self.metadata = metadata
+        self.blobs = blobs
+        self.upload_guard = upload_guard
+        self.enrollment_secret = enrollment_secret or None
+        self.max_body_bytes = max_body_bytes
+        self.max_record_bytes = max_record_bytes
+
+    def enroll(self, device_name: str, presented_secret: str | None = None) -> Enrollment:
+        if self.enrollment_secret is not None and not (
+            presented_secret is not None
+            and hmac.compare_digest(presented_secret.encode(), self.enrollment_secret.encode())
+        ):
+            raise Unauthorized(f"enrolment secret missing or wrong (header {ENROLLMENT_SECRET_HEADER})")
+        device_id = uuid.uuid4().hex
+        token = secrets.token_urlsafe(32)
+        self.metadata.add_device(device_id, device_name, token_digest(token), time.time())
+        return Enrollment(device_id=device_id, token=token)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The device id behind an ``Authorization: Bearer <token>`` header; raises Unauthorized."""
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing bearer token (header Authorization: Bearer <token>)")
+        device_id = None
+        if len(token) <= MAX_TOKEN_CHARS:
+            device_id = self.metadata.device_for_token(token_digest(token))
+        if device_id is None:
+            raise Unauthorized("unknown or revoked device token")
+        return device_id
+
+    def store_record(self, device_id: str, record_id: str, body: bytes) -> StoreOutcome:
+        """Ingest one uploaded record (zstd-compressed MessagePack) for an authenticated device.
+
+        Idempotent: the same record again answers ``created=False`` and stores nothing new; a different
+        record under a stored id (or a stored id from another device) is a Conflict.
+        """
+        if self.upload_guard is not None:
+            self.upload_guard.check_upload_allowed(device_id)
+        if not RECORD_ID_PATTERN.fullmatch(record_id):
+            raise BadRequest("record id must be 1 to 128 of A-Z a-z 0-9 _ - . and not start with '.'")
+        if len(body) > self.max_body_bytes:
+            raise PayloadTooLarge(f"body larger than {self.max_body_bytes} bytes")
+        plain = decompress_bounded(body, self.max_record_bytes)
+        try:
+            record = decode_record(plain)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise BadRequest(f"body is not a demotrace record: {error}") from error
+        if record_id_of(record) != record_id:
+            raise BadRequest(f"record id in the body ({record_id_of(record)!r}) differs from the URL's")
+        _check_fits_in_database(record)
+
+        stored = encode_record(_owned_by(record, device_id))
+        digest = hashlib.sha256(stored).hexdigest()
+        existing = self.metadata.get_record(record_id)
+        if existing is not None:
+            return self._resent(existing, device_id, digest)
+
+        kind = "batch" if isinstance(record, Batch) else "frame"
+        # The digest in the key: two different bodies under one id never write the same blob.
+        blob_key = f"{kind}/{device_id}/{record_id}.{digest[:16]}.msgpack.zst"
+        blob = zstandard.ZstdCompressor(level=_BLOB_COMPRESSION_LEVEL).compress(stored)
+        # Blob first, row second: a crash in between leaves an orphan blob, never a row without data.
+        self.blobs.put(blob_key, blob)
+        t, wall = _times_of(record)
+        row = StoredRecord(
+            record_id=record_id,
+            kind=kind,
+            device_id=device_id,
+            session_id=record.session_id,
+            seq=record.seq if isinstance(record, Batch) else None,
+            t=t,
+            wall=wall,
+            size=len(stored),
+            blob_key=blob_key,
+            blob_size=len(blob),
+            sha256=digest,
+            received_at=time.time(),
+        )
+        if self.metadata.add_record(row):
+            if self.upload_guard is not None:
+                # The device may have become exempt while this record was on its way in.
+                self.upload_guard.discard_if_exempt(device_id, record_id)
+            return StoreOutcome(record_id=record_id, device_id=device_id, created=True)
+        # Lost a race with a concurrent upload of the same id.
+        existing = self.metadata.get_record(record_id)
+        if existing is None:  # pragma: no cover - rows are never deleted while the collector runs
+            raise CollectorError(f"record {record_id} vanished while being stored")
+        if existing.blob_key != blob_key:
+            self.blobs.delete(blob_key)
+        return self._resent(existing, device_id, digest)
+
+    @staticmethod
+    def _resent(existing: StoredRecord, device_id: str, digest: str) -> StoreOutcome:
+        if existing.device_id != device_id:
+            raise Conflict(f"record id {existing.record_id} is already used by another device")
+        if existing.sha256 != digest:
+            raise Conflict(f"a different record with id {existing.record_id} is already stored")
+        return StoreOutcome(record_id=existing.record_id, device_id=device_id, created=False)

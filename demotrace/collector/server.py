@@ -1,0 +1,141 @@
+"""Running the collector: in the foreground (``demotrace server``) or on a background thread (tests,
+demos, embedding), and the checks that refuse an unsafe exposure before anything is opened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from demotrace.collector.app import create_app
+from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+log = logging.getLogger(__name__)
+
+
+class ServerConfigError(ValueError):
+    """The collector would start in an unsafe or contradictory setup; the message says what to give."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True only for addresses nobody else can reach: ``localhost`` and loopback IPs (127/8, ::1).
+    Anything else, ``0.0.0.0`` and host names included, may be reachable from the network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_enrollment_exposure(host: str, enrollment_secret: str | None, open_enrollment: bool) -> None:
+    """Refuse (ServerConfigError) to serve enrolment to the network without a secret, unless open
+    enrolment was asked for by name; a loopback collector (a researcher's own, the demo) needs neither."""
+    if enrollment_secret and open_enrollment:
+        raise ServerConfigError(
+            "--open-enrollment and --enrollment-secret contradict each other: give one of them"
+        )
+    if enrollment_secret or is_loopback_host(host):
+        return
+    if not open_enrollment:
+        raise ServerConfigError(
+            f"refusing to listen on {host} without an enrollment secret: anyone who can reach it could "
+            "enrol a device and upload. Give --enrollment-secret (or DEMOTRACE_ENROLLMENT_SECRET), or "
+            "--open-enrollment if every device that reaches it may enrol (behind a VPN, say)"
+        )
+    log.warning("enrolment is open to anyone who can reach %s (--open-enrollment)", host)
+
+
+def serve(
+    data_dir: Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    database_url: str | None = None,
+    enrollment_secret: str | None = None,
+    open_enrollment: bool = False,
+    log_level: str = "info",
+    admin_token: str | None = None,
+    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
+) -> None:
+    """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
+
+    Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
+    enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure).
+    """
+    check_enrollment_exposure(host, enrollment_secret, open_enrollment)
+    app = create_app(
+        data_dir,
+        database_url=database_url,
+        enrollment_secret=enrollment_secret,
+        admin_token=admin_token,
+        max_concurrent_ingests=max_concurrent_ingests,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def reserve_port(host: str = DEFAULT_HOST) -> socket.socket:
+    """A socket bound to a free port but not yet listening: connections to it are refused until a
+    ServerThread serves on it, which lets tests know a server's address before it is up."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+class _SignallingServer(uvicorn.Server):
+    """A uvicorn server that says when it listens, so starters wait on an Event instead of polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+class ServerThread:
+    """A collector app served by uvicorn on a background thread: for tests, demos and embedding."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket | None = None) -> None:
+        self.sock = sock if sock is not None else reserve_port()
+        host, port = self.sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._server = _SignallingServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread = threading.Thread(target=self._run, name="collector-server", daemon=True)
+        self._thread.start()
+        if not self._server.ready.wait(timeout) or not self._server.started:
+            self.stop()
+            raise RuntimeError(f"collector did not start on {self.url}")
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self.sock])
+        finally:
+            self._server.ready.set()  # a failed start must not leave start() waiting
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
