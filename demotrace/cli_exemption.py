@@ -60,7 +60,7 @@ def _when(wall: float | None) -> str:
 
 
 def _credentials(path: Path | None) -> Any:
-    from demotrace.transport import CredentialsError, load_credentials
+    from demotrace.device.transport import CredentialsError, load_credentials
 
     try:
         return load_credentials(path)
@@ -78,7 +78,7 @@ def exemption_request(
     credentials: CredentialsOption = None,
 ) -> None:
     """Ask to be exempt from recording; an admin approves or denies it."""
-    from demotrace.policy_sync import PolicySyncError, request_exemption
+    from demotrace.device.policy_sync import PolicySyncError, request_exemption
 
     device = _credentials(credentials)
     try:
@@ -94,7 +94,7 @@ def exemption_request(
 @exemption_app.command("status")
 def exemption_status(credentials: CredentialsOption = None) -> None:
     """Whether this device is exempt, or where its request stands."""
-    from demotrace.policy_sync import PolicySyncError, fetch_device_policy
+    from demotrace.device.policy_sync import PolicySyncError, fetch_device_policy
 
     device = _credentials(credentials)
     try:

@@ -21,7 +21,8 @@ import typer
 from typer.testing import CliRunner
 
 from demotrace.cli_control import register_control_commands
-from demotrace.control import (
+from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.control import (
     ControlClient,
     ControlError,
     ControlServer,
@@ -33,10 +34,9 @@ from demotrace.control import (
     read_pause_state,
     restored_pause,
 )
-from demotrace.demo.desktop import VirtualDesktop
-from demotrace.notify import channels, dbus_command, gvariant_string, pause_message, show
+from demotrace.device.notify import channels, dbus_command, gvariant_string, pause_message, show
+from demotrace.device.tray import TrayActions, build_menu, draw_icon, menu_entries, status_text
 from demotrace.policy import CaptureGate, CapturePolicy
-from demotrace.tray import TrayActions, build_menu, draw_icon, menu_entries, status_text
 
 NOBODY = 65534
 START = 1_700_000_000.0
@@ -546,7 +546,7 @@ def test_the_tray_starts_and_docks_its_icon(desktop: VirtualDesktop, server: Con
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from demotrace.tray import run_tray; "
+            "import sys; from pathlib import Path; from demotrace.device.tray import run_tray; "
             "run_tray(Path(sys.argv[1]))",
             str(server.path),
         ],

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from test_transport import wait_until
 
-from demotrace.device_state import (
+from demotrace.device.device_state import (
     DeviceStateWatcher,
     PowerState,
     parse_busctl_metered,

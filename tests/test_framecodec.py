@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from demotrace.capture.frames import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool
 from demotrace.framecodec import (
     DELTA_MEDIA_TYPE,
     EncodingSettings,
@@ -39,7 +40,6 @@ from demotrace.framecodec import (
 )
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
-from demotrace.spool import Spool
 from tests.recorder_thread import recording
 
 SCREEN = Monitor(0, 0, 1280, 720)

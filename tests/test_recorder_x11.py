@@ -24,6 +24,7 @@ from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool, open_spool
 from demotrace.framecodec import resolving_loader
 from demotrace.model import (
     Batch,
@@ -38,7 +39,6 @@ from demotrace.model import (
     Scroll,
     Window,
 )
-from demotrace.spool import Spool, open_spool
 from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11

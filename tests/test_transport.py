@@ -20,9 +20,8 @@ from demotrace.collector.reader import CollectorReader
 from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
 from demotrace.collector.service import CollectorService
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
-from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
-from demotrace.spool import Spool
-from demotrace.transport import (
+from demotrace.device.spool import Spool
+from demotrace.device.transport import (
     RECORD_MEDIA_TYPE,
     CredentialsError,
     DeviceCredentials,
@@ -36,6 +35,7 @@ from demotrace.transport import (
     save_credentials,
     upload_pending,
 )
+from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
 
 MiB = 1024 * 1024
 
@@ -291,7 +291,7 @@ def test_a_poison_record_is_dropped_from_the_queue_and_the_rest_flows(
     good = some_records("s", 2)
     spool.append([too_big, invalid, *good])
     uploader = Uploader(spool, credentials)
-    with caplog.at_level(logging.ERROR, logger="demotrace.transport"):
+    with caplog.at_level(logging.ERROR, logger="demotrace.device.transport"):
         uploader.start()
         try:
             wait_until(lambda: spool.pending_count() == 0)

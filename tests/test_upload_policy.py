@@ -30,10 +30,8 @@ from demotrace.collector.service import (
     parse_content_range,
 )
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
-from demotrace.model import Record, encode_record
-from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
-from demotrace.spool import Spool
-from demotrace.transport import (
+from demotrace.device.spool import Spool
+from demotrace.device.transport import (
     IMMEDIATE_UPLOAD_RULES,
     MB,
     UPLOAD_STATE_FILE,
@@ -47,6 +45,8 @@ from demotrace.transport import (
     seconds_until_next_local_day,
     upload_decision,
 )
+from demotrace.model import Record, encode_record
+from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -640,7 +640,7 @@ class LocalControl:
     ) -> None:
         on_change = None
         if notify:
-            from demotrace.notify import notify_pause_change
+            from demotrace.device.notify import notify_pause_change
 
             on_change = notify_pause_change
         self.controller = PauseController(

@@ -44,9 +44,9 @@ import msgspec
 import zstandard
 
 from demotrace import __version__
-from demotrace.paths import config_dir
+from demotrace.device.paths import config_dir
+from demotrace.device.spool import SPOOL_FILE, Spool, SpooledRecord, SpoolError
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState
-from demotrace.spool import SPOOL_FILE, Spool, SpooledRecord, SpoolError
 from demotrace.threads import name_os_thread
 
 RECORD_MEDIA_TYPE = "application/x-demotrace-record"

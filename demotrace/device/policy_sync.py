@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import msgspec
 
+from demotrace.device.spool import Spool
+from demotrace.device.transport import USER_AGENT, DeviceCredentials, TransportError
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
-from demotrace.spool import Spool
 from demotrace.threads import name_os_thread
-from demotrace.transport import USER_AGENT, DeviceCredentials, TransportError
 
 MAX_REFRESH_SECONDS = 60.0
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from demotrace.device.paths import config_dir
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
-from demotrace.paths import config_dir
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
