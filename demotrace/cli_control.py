@@ -30,14 +30,14 @@ task_app = typer.Typer(help="Mark where a task starts and ends in the recording.
 
 
 def _client(socket_path: Path | None) -> Any:
-    from demotrace.device.control import ControlClient
+    from demotrace.device.control_client import ControlClient
 
     return ControlClient(socket_path)
 
 
 def _call(socket_path: Path | None, cmd: str, **fields: Any) -> dict[str, Any]:
     """One request; a missing recorder or a refusal exits non-zero with the reason."""
-    from demotrace.device.control import ControlError, RecorderNotRunning
+    from demotrace.device.control_protocol import ControlError, RecorderNotRunning
 
     try:
         answer: dict[str, Any] = _client(socket_path).request(cmd, **fields)
@@ -62,7 +62,8 @@ def pause(
     socket_path: SocketOption = None,
 ) -> None:
     """Pause recording; it resumes by itself when the time is up (at most the policy's maximum)."""
-    from demotrace.device.control import ControlError, parse_duration
+    from demotrace.device.control_protocol import ControlError
+    from demotrace.device.pause import parse_duration
 
     minutes = None
     if duration is not None:

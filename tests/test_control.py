@@ -22,19 +22,17 @@ from typer.testing import CliRunner
 
 from demotrace.cli_control import register_control_commands
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.device.control import (
-    ControlClient,
-    ControlError,
-    ControlServer,
+from demotrace.device.control import ControlServer
+from demotrace.device.control_client import ControlClient
+from demotrace.device.control_protocol import ControlError, RecorderNotRunning, default_control_dir
+from demotrace.device.notify import channels, dbus_command, gvariant_string, pause_message, show
+from demotrace.device.pause import (
     PauseController,
-    RecorderNotRunning,
-    default_control_dir,
     parse_duration,
     pause_minutes_for,
     read_pause_state,
     restored_pause,
 )
-from demotrace.device.notify import channels, dbus_command, gvariant_string, pause_message, show
 from demotrace.device.tray import TrayActions, build_menu, draw_icon, menu_entries, status_text
 from demotrace.policy import CaptureGate, CapturePolicy
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from demotrace.device.control import ControlClient, ControlError
+from demotrace.device.control_client import ControlClient
+from demotrace.device.control_protocol import ControlError
 from demotrace.device.notify import notify
 
 PAUSE_CHOICES_MINUTES = (5, 15, 30)
