@@ -100,8 +100,8 @@ def enroll(
     """Enroll this device with a collector; it gets its own upload token."""
     import httpx
 
-    from demotrace.device.transport import default_credentials_path, save_credentials
-    from demotrace.device.transport import enroll as enroll_device
+    from demotrace.device.enrollment import default_credentials_path, save_credentials
+    from demotrace.device.enrollment import enroll as enroll_device
 
     try:
         device = enroll_device(server, device_name=name or local_device_id(), secret=secret)

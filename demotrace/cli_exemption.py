@@ -60,7 +60,7 @@ def _when(wall: float | None) -> str:
 
 
 def _credentials(path: Path | None) -> Any:
-    from demotrace.device.transport import CredentialsError, load_credentials
+    from demotrace.device.enrollment import CredentialsError, load_credentials
 
     try:
         return load_credentials(path)

@@ -32,17 +32,11 @@ from demotrace.collector.service import (
 )
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
 from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.device.enrollment import DeviceCredentials, enroll
 from demotrace.device.policy_sync import PolicySync, PolicySyncError, fetch_device_policy, request_exemption
+from demotrace.device.record_upload import RESUMABLE_THRESHOLD_BYTES
 from demotrace.device.spool import Spool
-from demotrace.device.transport import (
-    RECORD_MEDIA_TYPE,
-    RESUMABLE_THRESHOLD_BYTES,
-    DeviceCredentials,
-    DeviceExempt,
-    Uploader,
-    enroll,
-    upload_pending,
-)
+from demotrace.device.uploader import DeviceExempt, Uploader, upload_pending
 from demotrace.model import Batch, Frame, Key, encode_record
 from demotrace.policy import (
     DEFAULT_FLEET_POLICY,
@@ -52,6 +46,7 @@ from demotrace.policy import (
     WindowContext,
     parse_policy,
 )
+from demotrace.protocol import RECORD_MEDIA_TYPE
 
 ADMIN_TOKEN = "admin-secret-token-for-tests"
 ALLOWLIST_POLICY = """
@@ -359,7 +354,7 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
     register_exemption_commands(app)
     runner = CliRunner()
     credentials_file = tmp_path / "device.json"
-    from demotrace.device.transport import save_credentials
+    from demotrace.device.enrollment import save_credentials
 
     save_credentials(alice, credentials_file)
     result = runner.invoke(

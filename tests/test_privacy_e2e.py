@@ -46,8 +46,8 @@ import pytest
 import zstandard
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from demotrace.device.spool import record_id_of
 from demotrace.model import Batch, Frame, Key, Marker, Record, Window, decode_record
+from demotrace.protocol import record_id_of
 from demotrace.redact.text import placeholder, redact_text
 
 pytestmark = [pytest.mark.x11, pytest.mark.timeout(900)]

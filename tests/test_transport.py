@@ -20,22 +20,20 @@ from demotrace.collector.reader import CollectorReader
 from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
 from demotrace.collector.service import CollectorService
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
-from demotrace.device.spool import Spool
-from demotrace.device.transport import (
-    RECORD_MEDIA_TYPE,
+from demotrace.device.enrollment import (
     CredentialsError,
     DeviceCredentials,
     EnrollmentError,
-    Uploader,
-    UploadError,
-    backoff_delay,
     default_credentials_path,
     enroll,
     load_credentials,
     save_credentials,
-    upload_pending,
 )
+from demotrace.device.spool import Spool
+from demotrace.device.upload_rules import backoff_delay
+from demotrace.device.uploader import Uploader, UploadError, upload_pending
 from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
+from demotrace.protocol import RECORD_MEDIA_TYPE
 
 MiB = 1024 * 1024
 
@@ -291,7 +289,7 @@ def test_a_poison_record_is_dropped_from_the_queue_and_the_rest_flows(
     good = some_records("s", 2)
     spool.append([too_big, invalid, *good])
     uploader = Uploader(spool, credentials)
-    with caplog.at_level(logging.ERROR, logger="demotrace.device.transport"):
+    with caplog.at_level(logging.ERROR, logger="demotrace.device.record_upload"):
         uploader.start()
         try:
             wait_until(lambda: spool.pending_count() == 0)

@@ -30,21 +30,20 @@ from demotrace.collector.service import (
     parse_content_range,
 )
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
+from demotrace.device.enrollment import DeviceCredentials, enroll
 from demotrace.device.spool import Spool
-from demotrace.device.transport import (
+from demotrace.device.upload_rules import (
     IMMEDIATE_UPLOAD_RULES,
     MB,
     UPLOAD_STATE_FILE,
-    DeviceCredentials,
-    Uploader,
     UploadPhase,
     UploadRules,
     daily_cap_bytes,
-    enroll,
     local_day,
     seconds_until_next_local_day,
     upload_decision,
 )
+from demotrace.device.uploader import Uploader
 from demotrace.model import Record, encode_record
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
 

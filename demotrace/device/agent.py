@@ -27,7 +27,7 @@ from demotrace.device.spool import Spool, open_spool
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
 
 if TYPE_CHECKING:
-    from demotrace.device.transport import DeviceCredentials
+    from demotrace.device.enrollment import DeviceCredentials
 
 # Before a fleet device has heard from its collector (and has no cached policy), nothing is allowed:
 # a device must never record more than its fleet policy says, not even for the first seconds.
@@ -48,7 +48,7 @@ class AgentConfig:
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
-    from demotrace.device.transport import (
+    from demotrace.device.enrollment import (
         default_credentials_path,
         enroll,
         load_credentials,
@@ -118,7 +118,8 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     try:
         if config.server is not None:
             from demotrace.device.policy_sync import PolicySync
-            from demotrace.device.transport import Uploader
+            from demotrace.device.upload_rules import UPLOAD_STATE_FILE
+            from demotrace.device.uploader import Uploader
 
             device = _device_credentials(config, config.server)
             device_id = device.device_id
@@ -136,7 +137,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 store,
                 device,
                 gate=gate,
-                state_path=config.spool / "upload-state.json",
+                state_path=config.spool / UPLOAD_STATE_FILE,
                 # An exempt answer to an upload applies the exemption now, not at the next refresh.
                 on_exempt=sync.refresh_soon,
             )
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from demotrace.capture.recorder import RecorderError
+    from demotrace.device.client import TransportError
     from demotrace.device.spool import SpoolError
-    from demotrace.device.transport import TransportError
     from demotrace.policy import PolicyError
 
     args = sys.argv[1:] if argv is None else argv

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from demotrace.device.paths import config_dir
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
+from demotrace.protocol import record_id_of
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
@@ -43,10 +44,6 @@ CREATE INDEX IF NOT EXISTS records_pending ON records (uploaded_at, seq);
 
 class SpoolError(Exception):
     """The spool cannot be opened or written (wrong key, corrupt file, full disk)."""
-
-
-def record_id_of(record: Record) -> str:
-    return record.batch_id if isinstance(record, Batch) else record.frame_id
 
 
 def default_key_path() -> Path:
@@ -249,6 +246,38 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    records: int
+    bytes: int
+    oldest_created: float | None  # wall time the oldest pending record was spooled
+
+
+class SpoolBacklogReader:
+    """Reads the size and age of a spool's pending records from their plaintext columns.
+
+    Its own SQLite connection (WAL lets it read while the recorder writes), query-only: one aggregate,
+    no decryption, cheap enough to run on every wake-up.
+    """
+
+    def __init__(self, spool_directory: Path) -> None:
+        self._db = sqlite3.connect(spool_directory / SPOOL_FILE, check_same_thread=False)
+        self._db.execute("PRAGMA query_only = ON")
+
+    def read(self) -> Backlog:
+        try:
+            count, size, oldest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM records"
+                " WHERE uploaded_at IS NULL AND held = 0"
+            ).fetchone()
+        except sqlite3.Error as error:
+            raise SpoolError(f"cannot read the spool backlog: {error}") from error
+        return Backlog(records=int(count), bytes=int(size), oldest_created=oldest)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def open_spool(directory: Path, key_path: Path | None = None) -> Spool:
