@@ -24,7 +24,7 @@ import msgspec
 import pytest
 import sqlalchemy
 import zstandard
-from test_transport import HeldBlobStore, wait_until
+from test_uploader import HeldBlobStore, wait_until
 
 from demotrace.collector.app import (
     ServerConfigError,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_transport import wait_until
+from test_uploader import wait_until
 
 from demotrace.device.device_state import (
     DeviceStateWatcher,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import typer
 import zstandard
-from test_transport import wait_until
+from test_uploader import wait_until
 from typer.testing import CliRunner
 
 from demotrace.cli_exemption import register_exemption_commands

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 import zstandard
-from test_transport import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
+from test_uploader import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
 
 from demotrace.collector.app import DEFAULT_HOST, ServerThread, create_app, reserve_port
 from demotrace.collector.service import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,13 +20,8 @@ from demotrace.collector.service import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
 from demotrace.collector.service import CollectorService
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
 from demotrace.device.enrollment import (
-    CredentialsError,
     DeviceCredentials,
-    EnrollmentError,
-    default_credentials_path,
     enroll,
-    load_credentials,
-    save_credentials,
 )
 from demotrace.device.spool import Spool
 from demotrace.device.upload_rules import backoff_delay
@@ -137,55 +131,6 @@ def credentials(server: ServerThread) -> DeviceCredentials:
 
 def test_media_type_matches_the_collector() -> None:
     assert RECORD_MEDIA_TYPE == SERVER_MEDIA_TYPE
-
-
-# --- enrolment and credentials --------------------------------------------------------------------
-
-
-def test_enroll_and_credentials_file(
-    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    credentials = enroll(server.url + "/", "laptop-1")
-    assert credentials.server_url == server.url
-    assert credentials.device_id and credentials.token
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    path = save_credentials(credentials)
-    assert path == default_credentials_path() == tmp_path / "config" / "demotrace" / "device.json"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert load_credentials() == credentials
-    assert load_credentials(path) == credentials
-    save_credentials(credentials, path)  # overwriting keeps the mode and leaves no temp file
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in path.parent.iterdir()] == ["device.json"]
-
-
-def test_missing_or_broken_credentials(tmp_path: Path) -> None:
-    with pytest.raises(CredentialsError, match="enrol"):
-        load_credentials(tmp_path / "none.json")
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(CredentialsError):
-        load_credentials(tmp_path / "bad.json")
-
-
-def test_enroll_with_a_secret(tmp_path: Path) -> None:
-    with ServerThread(create_app(tmp_path / "c", enrollment_secret="s3cret")) as server:
-        with pytest.raises(EnrollmentError, match="401"):
-            enroll(server.url, "laptop")
-        with pytest.raises(EnrollmentError, match="secret"):
-            enroll(server.url, "laptop", secret="wrong")
-        assert enroll(server.url, "laptop", secret="s3cret").device_id
-
-
-def test_enroll_with_no_server() -> None:
-    sock = reserve_port()
-    host, port = sock.getsockname()
-    try:
-        with pytest.raises(EnrollmentError, match="cannot reach"):
-            enroll(f"http://{host}:{port}", "laptop", timeout=5)
-    finally:
-        sock.close()
 
 
 # --- uploading ------------------------------------------------------------------------------------
