@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
-from demotrace.device.paths import config_dir
+from demotrace.device.paths import config_dir, write_private_file
 from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER
 
 CREDENTIALS_FILE = "device.json"
@@ -69,17 +67,10 @@ def save_credentials(credentials: DeviceCredentials, path: Path | None = None) -
     """Write the credentials as JSON, readable by the owner only (0600, folder 0700); returns the path."""
     path = path or default_credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # mkstemp creates the file 0600 from the start: the token is never readable by others, not even briefly.
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".device-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(msgspec.json.format(msgspec.json.encode(credentials)) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    # 0600 from the start: the token is never readable by others, not even briefly.
+    write_private_file(
+        path, msgspec.json.format(msgspec.json.encode(credentials)) + b"\n", temp_prefix=".device-"
+    )
     return path
 
 

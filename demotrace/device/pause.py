@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from demotrace.device.control_protocol import ControlError
+from demotrace.device.paths import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy
 
 PAUSE_STATE_FILE = "pause.json"
@@ -102,16 +102,7 @@ def read_pause_state(path: Path) -> float | None:
 def write_pause_state(path: Path, paused_until: float | None) -> None:
     """Write atomically (temp file + rename), 0600 from the start, in a 0700 folder."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".pause-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"paused_until": paused_until}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_private_file(path, json.dumps({"paused_until": paused_until}).encode(), temp_prefix=".pause-")
 
 
 # --- the pause ---------------------------------------------------------------------------------------

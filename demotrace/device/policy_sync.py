@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
 from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.paths import write_private_file
 from demotrace.device.spool import Spool
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
 from demotrace.protocol import DEVICE_EXEMPTION_APPLIED_PATH, DEVICE_POLICY_PATH, EXEMPTIONS_PATH
@@ -295,13 +294,4 @@ class PolicySync:
             return
         path = self.cache_file
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(msgspec.json.encode(answer))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_private_file(path, msgspec.json.encode(answer), temp_prefix=".policy-")

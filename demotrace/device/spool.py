@@ -7,6 +7,7 @@ to schedule work (record id, kind, session id, size, times): never anything type
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -117,6 +118,19 @@ class Spool:
             raise SpoolError(f"record {record_id} does not decrypt: wrong key or tampered spool") from error
         return self._decompress.decompress(packed)
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction under the lock; a failure rolls back and raises SpoolError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+
     def append(self, records: Sequence[Record], held: bool = False) -> None:
         """Write records in one durable transaction; a duplicate record id is stored once.
 
@@ -133,19 +147,12 @@ class Spool:
             kind = "batch" if isinstance(record, Batch) else "frame"
             sealed = self._seal(record_id, plain)
             rows.append((record_id, kind, record.session_id, now, len(plain), sealed, int(held)))
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         self.committed.set()
 
     def pending(self, limit: int = 100, max_bytes: int | None = None) -> list[SpooledRecord]:
@@ -187,18 +194,11 @@ class Spool:
         record_id = record_id_of(record)
         plain = encode_record(record)
         sealed = self._seal(record_id, plain)
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "UPDATE records SET sealed = ?, size = ?, held = 0 WHERE record_id = ? AND held = 1",
-                    (sealed, len(plain), record_id),
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+        with self._write() as db:
+            db.execute(
+                "UPDATE records SET sealed = ?, size = ?, held = 0 WHERE record_id = ? AND held = 1",
+                (sealed, len(plain), record_id),
+            )
         self.committed.set()
 
     def pending_count(self) -> int:

@@ -11,8 +11,6 @@ says how long to wait.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Literal
 
 import msgspec
 
+from demotrace.device.paths import write_private_file
 from demotrace.policy import CapturePolicy, DeviceState
 
 UPLOAD_STATE_FILE = "upload-state.json"  # next to the spool: bytes sent today
@@ -161,16 +160,7 @@ class DailyUploadCounter:
     def save(self) -> None:
         if not self._dirty:
             return
-        fd, temp_name = tempfile.mkstemp(dir=self.path.parent, prefix=".upload-state-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(msgspec.json.encode(self._state))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, self.path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_private_file(self.path, msgspec.json.encode(self._state), temp_prefix=".upload-state-")
         self._dirty = False
 
 
