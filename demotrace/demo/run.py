@@ -27,6 +27,7 @@ from demotrace.demo.compare import Comparison, as_redacted, compare_actions
 from demotrace.device.paths import config_dir
 from demotrace.model import Action
 from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CapturePolicy
+from demotrace.protocol import ADMIN_NAME_HEADER, ADMIN_POLICY_PATH, HEALTH_PATH
 
 RECORDER_READY_LINE = "recording"
 RECORDER_SETTLE_SECONDS = 1.0
@@ -82,7 +83,7 @@ def start_collector(
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{HEALTH_PATH}", timeout=1).status_code == 200:
                 return process, output
         except httpx.HTTPError:
             pass
@@ -103,9 +104,9 @@ def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
     from demotrace.collector.service import render_policy_toml
 
     response = httpx.put(
-        f"{url}/v1/admin/policy",
+        f"{url}{ADMIN_POLICY_PATH}",
         content=render_policy_toml(policy).encode(),
-        headers={"Authorization": f"Bearer {admin_token}", "X-Admin-Name": "demo"},
+        headers={"Authorization": f"Bearer {admin_token}", ADMIN_NAME_HEADER: "demo"},
         timeout=10,
     )
     response.raise_for_status()
