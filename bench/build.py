@@ -24,6 +24,7 @@ from rich.table import Table
 
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import (
     Batch,
     Button,
@@ -37,7 +38,6 @@ from demotrace.model import (
     SessionHeader,
     Window,
 )
-from demotrace.spool import Spool, load_or_create_key
 
 WALL0 = 1_700_000_000.0
 SCREEN_W, SCREEN_H = 1280, 800

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from demotrace.capture import Recorder
+from demotrace.device.spool import Spool
 from demotrace.policy import CaptureGate
-from demotrace.spool import Spool
 
 BATCH_SECONDS = 0.3
 

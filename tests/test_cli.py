@@ -10,8 +10,8 @@ from pathlib import Path
 
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.run import free_port, start_recorder, stop_process, user_dirs
+from demotrace.device.spool import SPOOL_FILE, open_spool
 from demotrace.model import Batch, Button, Frame, FrameTaken, Monitor, SessionHeader
-from demotrace.spool import SPOOL_FILE, open_spool
 
 
 def demotrace(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -100,7 +100,7 @@ def test_record_runs_as_a_lean_process_that_stops_cleanly(tmp_path: Path, deskto
     )
     try:
         command_line = Path(f"/proc/{recorder.pid}/cmdline").read_bytes().split(b"\0")
-        assert b"demotrace.agent" in command_line
+        assert b"demotrace.device.agent" in command_line
         # typer's option parsing loads pydantic's compiled core; the exec'd agent must not have it.
         assert "_pydantic_core" not in Path(f"/proc/{recorder.pid}/maps").read_text()
     finally:

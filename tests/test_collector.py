@@ -23,7 +23,7 @@ import msgspec
 import pytest
 import sqlalchemy
 import zstandard
-from test_transport import HeldBlobStore
+from test_uploader import HeldBlobStore
 
 from demotrace.collector.app import create_app
 from demotrace.collector.errors import BadRequest, Conflict, PayloadTooLarge, Unauthorized

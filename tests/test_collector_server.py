@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_collector import free_port
-from test_transport import wait_until
+from test_uploader import wait_until
 
 from demotrace.collector.server import ServerConfigError, check_enrollment_exposure, is_loopback_host
 

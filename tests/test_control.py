@@ -21,22 +21,20 @@ import typer
 from typer.testing import CliRunner
 
 from demotrace.cli.control import register_control_commands
-from demotrace.control import (
-    ControlClient,
-    ControlError,
-    ControlServer,
+from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.control import ControlServer
+from demotrace.device.control_client import ControlClient
+from demotrace.device.control_protocol import ControlError, RecorderNotRunning, default_control_dir
+from demotrace.device.notify import channels, dbus_command, gvariant_string, pause_message, show
+from demotrace.device.pause import (
     PauseController,
-    RecorderNotRunning,
-    default_control_dir,
     parse_duration,
     pause_minutes_for,
     read_pause_state,
     restored_pause,
 )
-from demotrace.demo.desktop import VirtualDesktop
-from demotrace.notify import channels, dbus_command, gvariant_string, pause_message, show
+from demotrace.device.tray import TrayActions, build_menu, draw_icon, menu_entries, status_text
 from demotrace.policy import CaptureGate, CapturePolicy
-from demotrace.tray import TrayActions, build_menu, draw_icon, menu_entries, status_text
 
 NOBODY = 65534
 START = 1_700_000_000.0
@@ -546,7 +544,7 @@ def test_the_tray_starts_and_docks_its_icon(desktop: VirtualDesktop, server: Con
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from demotrace.tray import run_tray; "
+            "import sys; from pathlib import Path; from demotrace.device.tray import run_tray; "
             "run_tray(Path(sys.argv[1]))",
             str(server.path),
         ],

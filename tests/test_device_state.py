@@ -10,17 +10,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_transport import wait_until
+from test_uploader import wait_until
 
-from demotrace.device_state import (
+from demotrace.device.device_state import (
     DeviceStateWatcher,
-    PowerState,
     parse_busctl_metered,
     parse_gdbus_metered,
     read_metered,
     read_power,
     run_command,
 )
+from demotrace.frames.settings import PowerState
 from demotrace.policy import CaptureGate
 
 
@@ -37,19 +37,19 @@ def test_read_power_on_this_machine_matches_psutil() -> None:
     battery = psutil.sensors_battery()
     power = read_power()
     if battery is None:
-        assert power == PowerState(on_battery=False, percent=None)
+        assert power == PowerState(on_battery=False, battery_percent=None)
     else:
-        assert power.percent == pytest.approx(battery.percent)
+        assert power.battery_percent == pytest.approx(battery.percent)
         assert power.on_battery is (battery.power_plugged is False)
 
 
 @pytest.mark.parametrize(
     ("reading", "expected"),
     [
-        (None, PowerState(on_battery=False, percent=None)),  # a desktop: mains
-        (Battery(15.0, False), PowerState(on_battery=True, percent=15.0)),
-        (Battery(99.5, True), PowerState(on_battery=False, percent=99.5)),
-        (Battery(50.0, None), PowerState(on_battery=False, percent=50.0)),  # the kernel does not say
+        (None, PowerState(on_battery=False, battery_percent=None)),  # a desktop: mains
+        (Battery(15.0, False), PowerState(on_battery=True, battery_percent=15.0)),
+        (Battery(99.5, True), PowerState(on_battery=False, battery_percent=99.5)),
+        (Battery(50.0, None), PowerState(on_battery=False, battery_percent=50.0)),  # the kernel does not say
     ],
 )
 def test_read_power_from_a_battery_reading(reading: Battery | None, expected: PowerState) -> None:
@@ -60,7 +60,7 @@ def test_read_power_when_the_sensor_fails_is_mains() -> None:
     def broken() -> Battery | None:
         raise OSError("no /sys/class/power_supply")
 
-    assert read_power(broken) == PowerState(on_battery=False, percent=None)
+    assert read_power(broken) == PowerState(on_battery=False, battery_percent=None)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ class Probes:
     """Readings a test changes, read by the watcher through its injectable probes."""
 
     def __init__(self) -> None:
-        self.power = PowerState(on_battery=False, percent=None)
+        self.power = PowerState(on_battery=False, battery_percent=None)
         self.metered: bool | None = None
 
     def read_power(self) -> PowerState:
@@ -141,7 +141,7 @@ def counting_gate() -> tuple[CaptureGate, list[int]]:
 def test_watcher_fills_the_gate_on_start_and_writes_only_changes() -> None:
     gate, changes = counting_gate()
     probes = Probes()
-    probes.power = PowerState(on_battery=True, percent=42.0)
+    probes.power = PowerState(on_battery=True, battery_percent=42.0)
     probes.metered = True
     watcher = DeviceStateWatcher(
         gate, interval=3600, power_reader=probes.read_power, metered_reader=probes.read_metered
@@ -154,7 +154,7 @@ def test_watcher_fills_the_gate_on_start_and_writes_only_changes() -> None:
         assert watcher.refresh() is False  # nothing moved: subscribers are not woken
         assert changes[0] == 1
 
-        probes.power = PowerState(on_battery=False, percent=100.0)
+        probes.power = PowerState(on_battery=False, battery_percent=100.0)
         probes.metered = None  # unknown counts as unmetered
         assert watcher.refresh() is True
         state = gate.state
@@ -194,7 +194,7 @@ def test_watcher_survives_a_failing_probe() -> None:
     watcher.start()
     try:
         wait_until(lambda: calls[0] >= 3)
-        probes.power = PowerState(on_battery=True, percent=10.0)
+        probes.power = PowerState(on_battery=True, battery_percent=10.0)
         wait_until(lambda: gate.state.on_battery)
     finally:
         watcher.stop()

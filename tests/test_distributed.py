@@ -13,8 +13,8 @@ import pytest
 
 from demotrace.dataset.build import ShardLimits, build_dataset
 from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_ray
+from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker
-from demotrace.spool import Spool, load_or_create_key
 from tests.dataset_samples import WALL0, Recording, recording
 
 ray = pytest.importorskip("ray")

@@ -66,7 +66,7 @@ def test_typed_text_is_not_in_the_spool_files(demo_run: DemoResult) -> None:
 
 def test_spool_and_collector_hold_the_same_session(demo_run: DemoResult, tmp_path: Path) -> None:
     from demotrace.collector.reader import CollectorReader
-    from demotrace.spool import open_spool
+    from demotrace.device.spool import open_spool
 
     out = demo_run.dataset.parent
     spool = open_spool(out / "spool", out / "spool.key")

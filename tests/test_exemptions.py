@@ -14,7 +14,7 @@ import httpx
 import pytest
 import typer
 import zstandard
-from test_transport import wait_until
+from test_uploader import wait_until
 from typer.testing import CliRunner
 
 from demotrace.cli.admin import register_admin_commands
@@ -29,6 +29,11 @@ from demotrace.collector.store import LocalBlobStore, MetadataStore, default_dat
 from demotrace.collector.store.metadata import ExemptionStore
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import ResumableUploads, UploadRequest, parse_content_range
+from demotrace.device.enrollment import DeviceCredentials, enroll
+from demotrace.device.policy_sync import PolicySync, PolicySyncError, fetch_device_policy, request_exemption
+from demotrace.device.record_upload import RESUMABLE_THRESHOLD_BYTES
+from demotrace.device.spool import Spool
+from demotrace.device.uploader import DeviceExempt, Uploader, upload_pending
 from demotrace.model import Batch, Frame, Key, encode_record
 from demotrace.policy import (
     DEFAULT_FLEET_POLICY,
@@ -38,17 +43,7 @@ from demotrace.policy import (
     WindowContext,
     parse_policy,
 )
-from demotrace.policy_sync import PolicySync, PolicySyncError, fetch_device_policy, request_exemption
-from demotrace.spool import Spool
-from demotrace.transport import (
-    RECORD_MEDIA_TYPE,
-    RESUMABLE_THRESHOLD_BYTES,
-    DeviceCredentials,
-    DeviceExempt,
-    Uploader,
-    enroll,
-    upload_pending,
-)
+from demotrace.protocol import RECORD_MEDIA_TYPE
 
 ADMIN_TOKEN = "admin-secret-token-for-tests"
 ALLOWLIST_POLICY = """
@@ -358,7 +353,7 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
     register_admin_commands(app)
     runner = CliRunner()
     credentials_file = tmp_path / "device.json"
-    from demotrace.transport import save_credentials
+    from demotrace.device.enrollment import save_credentials
 
     save_credentials(alice, credentials_file)
     result = runner.invoke(

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool
 from demotrace.frames.delta import FrameCodecError, changed_tiles, parse_delta
 from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.images import has_many_colours, screen_png
@@ -30,7 +31,6 @@ from demotrace.frames.settings import EncodingSettings, PowerState, choose_encod
 from demotrace.model import Frame, FrameTaken, Monitor, Window, decode_record
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
 from demotrace.protocol import DELTA_MEDIA_TYPE
-from demotrace.spool import Spool
 from tests.recorder_thread import recording
 
 SCREEN = Monitor(0, 0, 1280, 720)

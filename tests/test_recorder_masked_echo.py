@@ -27,9 +27,9 @@ from test_recorder_privacy import (
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool
 from demotrace.model import Button, Event, Key, Marker
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate, is_password_window
-from demotrace.spool import Spool
 
 pytestmark = pytest.mark.x11
 

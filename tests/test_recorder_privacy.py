@@ -21,6 +21,7 @@ from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.script import TERMINAL_CLASS, DemoApps, find_window, read_app_state, start_demo_apps
 from demotrace.demo.tkapp import CLASS_NAME as FORM_CLASS
+from demotrace.device.spool import Spool
 from demotrace.frames.resolver import resolving_loader
 from demotrace.model import (
     Button,
@@ -35,7 +36,6 @@ from demotrace.model import (
     encode_record,
 )
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate, CapturePolicy, Decision
-from demotrace.spool import Spool
 from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11

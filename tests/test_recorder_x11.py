@@ -24,6 +24,7 @@ from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
 from demotrace.capture.triggers import TriggerState, frame_trigger, monitor_at
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool, open_spool
 from demotrace.frames.images import choose_media_type
 from demotrace.frames.resolver import resolving_loader
 from demotrace.model import (
@@ -39,7 +40,6 @@ from demotrace.model import (
     Scroll,
     Window,
 )
-from demotrace.spool import Spool, open_spool
 from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber, ScrubError, webp_is_lossless
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.device.spool import Spool
 from demotrace.model import Frame
 from demotrace.redact.screen import (
     Box,
@@ -30,7 +31,6 @@ from demotrace.redact.screen import (
     scrub_frame,
     sensitive_words,
 )
-from demotrace.spool import Spool
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "maria.k@example.com"

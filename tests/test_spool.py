@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from demotrace.device.spool import Spool, SpoolError, load_or_create_key
 from demotrace.model import Batch, Frame, Key
-from demotrace.spool import Spool, SpoolError, load_or_create_key
 
 SECRET = "hunter2-correct-horse"
 

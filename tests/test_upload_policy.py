@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 import zstandard
-from test_transport import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
+from test_uploader import as_stored, make_frame, some_records, stored_count, stored_records, wait_until
 
 from demotrace.collector.app import create_app
 from demotrace.collector.errors import TooManyUploads, UploadNotFound
@@ -26,23 +26,22 @@ from demotrace.collector.ingest import IngestService
 from demotrace.collector.server import DEFAULT_HOST, ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
 from demotrace.collector.uploads import ResumableUploads, UploadRequest, parse_content_range
-from demotrace.model import Record, encode_record
-from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
-from demotrace.spool import Spool
-from demotrace.transport import (
+from demotrace.device.enrollment import DeviceCredentials, enroll
+from demotrace.device.spool import Spool
+from demotrace.device.upload_rules import (
     IMMEDIATE_UPLOAD_RULES,
     MB,
     UPLOAD_STATE_FILE,
-    DeviceCredentials,
-    Uploader,
     UploadPhase,
     UploadRules,
     daily_cap_bytes,
-    enroll,
     local_day,
     seconds_until_next_local_day,
     upload_decision,
 )
+from demotrace.device.uploader import Uploader
+from demotrace.model import Record, encode_record
+from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBatteryMode
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -82,6 +82,7 @@ from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_mas
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
 from demotrace.capture.scrub import FrameScrubber
+from demotrace.device.spool import Spool, SpoolError, open_spool
 from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.settings import PowerState, choose_encoding
@@ -114,7 +115,6 @@ from demotrace.policy import (
 )
 from demotrace.redact.screen import OcrError
 from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
-from demotrace.spool import Spool, SpoolError, open_spool
 from demotrace.threads import name_os_thread
 
 RECORDER_VERSION = "0.1.0"

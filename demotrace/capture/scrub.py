@@ -21,12 +21,12 @@ import msgspec
 from PIL import Image, UnidentifiedImageError
 
 from demotrace.capture.blackout import blackout_pixels
+from demotrace.device.spool import Spool
 from demotrace.frames.images import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
 from demotrace.redact.screen import Box, OcrError, OcrSettings, ScreenScrubber, ScrubResult
-from demotrace.spool import Spool
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)

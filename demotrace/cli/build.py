@@ -42,7 +42,7 @@ def build(
     if engine == "ray":
         from demotrace.dataset.distributed import CollectorFrames, SpoolFrames, build_dataset_ray
     if spool is not None:
-        from demotrace.spool import SpoolError, open_spool
+        from demotrace.device.spool import SpoolError, open_spool
 
         if not (spool / "spool.db").exists():
             raise fail(f"{spool} is not a spool folder (no spool.db)")

@@ -28,14 +28,14 @@ task_app = typer.Typer(help="Mark where a task starts and ends in the recording.
 
 
 def _client(socket_path: Path | None) -> Any:
-    from demotrace.control import ControlClient
+    from demotrace.device.control_client import ControlClient
 
     return ControlClient(socket_path)
 
 
 def _call(socket_path: Path | None, cmd: str, **fields: Any) -> dict[str, Any]:
     """One request; a missing recorder or a refusal exits non-zero with the reason."""
-    from demotrace.control import ControlError, RecorderNotRunning
+    from demotrace.device.control_protocol import ControlError, RecorderNotRunning
 
     try:
         answer: dict[str, Any] = _client(socket_path).request(cmd, **fields)
@@ -58,7 +58,8 @@ def pause(
     socket_path: SocketOption = None,
 ) -> None:
     """Pause recording; it resumes by itself when the time is up (at most the policy's maximum)."""
-    from demotrace.control import ControlError, parse_duration
+    from demotrace.device.control_protocol import ControlError
+    from demotrace.device.pause import parse_duration
 
     minutes = None
     if duration is not None:
@@ -124,7 +125,7 @@ def tray(
     ] = None,
 ) -> None:
     """Show the tray icon (red: recording, grey: paused) with pause, resume, status and task items."""
-    from demotrace.tray import run_tray
+    from demotrace.device.tray import run_tray
 
     try:
         run_tray(socket_path, portal)

@@ -19,7 +19,7 @@ exemption_app = typer.Typer(
 
 
 def _credentials(path: Path | None) -> Any:
-    from demotrace.transport import CredentialsError, load_credentials
+    from demotrace.device.enrollment import CredentialsError, load_credentials
 
     try:
         return load_credentials(path)
@@ -37,7 +37,7 @@ def exemption_request(
     credentials: CredentialsOption = None,
 ) -> None:
     """Ask to be exempt from recording; an admin approves or denies it."""
-    from demotrace.policy_sync import PolicySyncError, request_exemption
+    from demotrace.device.policy_sync import PolicySyncError, request_exemption
 
     device = _credentials(credentials)
     try:
@@ -53,7 +53,7 @@ def exemption_request(
 @exemption_app.command("status")
 def exemption_status(credentials: CredentialsOption = None) -> None:
     """Whether this device is exempt, or where its request stands."""
-    from demotrace.policy_sync import PolicySyncError, fetch_device_policy
+    from demotrace.device.policy_sync import PolicySyncError, fetch_device_policy
 
     device = _credentials(credentials)
     try:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from demotrace.cli.shared import CredentialsOption, KeyOption, SpoolOption, fail, stderr
-from demotrace.paths import config_dir
+from demotrace.device.paths import config_dir
 
 
 def local_device_id() -> str:
@@ -40,7 +40,7 @@ def record(
     ] = None,
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
-    from demotrace.agent import AgentConfig, encode_config
+    from demotrace.device.agent import AgentConfig, encode_config
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
@@ -54,10 +54,10 @@ def record(
         policy=policy,
     )
     # The recording runs in a fresh interpreter, same process id (signals and supervisors see no
-    # difference), without this CLI's libraries: see demotrace/agent.py.
+    # difference), without this CLI's libraries: see demotrace/device/agent.py.
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-P", "-m", "demotrace.agent", encode_config(config)])
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "demotrace.device.agent", encode_config(config)])
 
 
 def enroll(
@@ -69,8 +69,8 @@ def enroll(
     """Enroll this device with a collector; it gets its own upload token."""
     import httpx
 
-    from demotrace.transport import default_credentials_path, save_credentials
-    from demotrace.transport import enroll as enroll_device
+    from demotrace.device.enrollment import default_credentials_path, save_credentials
+    from demotrace.device.enrollment import enroll as enroll_device
 
     try:
         device = enroll_device(server, device_name=name or local_device_id(), secret=secret)

@@ -92,7 +92,7 @@ class SpoolFrames:
 
     @contextmanager
     def open(self) -> Iterator[FrameLoader]:
-        from demotrace.spool import open_spool
+        from demotrace.device.spool import open_spool
 
         spool = open_spool(self.spool_dir, self.key_path)
         try:

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
+from demotrace.device.paths import config_dir
 from demotrace.model import Action
-from demotrace.paths import config_dir
 from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CapturePolicy
 from demotrace.protocol import ADMIN_NAME_HEADER, ADMIN_POLICY_PATH, HEALTH_PATH
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,23 +19,15 @@ from demotrace.collector.ingest import IngestService
 from demotrace.collector.reader import CollectorReader
 from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
-from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
-from demotrace.protocol import RECORD_MEDIA_TYPE as SERVER_MEDIA_TYPE
-from demotrace.spool import Spool
-from demotrace.transport import (
-    RECORD_MEDIA_TYPE,
-    CredentialsError,
+from demotrace.device.enrollment import (
     DeviceCredentials,
-    EnrollmentError,
-    Uploader,
-    UploadError,
-    backoff_delay,
-    default_credentials_path,
     enroll,
-    load_credentials,
-    save_credentials,
-    upload_pending,
 )
+from demotrace.device.spool import Spool
+from demotrace.device.upload_rules import backoff_delay
+from demotrace.device.uploader import Uploader, UploadError, upload_pending
+from demotrace.model import Batch, Frame, Key, Marker, Record, encode_record
+from demotrace.protocol import RECORD_MEDIA_TYPE
 
 MiB = 1024 * 1024
 
@@ -136,59 +127,6 @@ def server(data_dir: Path) -> Iterator[ServerThread]:
 @pytest.fixture
 def credentials(server: ServerThread) -> DeviceCredentials:
     return enroll(server.url, "laptop-1")
-
-
-def test_media_type_matches_the_collector() -> None:
-    assert RECORD_MEDIA_TYPE == SERVER_MEDIA_TYPE
-
-
-# --- enrolment and credentials --------------------------------------------------------------------
-
-
-def test_enroll_and_credentials_file(
-    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    credentials = enroll(server.url + "/", "laptop-1")
-    assert credentials.server_url == server.url
-    assert credentials.device_id and credentials.token
-
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    path = save_credentials(credentials)
-    assert path == default_credentials_path() == tmp_path / "config" / "demotrace" / "device.json"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert load_credentials() == credentials
-    assert load_credentials(path) == credentials
-    save_credentials(credentials, path)  # overwriting keeps the mode and leaves no temp file
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in path.parent.iterdir()] == ["device.json"]
-
-
-def test_missing_or_broken_credentials(tmp_path: Path) -> None:
-    with pytest.raises(CredentialsError, match="enrol"):
-        load_credentials(tmp_path / "none.json")
-    (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(CredentialsError):
-        load_credentials(tmp_path / "bad.json")
-
-
-def test_enroll_with_a_secret(tmp_path: Path) -> None:
-    with ServerThread(create_app(tmp_path / "c", enrollment_secret="s3cret")) as server:
-        with pytest.raises(EnrollmentError, match="401"):
-            enroll(server.url, "laptop")
-        with pytest.raises(EnrollmentError, match="secret"):
-            enroll(server.url, "laptop", secret="wrong")
-        assert enroll(server.url, "laptop", secret="s3cret").device_id
-
-
-def test_enroll_with_no_server() -> None:
-    sock = reserve_port()
-    host, port = sock.getsockname()
-    try:
-        with pytest.raises(EnrollmentError, match="cannot reach"):
-            enroll(f"http://{host}:{port}", "laptop", timeout=5)
-    finally:
-        sock.close()
 
 
 # --- uploading ------------------------------------------------------------------------------------
@@ -292,7 +230,7 @@ def test_a_poison_record_is_dropped_from_the_queue_and_the_rest_flows(
     good = some_records("s", 2)
     spool.append([too_big, invalid, *good])
     uploader = Uploader(spool, credentials)
-    with caplog.at_level(logging.ERROR, logger="demotrace.transport"):
+    with caplog.at_level(logging.ERROR, logger="demotrace.device.record_upload"):
         uploader.start()
         try:
             wait_until(lambda: spool.pending_count() == 0)

@@ -5,7 +5,7 @@ the recorder decides every event against it, the uploader holds or sends against
 socket (pause/resume/task markers) and the policy refresher write to it.
 
 `demotrace record` parses its options and then replaces itself (``exec``, same process id) with
-``python -m demotrace.agent CONFIG``: the recording process runs for hours and carries none of the
+``python -m demotrace.device.agent CONFIG``: the recording process runs for hours and carries none of the
 CLI's libraries (typer, rich, pydantic, pygments: ~20 MB resident, measured with /proc/self/smaps).
 """
 
@@ -23,11 +23,11 @@ import msgspec
 from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.recorder import Recorder, record_until_signal
 from demotrace.capture.scrub import DeferredScrubWorker
+from demotrace.device.spool import Spool, open_spool
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
-from demotrace.spool import Spool, open_spool
 
 if TYPE_CHECKING:
-    from demotrace.transport import DeviceCredentials
+    from demotrace.device.enrollment import DeviceCredentials
 
 # Before a fleet device has heard from its collector (and has no cached policy), nothing is allowed:
 # a device must never record more than its fleet policy says, not even for the first seconds.
@@ -48,7 +48,12 @@ class AgentConfig:
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
-    from demotrace.transport import default_credentials_path, enroll, load_credentials, save_credentials
+    from demotrace.device.enrollment import (
+        default_credentials_path,
+        enroll,
+        load_credentials,
+        save_credentials,
+    )
 
     path = config.credentials or default_credentials_path()
     if path.exists():
@@ -80,8 +85,8 @@ def _say(text: str) -> None:
 
 def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
-    from demotrace.control import LocalControl
-    from demotrace.device_state import DeviceStateWatcher
+    from demotrace.device.control import LocalControl
+    from demotrace.device.device_state import DeviceStateWatcher
     from demotrace.memory import keep_heap_flat
 
     keep_heap_flat()  # before any thread starts
@@ -112,8 +117,9 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     device_id = config.device_id
     try:
         if config.server is not None:
-            from demotrace.policy_sync import PolicySync
-            from demotrace.transport import Uploader
+            from demotrace.device.policy_sync import PolicySync
+            from demotrace.device.upload_rules import UPLOAD_STATE_FILE
+            from demotrace.device.uploader import Uploader
 
             device = _device_credentials(config, config.server)
             device_id = device.device_id
@@ -131,7 +137,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 store,
                 device,
                 gate=gate,
-                state_path=config.spool / "upload-state.json",
+                state_path=config.spool / UPLOAD_STATE_FILE,
                 # An exempt answer to an upload applies the exemption now, not at the next refresh.
                 on_exempt=sync.refresh_soon,
             )
@@ -171,20 +177,20 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m demotrace.agent CONFIG``: run the agent for a config `demotrace record` encoded."""
+    """``python -m demotrace.device.agent CONFIG``: run the agent for a config `demotrace record` encoded."""
     # httpx loads its own command-line client (click, rich, pygments: ~7 MB resident) whenever those
     # are installed, as they are for our CLI; a None entry makes that import fail and httpx skips it.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     import httpx
 
     from demotrace.capture.recorder import RecorderError
+    from demotrace.device.client import TransportError
+    from demotrace.device.spool import SpoolError
     from demotrace.policy import PolicyError
-    from demotrace.spool import SpoolError
-    from demotrace.transport import TransportError
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        _say("usage: python -m demotrace.agent CONFIG (started by `demotrace record`; use that)")
+        _say("usage: python -m demotrace.device.agent CONFIG (started by `demotrace record`; use that)")
         return 2
     config = decode_config(args[0])
     try:

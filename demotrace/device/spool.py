@@ -7,6 +7,7 @@ to schedule work (record id, kind, session id, size, times): never anything type
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -18,8 +19,9 @@ from pathlib import Path
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from demotrace.device.paths import config_dir
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
-from demotrace.paths import config_dir
+from demotrace.protocol import record_id_of
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
@@ -43,10 +45,6 @@ CREATE INDEX IF NOT EXISTS records_pending ON records (uploaded_at, seq);
 
 class SpoolError(Exception):
     """The spool cannot be opened or written (wrong key, corrupt file, full disk)."""
-
-
-def record_id_of(record: Record) -> str:
-    return record.batch_id if isinstance(record, Batch) else record.frame_id
 
 
 def default_key_path() -> Path:
@@ -120,6 +118,19 @@ class Spool:
             raise SpoolError(f"record {record_id} does not decrypt: wrong key or tampered spool") from error
         return self._decompress.decompress(packed)
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction under the lock; a failure rolls back and raises SpoolError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+
     def append(self, records: Sequence[Record], held: bool = False) -> None:
         """Write records in one durable transaction; a duplicate record id is stored once.
 
@@ -136,19 +147,12 @@ class Spool:
             kind = "batch" if isinstance(record, Batch) else "frame"
             sealed = self._seal(record_id, plain)
             rows.append((record_id, kind, record.session_id, now, len(plain), sealed, int(held)))
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         self.committed.set()
 
     def pending(self, limit: int = 100, max_bytes: int | None = None) -> list[SpooledRecord]:
@@ -190,18 +194,11 @@ class Spool:
         record_id = record_id_of(record)
         plain = encode_record(record)
         sealed = self._seal(record_id, plain)
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "UPDATE records SET sealed = ?, size = ?, held = 0 WHERE record_id = ? AND held = 1",
-                    (sealed, len(plain), record_id),
-                )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+        with self._write() as db:
+            db.execute(
+                "UPDATE records SET sealed = ?, size = ?, held = 0 WHERE record_id = ? AND held = 1",
+                (sealed, len(plain), record_id),
+            )
         self.committed.set()
 
     def pending_count(self) -> int:
@@ -249,6 +246,38 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    records: int
+    bytes: int
+    oldest_created: float | None  # wall time the oldest pending record was spooled
+
+
+class SpoolBacklogReader:
+    """Reads the size and age of a spool's pending records from their plaintext columns.
+
+    Its own SQLite connection (WAL lets it read while the recorder writes), query-only: one aggregate,
+    no decryption, cheap enough to run on every wake-up.
+    """
+
+    def __init__(self, spool_directory: Path) -> None:
+        self._db = sqlite3.connect(spool_directory / SPOOL_FILE, check_same_thread=False)
+        self._db.execute("PRAGMA query_only = ON")
+
+    def read(self) -> Backlog:
+        try:
+            count, size, oldest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM records"
+                " WHERE uploaded_at IS NULL AND held = 0"
+            ).fetchone()
+        except sqlite3.Error as error:
+            raise SpoolError(f"cannot read the spool backlog: {error}") from error
+        return Backlog(records=int(count), bytes=int(size), oldest_created=oldest)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def open_spool(directory: Path, key_path: Path | None = None) -> Spool:

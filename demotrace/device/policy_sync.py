@@ -10,20 +10,23 @@ last policy (kept in memory, and in ``cache_file`` if given, so it survives a re
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 
+from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
+from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.paths import write_private_file
+from demotrace.device.spool import Spool
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
-from demotrace.spool import Spool
+from demotrace.protocol import DEVICE_EXEMPTION_APPLIED_PATH, DEVICE_POLICY_PATH, EXEMPTIONS_PATH
 from demotrace.threads import name_os_thread
-from demotrace.transport import USER_AGENT, DeviceCredentials, TransportError
 
 MAX_REFRESH_SECONDS = 60.0
 
@@ -43,46 +46,33 @@ class DevicePolicyAnswer(msgspec.Struct):
     policy_updated_at: float | None = None
 
 
-def _headers(credentials: DeviceCredentials) -> dict[str, str]:
-    return {"Authorization": f"Bearer {credentials.token}", "User-Agent": USER_AGENT}
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        answer = response.json()
-    except ValueError:
-        return response.text[:200]
-    return (
-        str(answer.get("detail") or answer.get("error") or answer)
-        if isinstance(answer, dict)
-        else str(answer)
-    )
+@contextlib.contextmanager
+def _collector(credentials: DeviceCredentials, client: CollectorClient | None) -> Iterator[CollectorClient]:
+    """``client`` itself, or a client opened (and closed) for this one call."""
+    if client is not None:
+        yield client
+        return
+    with CollectorClient(credentials.server_url, credentials.token) as own:
+        yield own
 
 
 def _call(
-    client: httpx.Client | None,
-    method: str,
-    url: str,
-    credentials: DeviceCredentials,
-    timeout: float,
-    **kwargs: Any,
+    client: CollectorClient, method: str, path: str, timeout: float, body: dict[str, Any] | None = None
 ) -> httpx.Response:
     try:
-        if client is not None:
-            return client.request(method, url, headers=_headers(credentials), timeout=timeout, **kwargs)
-        return httpx.request(method, url, headers=_headers(credentials), timeout=timeout, **kwargs)
-    except httpx.HTTPError as error:
-        raise PolicySyncError(f"cannot reach collector {credentials.server_url}: {error}") from error
+        return client.request(method, path, json=body, timeout=timeout)
+    except CollectorUnreachable as error:
+        raise PolicySyncError(str(error)) from error
 
 
 def fetch_device_policy(
-    credentials: DeviceCredentials, *, client: httpx.Client | None = None, timeout: float = 10.0
+    credentials: DeviceCredentials, *, client: CollectorClient | None = None, timeout: float = 10.0
 ) -> DevicePolicyAnswer:
-    url = f"{credentials.server_url}/v1/device/policy"
-    response = _call(client, "GET", url, credentials, timeout)
+    with _collector(credentials, client) as collector:
+        response = _call(collector, "GET", DEVICE_POLICY_PATH, timeout)
     if response.status_code != 200:
         raise PolicySyncError(
-            f"collector answered {response.status_code} for the policy: {_detail(response)}"
+            f"collector answered {response.status_code} for the policy: {refusal_detail(response)}"
         )
     try:
         return msgspec.json.decode(response.content, type=DevicePolicyAnswer)
@@ -95,15 +85,17 @@ def request_exemption(
     reason: str,
     delete_collected: bool = False,
     *,
-    client: httpx.Client | None = None,
+    client: CollectorClient | None = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Ask the collector to exempt this device; returns the stored request (id, status...)."""
-    url = f"{credentials.server_url}/v1/exemptions"
     body = {"reason": reason, "delete_collected": delete_collected}
-    response = _call(client, "POST", url, credentials, timeout, json=body)
+    with _collector(credentials, client) as collector:
+        response = _call(collector, "POST", EXEMPTIONS_PATH, timeout, body)
     if response.status_code != 201:
-        raise PolicySyncError(f"collector refused the request ({response.status_code}): {_detail(response)}")
+        raise PolicySyncError(
+            f"collector refused the request ({response.status_code}): {refusal_detail(response)}"
+        )
     answer: dict[str, Any] = response.json()
     return answer
 
@@ -112,13 +104,15 @@ def report_exemption_applied(
     credentials: DeviceCredentials,
     deleted_unsent: int,
     *,
-    client: httpx.Client | None = None,
+    client: CollectorClient | None = None,
     timeout: float = 10.0,
 ) -> None:
-    url = f"{credentials.server_url}/v1/device/exemption-applied"
-    response = _call(client, "POST", url, credentials, timeout, json={"deleted_unsent": deleted_unsent})
+    with _collector(credentials, client) as collector:
+        response = _call(
+            collector, "POST", DEVICE_EXEMPTION_APPLIED_PATH, timeout, {"deleted_unsent": deleted_unsent}
+        )
     if response.status_code != 200:
-        raise PolicySyncError(f"collector answered {response.status_code}: {_detail(response)}")
+        raise PolicySyncError(f"collector answered {response.status_code}: {refusal_detail(response)}")
 
 
 def refresh_interval(policy: CapturePolicy, explicit: float | None) -> float:
@@ -154,10 +148,10 @@ class PolicySync:
         self.gate = gate
         self.spool = spool
         self.interval = interval
-        # One client for every round: a new one per request built a TLS context (~20 ms of CPU) and a
-        # new connection each time.
-        self._owns_client = client is None
-        self.client = client or httpx.Client(timeout=request_timeout)
+        # One client for every round, not one per request: see CollectorClient.
+        self.client = CollectorClient(
+            credentials.server_url, credentials.token, http=client, timeout=request_timeout
+        )
         self.cache_file = cache_file
         self.request_timeout = request_timeout
         self.follow_fleet_policy = follow_fleet_policy
@@ -188,8 +182,7 @@ class PolicySync:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self._owns_client:
-            self.client.close()
+        self.client.close()
 
     def refresh_soon(self) -> None:
         """Do a round now rather than at the next interval; returns at once if the thread runs.
@@ -300,13 +293,4 @@ class PolicySync:
             return
         path = self.cache_file
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".policy-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(msgspec.json.encode(answer))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_private_file(path, msgspec.json.encode(answer), temp_prefix=".policy-")

@@ -19,8 +19,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from demotrace.control import ControlClient, ControlError
-from demotrace.notify import notify
+from demotrace.device.control_client import ControlClient
+from demotrace.device.control_protocol import ControlError
+from demotrace.device.notify import notify
 
 PAUSE_CHOICES_MINUTES = (5, 15, 30)
 ICON_SIZE = 64

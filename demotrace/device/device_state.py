@@ -21,11 +21,11 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
 
+from demotrace.frames.settings import PowerState
 from demotrace.policy import CaptureGate, DeviceState
 from demotrace.threads import name_os_thread
 
@@ -40,12 +40,6 @@ _NM_INTERFACE = "org.freedesktop.NetworkManager"
 _NM_METERED_VALUES: dict[int, bool | None] = {0: None, 1: True, 2: False, 3: True, 4: False}
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PowerState:
-    on_battery: bool
-    percent: float | None  # None: no battery, or it does not say
 
 
 class BatteryReading(Protocol):
@@ -70,12 +64,12 @@ def read_power(sensors_battery: BatteryReader = psutil.sensors_battery) -> Power
         battery = sensors_battery()
     except (OSError, RuntimeError) as error:
         log.debug("cannot read the battery: %s", error)
-        return PowerState(on_battery=False, percent=None)
+        return PowerState(on_battery=False, battery_percent=None)
     if battery is None:
-        return PowerState(on_battery=False, percent=None)
+        return PowerState(on_battery=False, battery_percent=None)
     # power_plugged is None when the kernel does not say: assume mains rather than defer work for nothing.
     on_battery = battery.power_plugged is False
-    return PowerState(on_battery=on_battery, percent=float(battery.percent))
+    return PowerState(on_battery=on_battery, battery_percent=float(battery.percent))
 
 
 def run_command(command: Sequence[str]) -> str | None:
@@ -211,7 +205,7 @@ def device_state_changes(state: DeviceState, power: PowerState, metered: bool | 
     """The DeviceState fields that differ from what the probes read (unknown metered → unmetered)."""
     wanted: dict[str, object] = {
         "on_battery": power.on_battery,
-        "battery_percent": power.percent,
+        "battery_percent": power.battery_percent,
         "metered_network": bool(metered),
     }
     return {name: value for name, value in wanted.items() if getattr(state, name) != value}
