@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from PIL import Image
 
-from demotrace.capture.blackout import Box, black_boxes, blackout
+from demotrace.capture.blackout import black_boxes, blackout
 from demotrace.capture.platform import WindowInfo
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.load import load_actions
@@ -22,6 +22,7 @@ from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.script import TERMINAL_CLASS, DemoApps, find_window, read_app_state, start_demo_apps
 from demotrace.demo.tkapp import CLASS_NAME as FORM_CLASS
 from demotrace.framecodec import resolving_loader
+from demotrace.geometry import Box
 from demotrace.model import (
     Button,
     Event,

@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber, ScrubError, webp_is_lossless
 from demotrace.demo.desktop import VirtualDesktop
+from demotrace.geometry import Box
 from demotrace.model import Frame
 from demotrace.redact.screen import (
-    Box,
     OcrError,
     OcrSettings,
     OcrWord,

@@ -11,65 +11,17 @@ Painting happens in memory on the grabbed pixels, before the frame is encoded or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy
 
 from demotrace.capture.platform import WindowInfo
 from demotrace.framecodec import ScreenPixels
+from demotrace.geometry import Box
 from demotrace.model import Monitor
 from demotrace.policy import Decision
 
 BGRA_BYTES_PER_PIXEL = 4
-
-
-class Rectangle(Protocol):
-    """Anything with pixel edges: left, top (inclusive), right, bottom (exclusive)."""
-
-    @property
-    def left(self) -> int: ...
-    @property
-    def top(self) -> int: ...
-    @property
-    def right(self) -> int: ...
-    @property
-    def bottom(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle: left, top (inclusive), right, bottom (exclusive)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def empty(self) -> bool:
-        return self.right <= self.left or self.bottom <= self.top
-
-    def intersection(self, other: Box) -> Box:
-        return Box(
-            max(self.left, other.left),
-            max(self.top, other.top),
-            min(self.right, other.right),
-            min(self.bottom, other.bottom),
-        )
-
-    def minus(self, other: Box) -> list[Box]:
-        """This box with ``other`` cut out, as up to four disjoint boxes."""
-        cut = self.intersection(other)
-        if cut.empty:
-            return [self]
-        pieces = [
-            Box(self.left, self.top, self.right, cut.top),  # above the cut
-            Box(self.left, cut.bottom, self.right, self.bottom),  # below it
-            Box(self.left, cut.top, cut.left, cut.bottom),  # left of it
-            Box(cut.right, cut.top, self.right, cut.bottom),  # right of it
-        ]
-        return [piece for piece in pieces if not piece.empty]
 
 
 def window_box(window: WindowInfo) -> Box:
@@ -110,7 +62,7 @@ def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> 
     return result
 
 
-def blackout_pixels(pixels: ScreenPixels, boxes: Sequence[Rectangle]) -> None:
+def blackout_pixels(pixels: ScreenPixels, boxes: Sequence[Box]) -> None:
     """Paint ``boxes`` (clipped to the image) black in place in a grab's BGRX pixels, before encoding."""
     width, height = pixels.size
     rows = numpy.frombuffer(pixels.writable(), numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)

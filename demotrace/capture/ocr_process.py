@@ -31,8 +31,9 @@ from PIL import Image
 from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import ScreenPixels
+from demotrace.geometry import Box
 from demotrace.model import Monitor
-from demotrace.redact.screen import Box, OcrError, OcrSettings, ScrubResult, blackout
+from demotrace.redact.screen import OcrError, OcrSettings, ScrubResult, blackout
 
 _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.
@@ -82,10 +83,6 @@ def _read_message(stream: IO[bytes], kind: type[OcrRequest] | type[OcrReply]) ->
     if length > MAX_MESSAGE_BYTES:
         raise EOFError(f"a {length}-byte message is not part of this protocol")
     return msgspec.msgpack.decode(_read_exactly(stream, length), type=kind)
-
-
-def _as_tuple(box: Box) -> BoxTuple:
-    return (box.left, box.top, box.right, box.bottom)
 
 
 class OcrProcessScrubber(FrameScrubber):
@@ -223,8 +220,8 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
             started = time.perf_counter()
             result = scrubber.scrub_result(image, Monitor(*request.monitor))
             reply = OcrReply(
-                [_as_tuple(box) for box in result.boxes],
-                [_as_tuple(region) for region in result.regions],
+                [box.as_tuple() for box in result.boxes],
+                [region.as_tuple() for region in result.regions],
                 time.perf_counter() - started,
             )
         except (OcrError, ValueError) as error:

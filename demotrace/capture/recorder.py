@@ -76,12 +76,13 @@ from PIL import Image
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
-from demotrace.capture.blackout import Box, black_boxes, blackout_pixels
+from demotrace.capture.blackout import black_boxes, blackout_pixels
 from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import FrameEncoder, PowerState, ScreenPixels, choose_encoding
+from demotrace.geometry import Box
 from demotrace.model import (
     Batch,
     Button,

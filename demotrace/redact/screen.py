@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from demotrace.geometry import Box
 from demotrace.redact.detectors import Detector, screen_detectors
 from demotrace.redact.text import find_sensitive
 
@@ -119,56 +120,6 @@ _EDGE_NOISE = "|[](){}<>\"'‘’“”`"
 
 class OcrError(RuntimeError):
     """Tesseract is missing, failed, or printed something we cannot read."""
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    """A rectangle of pixels: ``left <= x < right``, ``top <= y < bottom``."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    @property
-    def area(self) -> int:
-        return max(0, self.width) * max(0, self.height)
-
-    def intersects(self, other: Box) -> bool:
-        return (
-            self.left < other.right
-            and other.left < self.right
-            and self.top < other.bottom
-            and other.top < self.bottom
-        )
-
-    def contains(self, other: Box) -> bool:
-        return (
-            self.left <= other.left
-            and self.top <= other.top
-            and other.right <= self.right
-            and other.bottom <= self.bottom
-        )
-
-    def expanded(self, margin: int, width: int, height: int) -> Box:
-        """Grown by ``margin`` on every side, clipped to a ``width`` x ``height`` image."""
-        return Box(
-            max(0, self.left - margin),
-            max(0, self.top - margin),
-            min(width, self.right + margin),
-            min(height, self.bottom + margin),
-        )
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return self.left, self.top, self.right, self.bottom
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,7 +690,6 @@ class ScreenScrubber:
 
 
 __all__ = [
-    "Box",
     "OcrError",
     "OcrSettings",
     "OcrWord",
