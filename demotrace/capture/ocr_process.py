@@ -28,12 +28,12 @@ from typing import IO, Literal
 import msgspec
 from PIL import Image
 
-from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Monitor
-from demotrace.redact.screen import OcrError, OcrSettings, ScrubResult, blackout
+from demotrace.redact.paint import blackout_image, blackout_pixels
+from demotrace.redact.screen import OcrError, OcrSettings, ScrubResult
 
 _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.
@@ -145,7 +145,7 @@ class OcrProcessScrubber(FrameScrubber):
             reply = self._ask(request, pixels)
         boxes = [Box(*found) for found in reply.boxes]
         # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
-        scrubbed = blackout(image, boxes) if boxes else image
+        scrubbed = blackout_image(image, boxes) if boxes else image
         return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
 
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:

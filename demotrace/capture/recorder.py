@@ -76,7 +76,7 @@ from PIL import Image
 
 from demotrace.capture import frames as frame_policy
 from demotrace.capture import keys as key_names
-from demotrace.capture.blackout import black_boxes, blackout_pixels
+from demotrace.capture.blackout import black_boxes
 from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
 from demotrace.capture.platform import DesktopPlatform, PlatformError, ScreenLayout, WindowInfo, open_platform
@@ -110,6 +110,7 @@ from demotrace.policy import (
     is_password_window,
     load_policy,
 )
+from demotrace.redact.paint import blackout_pixels
 from demotrace.redact.screen import OcrError
 from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
 from demotrace.spool import Spool, SpoolError, open_spool

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, UnidentifiedImageError
 
-from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.framecodec import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
+from demotrace.redact.paint import blackout_pixels
 from demotrace.redact.screen import OcrError, OcrSettings, ScreenScrubber, ScrubResult
 from demotrace.spool import Spool
 from demotrace.threads import name_os_thread

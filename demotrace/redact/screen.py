@@ -18,7 +18,7 @@ The pipeline, one function per step:
    ``@`` look-alikes, key prefixes with confusable characters, random tokens from 12 characters, digit
    runs from 9), since on a screen a false positive costs a box over one word and a miss leaks. A piece
    OCR split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged with it.
-5. :func:`blackout`: those words' boxes, with a small margin, filled with black.
+5. :func:`~demotrace.redact.paint.blackout_image`: those words' boxes, with a small margin, filled with black.
 
 :class:`ScreenScrubber` keeps, per stream of frames from one monitor, the previous raw frame and its
 boxes: only changed bands are read again, and a previous box is kept wherever its pixels did not change
@@ -46,10 +46,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from demotrace.geometry import Box
 from demotrace.redact.detectors import Detector, screen_detectors
+from demotrace.redact.paint import blackout_image
 from demotrace.redact.text import find_sensitive
 
 # Tiles for change detection: big enough that diffing is cheap, small enough that one changed word does
@@ -626,16 +627,6 @@ def find_sensitive_boxes(
 # --- painting ----------------------------------------------------------------------------------------------
 
 
-def blackout(image: Image.Image, boxes: Iterable[Box]) -> Image.Image:
-    """A copy of the image with every box filled with solid black."""
-    out = image.copy()
-    draw = ImageDraw.Draw(out)
-    for box in boxes:
-        if box.area:
-            draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill="black")
-    return out
-
-
 def scrub_frame(
     image: Image.Image,
     previous_image: Image.Image | None = None,
@@ -656,7 +647,7 @@ def scrub_frame(
     found = find_sensitive_boxes(image, regions, detectors, settings) if regions else []
     ocr_seconds = time.perf_counter() - started
     boxes = _unique([*kept, *found])
-    return ScrubResult(blackout(image, boxes), boxes, ocr_seconds, regions)
+    return ScrubResult(blackout_image(image, boxes), boxes, ocr_seconds, regions)
 
 
 def _unique(boxes: Iterable[Box]) -> list[Box]:
@@ -696,7 +687,6 @@ __all__ = [
     "ScreenScrubber",
     "ScrubResult",
     "SensitiveWord",
-    "blackout",
     "changed_regions",
     "find_sensitive_boxes",
     "find_sensitive_words",
