@@ -32,8 +32,9 @@ from demotrace.capture.scrub import FrameScrubber
 from demotrace.framecodec import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Monitor
+from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_image, blackout_pixels
-from demotrace.redact.screen import OcrError, OcrSettings, ScrubResult
+from demotrace.redact.scrubber import ScrubResult
 
 _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.

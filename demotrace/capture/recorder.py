@@ -110,8 +110,8 @@ from demotrace.policy import (
     is_password_window,
     load_policy,
 )
+from demotrace.redact.ocr import OcrError
 from demotrace.redact.paint import blackout_pixels
-from demotrace.redact.screen import OcrError
 from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
 from demotrace.spool import Spool, SpoolError, open_spool
 from demotrace.threads import name_os_thread

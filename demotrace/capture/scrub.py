@@ -25,8 +25,9 @@ from demotrace.framecodec import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
+from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_pixels
-from demotrace.redact.screen import OcrError, OcrSettings, ScreenScrubber, ScrubResult
+from demotrace.redact.scrubber import ScreenScrubber, ScrubResult
 from demotrace.spool import Spool
 from demotrace.threads import name_os_thread
 
