@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from demotrace.redact.detectors import Detector, Match, all_detectors, screen_detectors
+from demotrace.redact.detectors import all_detectors, screen_detectors
+from demotrace.redact.detectors.api_key import ApiKeyDetector
+from demotrace.redact.detectors.base import Detector, Match
 from demotrace.redact.detectors.email import EmailDetector
 from demotrace.redact.detectors.high_entropy import HighEntropyDetector
 from demotrace.redact.detectors.iban import IbanDetector, mod97_valid
+from demotrace.redact.detectors.jwt import JwtDetector
+from demotrace.redact.detectors.lenient.api_key import LenientApiKeyDetector
+from demotrace.redact.detectors.lenient.digit_run import DigitRunDetector
+from demotrace.redact.detectors.lenient.email import LenientEmailDetector
+from demotrace.redact.detectors.lenient.iban import LenientIbanDetector
+from demotrace.redact.detectors.lenient.secret import ScreenSecretDetector
 from demotrace.redact.detectors.payment_card import PaymentCardDetector, luhn_valid
 from demotrace.redact.detectors.phone import PhoneDetector
-from demotrace.redact.detectors.screen_lenient import (
-    DigitRunDetector,
-    LenientApiKeyDetector,
-    LenientEmailDetector,
-    LenientIbanDetector,
-    ScreenSecretDetector,
-)
-from demotrace.redact.detectors.secrets import ApiKeyDetector, JwtDetector, PrivateKeyDetector
+from demotrace.redact.detectors.private_key import PrivateKeyDetector
 from demotrace.redact.detectors.us_ssn import UsSsnDetector, ssn_issuable
 from demotrace.redact.text import find_sensitive, redact_text
 

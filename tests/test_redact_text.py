@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from demotrace.model import Button, Event, FrameTaken, Key, Marker
-from demotrace.redact.detectors import Match
+from demotrace.redact.detectors.base import Match
 from demotrace.redact.text import (
     OVERFLOW_KIND,
     REDACTED_MARKER_KIND,

@@ -24,7 +24,7 @@ from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALI
 from demotrace.framecodec import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Frame, Monitor
-from demotrace.redact.detectors import Detector
+from demotrace.redact.detectors.base import Detector
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_pixels
 from demotrace.redact.scrubber import ScreenScrubber, ScrubResult

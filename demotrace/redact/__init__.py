@@ -3,7 +3,8 @@
 ``detectors`` holds one class per sensitive type; ``text`` redacts strings and live typing bursts.
 """
 
-from demotrace.redact.detectors import Detector, Match, all_detectors
+from demotrace.redact.detectors import all_detectors
+from demotrace.redact.detectors.base import Detector, Match
 from demotrace.redact.text import RedactedBurst, RedactionResult, TypingBurstRedactor, redact_text
 
 __all__ = [

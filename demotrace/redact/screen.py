@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from demotrace.geometry import Box
-from demotrace.redact.detectors import Detector, screen_detectors
+from demotrace.redact.detectors import screen_detectors
+from demotrace.redact.detectors.base import Detector
 from demotrace.redact.lines import OcrWord, group_lines, line_height, split_token_gap
 from demotrace.redact.text import find_sensitive
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from demotrace.geometry import Box
-from demotrace.redact.detectors import Detector
+from demotrace.redact.detectors.base import Detector
 from demotrace.redact.ocr import OcrSettings, ocr_words
 from demotrace.redact.paint import blackout_image
 from demotrace.redact.regions import regions_to_read

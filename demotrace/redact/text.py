@@ -53,7 +53,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from demotrace.model import Button, Event, Key, Marker, Scroll, Window
-from demotrace.redact.detectors import DEFAULT_SPECIFICITY, SPECIFICITY, Detector, Match, all_detectors
+from demotrace.redact.detectors import all_detectors
+from demotrace.redact.detectors.base import DEFAULT_SPECIFICITY, SPECIFICITY, Detector, Match
 
 REDACTED_MARKER_KIND = "redacted"
 OVERFLOW_KIND = "REDACTED"
