@@ -110,9 +110,11 @@ from demotrace.policy import (
     is_password_window,
     load_policy,
 )
+from demotrace.protocol import REDACTED_MARKER_KIND
 from demotrace.redact.ocr import OcrError
 from demotrace.redact.paint import blackout_pixels
-from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
+from demotrace.redact.text import placeholder, redact_text
+from demotrace.redact.typing_burst import TypingBurstRedactor
 from demotrace.spool import Spool, SpoolError, open_spool
 from demotrace.threads import name_os_thread
 
