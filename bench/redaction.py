@@ -33,10 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from demotrace.geometry import Box
 from demotrace.redact.detectors.iban import IBAN_LENGTHS, mod97_valid
 from demotrace.redact.detectors.payment_card import luhn_valid
 from demotrace.redact.detectors.us_ssn import ssn_issuable
-from demotrace.redact.screen import Box, OcrSettings, ScreenScrubber, scrub_frame
+from demotrace.redact.ocr import OcrSettings
+from demotrace.redact.scrubber import ScreenScrubber, scrub_frame
 from demotrace.redact.text import redact_text
 
 SENTENCES = (

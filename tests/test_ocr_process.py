@@ -17,7 +17,7 @@ import pytest
 from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
-from demotrace.redact.screen import OcrError, OcrSettings, ocr_words
+from demotrace.redact.ocr import OcrError, OcrSettings, ocr_words
 from tests.test_screen_redaction import EMAIL, LINES, ORDINARY, assert_no_secret_visible, render
 
 

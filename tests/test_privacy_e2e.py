@@ -266,7 +266,8 @@ class OcrCache:
         """Three readings, their lines together: the frame as it is (sparse text), and with its solid
         black boxes painted white, sparse and as a page. Tesseract misreads text next to big black
         boxes (its thresholding suffers): a redacted frame read only as it is hides what the boxes missed."""
-        from demotrace.redact.screen import OcrSettings, group_lines, ocr_words
+        from demotrace.redact.lines import group_lines
+        from demotrace.redact.ocr import OcrSettings, ocr_words
 
         unboxed = without_black_boxes(image)
         readings = [

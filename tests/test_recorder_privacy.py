@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from PIL import Image
 
-from demotrace.capture.blackout import Box, black_boxes, blackout
+from demotrace.capture.blackout import black_boxes
 from demotrace.capture.platform import WindowInfo
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.load import load_actions
@@ -23,6 +23,7 @@ from demotrace.demo.script import TERMINAL_CLASS, DemoApps, find_window, read_ap
 from demotrace.demo.tkapp import CLASS_NAME as FORM_CLASS
 from demotrace.device.spool import Spool
 from demotrace.frames.resolver import resolving_loader
+from demotrace.geometry import Box
 from demotrace.model import (
     Button,
     Event,
@@ -36,6 +37,7 @@ from demotrace.model import (
     encode_record,
 )
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate, CapturePolicy, Decision
+from demotrace.redact.paint import blackout_image
 from tests.recorder_thread import recording
 
 pytestmark = pytest.mark.x11
@@ -160,7 +162,7 @@ def test_blackout_respects_the_stacking_order() -> None:
         (window(40, 40, 60, 60), ALLOWED),
         (window(80, 80, 40, 40), DENIED),  # runs off the screen: clipped
     ]
-    out = blackout(image, monitor, stacked)
+    out = blackout_image(image, black_boxes(monitor, stacked))
     assert image.getpixel((10, 10)) == (255, 255, 255)  # the input is left alone
     assert out.getpixel((10, 10)) == (0, 0, 0)  # denied, nothing above
     assert out.getpixel((50, 50)) == (255, 255, 255)  # the allowed window above the denied one shows

@@ -5,15 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from demotrace.model import Button, Event, FrameTaken, Key, Marker
-from demotrace.redact.detectors import Match
-from demotrace.redact.text import (
-    OVERFLOW_KIND,
-    REDACTED_MARKER_KIND,
-    TypingBurstRedactor,
-    merge_overlapping,
-    placeholder,
-    redact_text,
-)
+from demotrace.protocol import REDACTED_MARKER_KIND
+from demotrace.redact.detectors.base import Match
+from demotrace.redact.text import merge_overlapping, placeholder, redact_text
+from demotrace.redact.typing_burst import OVERFLOW_KIND, TypingBurstRedactor
 
 CARD = "4111 1111 1111 1111"
 PEM = (

@@ -17,20 +17,13 @@ from PIL import Image, ImageDraw, ImageFont
 from demotrace.capture.scrub import DeferredScrubWorker, FrameScrubber, ScrubError, webp_is_lossless
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.device.spool import Spool
+from demotrace.geometry import Box
 from demotrace.model import Frame
-from demotrace.redact.screen import (
-    Box,
-    OcrError,
-    OcrSettings,
-    OcrWord,
-    ScreenScrubber,
-    changed_regions,
-    find_sensitive_boxes,
-    group_lines,
-    ocr_words,
-    scrub_frame,
-    sensitive_words,
-)
+from demotrace.redact.lines import OcrWord, group_lines
+from demotrace.redact.ocr import OcrError, OcrSettings, ocr_words
+from demotrace.redact.regions import changed_regions
+from demotrace.redact.screen import sensitive_words
+from demotrace.redact.scrubber import ScreenScrubber, find_sensitive_boxes, scrub_frame
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "maria.k@example.com"

@@ -5,71 +5,18 @@ wherever no allowed window lies above it, so an allowed window on top of a denie
 and a denied window on top of an allowed one hides it. The title bar and borders count as the
 window's own (its outer rectangle). The bare desktop behind all windows is left as it is.
 
-Painting happens in memory on the grabbed pixels, before the frame is encoded or written anywhere.
+The boxes are painted in memory on the grabbed pixels (``redact.paint``), before the frame is encoded or
+written anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy
 
 from demotrace.capture.platform import WindowInfo
-from demotrace.frames.pixels import ScreenPixels
+from demotrace.geometry import Box
 from demotrace.model import Monitor
 from demotrace.policy import Decision
-
-BGRA_BYTES_PER_PIXEL = 4
-
-
-class Rectangle(Protocol):
-    """Anything with pixel edges: left, top (inclusive), right, bottom (exclusive)."""
-
-    @property
-    def left(self) -> int: ...
-    @property
-    def top(self) -> int: ...
-    @property
-    def right(self) -> int: ...
-    @property
-    def bottom(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle: left, top (inclusive), right, bottom (exclusive)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def empty(self) -> bool:
-        return self.right <= self.left or self.bottom <= self.top
-
-    def intersection(self, other: Box) -> Box:
-        return Box(
-            max(self.left, other.left),
-            max(self.top, other.top),
-            min(self.right, other.right),
-            min(self.bottom, other.bottom),
-        )
-
-    def minus(self, other: Box) -> list[Box]:
-        """This box with ``other`` cut out, as up to four disjoint boxes."""
-        cut = self.intersection(other)
-        if cut.empty:
-            return [self]
-        pieces = [
-            Box(self.left, self.top, self.right, cut.top),  # above the cut
-            Box(self.left, cut.bottom, self.right, self.bottom),  # below it
-            Box(self.left, cut.top, cut.left, cut.bottom),  # left of it
-            Box(cut.right, cut.top, self.right, cut.bottom),  # right of it
-        ]
-        return [piece for piece in pieces if not piece.empty]
 
 
 def window_box(window: WindowInfo) -> Box:
@@ -100,22 +47,3 @@ def black_boxes(monitor: Monitor, windows: Sequence[StackedWindow]) -> list[Box]
         )
         for box in boxes
     ]
-
-
-def blackout(image: Any, monitor: Monitor, windows: Sequence[StackedWindow]) -> Any:
-    """A copy of a Pillow image of ``monitor`` with every window that may not be captured black."""
-    result = image.copy()
-    for box in black_boxes(monitor, windows):
-        result.paste((0,) * len(result.getbands()), (box.left, box.top, box.right, box.bottom))
-    return result
-
-
-def blackout_pixels(pixels: ScreenPixels, boxes: Sequence[Rectangle]) -> None:
-    """Paint ``boxes`` (clipped to the image) black in place in a grab's BGRX pixels, before encoding."""
-    width, height = pixels.size
-    rows = numpy.frombuffer(pixels.writable(), numpy.uint8).reshape(height, width * BGRA_BYTES_PER_PIXEL)
-    for box in boxes:
-        left, top = max(box.left, 0), max(box.top, 0)
-        right, bottom = min(box.right, width), min(box.bottom, height)
-        if left < right and top < bottom:
-            rows[top:bottom, left * BGRA_BYTES_PER_PIXEL : right * BGRA_BYTES_PER_PIXEL] = 0

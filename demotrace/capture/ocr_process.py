@@ -28,11 +28,13 @@ from typing import IO, Literal
 import msgspec
 from PIL import Image
 
-from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
+from demotrace.geometry import Box
 from demotrace.model import Monitor
-from demotrace.redact.screen import Box, OcrError, OcrSettings, ScrubResult, blackout
+from demotrace.redact.ocr import OcrError, OcrSettings
+from demotrace.redact.paint import blackout_image, blackout_pixels
+from demotrace.redact.scrubber import ScrubResult
 
 _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.
@@ -82,10 +84,6 @@ def _read_message(stream: IO[bytes], kind: type[OcrRequest] | type[OcrReply]) ->
     if length > MAX_MESSAGE_BYTES:
         raise EOFError(f"a {length}-byte message is not part of this protocol")
     return msgspec.msgpack.decode(_read_exactly(stream, length), type=kind)
-
-
-def _as_tuple(box: Box) -> BoxTuple:
-    return (box.left, box.top, box.right, box.bottom)
 
 
 class OcrProcessScrubber(FrameScrubber):
@@ -148,7 +146,7 @@ class OcrProcessScrubber(FrameScrubber):
             reply = self._ask(request, pixels)
         boxes = [Box(*found) for found in reply.boxes]
         # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
-        scrubbed = blackout(image, boxes) if boxes else image
+        scrubbed = blackout_image(image, boxes) if boxes else image
         return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
 
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
@@ -223,8 +221,8 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
             started = time.perf_counter()
             result = scrubber.scrub_result(image, Monitor(*request.monitor))
             reply = OcrReply(
-                [_as_tuple(box) for box in result.boxes],
-                [_as_tuple(region) for region in result.regions],
+                [box.as_tuple() for box in result.boxes],
+                [region.as_tuple() for region in result.regions],
                 time.perf_counter() - started,
             )
         except (OcrError, ValueError) as error:

@@ -76,7 +76,7 @@ from PIL import Image
 
 from demotrace.capture import keys as key_names
 from demotrace.capture import triggers as frame_policy
-from demotrace.capture.blackout import Box, black_boxes, blackout_pixels
+from demotrace.capture.blackout import black_boxes
 from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.capture.masked_echo import EchoReading, GreyImage, grey, read_masked_echo
 from demotrace.capture.paths import TimedPoint, relative_path
@@ -86,6 +86,7 @@ from demotrace.device.spool import Spool, SpoolError, open_spool
 from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.settings import PowerState, choose_encoding
+from demotrace.geometry import Box
 from demotrace.model import (
     Batch,
     Button,
@@ -113,8 +114,11 @@ from demotrace.policy import (
     is_password_window,
     load_policy,
 )
-from demotrace.redact.screen import OcrError
-from demotrace.redact.text import REDACTED_MARKER_KIND, TypingBurstRedactor, placeholder, redact_text
+from demotrace.protocol import REDACTED_MARKER_KIND
+from demotrace.redact.ocr import OcrError
+from demotrace.redact.paint import blackout_pixels
+from demotrace.redact.text import placeholder, redact_text
+from demotrace.redact.typing_burst import TypingBurstRedactor
 from demotrace.threads import name_os_thread
 
 RECORDER_VERSION = "0.1.0"

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, UnidentifiedImageError
 
-from demotrace.capture.blackout import blackout_pixels
 from demotrace.device.spool import Spool
 from demotrace.frames.images import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.frames.pixels import ScreenPixels
+from demotrace.geometry import Box
 from demotrace.model import Frame, Monitor
-from demotrace.redact.detectors import Detector
-from demotrace.redact.screen import Box, OcrError, OcrSettings, ScreenScrubber, ScrubResult
+from demotrace.redact.detectors.base import Detector
+from demotrace.redact.ocr import OcrError, OcrSettings
+from demotrace.redact.paint import blackout_pixels
+from demotrace.redact.scrubber import ScreenScrubber, ScrubResult
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)

@@ -191,7 +191,7 @@ class TextScrubber:
 def _load_text_redactor() -> Callable[[str], str] | None:
     """The typed-text detectors of ``demotrace.redact``, if that package is installed with this one."""
     try:
-        from demotrace.redact import redact_text
+        from demotrace.redact.text import redact_text
     except ImportError:
         return None
     return lambda text: redact_text(text).text

@@ -37,13 +37,12 @@ from demotrace.model import (
     SessionHeader,
     Window,
 )
+from demotrace.protocol import REDACTED_MARKER_KIND
 
 DRAG_THRESHOLD_PX = 5
 SCROLL_GAP_S = 0.6
 SCROLL_RADIUS_PX = 30
 TYPE_BURST_GAP_S = 2.0
-# The device's typed-text redactor leaves Marker(kind="redacted", text="<KIND>") where it dropped keys.
-REDACTED_MARKER_KIND = "redacted"
 REDACTED_PLACEHOLDER = "<REDACTED>"
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from demotrace.model import Action
-from demotrace.redact import redact_text
+from demotrace.redact.text import redact_text
 
 COORDINATE_TOLERANCE_PX = 2
 

@@ -1,17 +1,7 @@
 """Safeguards: sensitive text is found and replaced in memory, before anything is written.
 
-``detectors`` holds one class per sensitive type; ``text`` redacts strings and live typing bursts.
+Typed text: ``text`` (whole strings) and ``typing_burst`` (live typing, held per burst), over the
+``detectors`` (one class per sensitive type). Screens: ``scrubber`` runs the pipeline, from ``regions``
+(what changed) through ``ocr`` (the engine, the only I/O) and ``lines`` to ``screen`` (which words to
+cover), and ``paint`` blacks the boxes out.
 """
-
-from demotrace.redact.detectors import Detector, Match, all_detectors
-from demotrace.redact.text import RedactedBurst, RedactionResult, TypingBurstRedactor, redact_text
-
-__all__ = [
-    "Detector",
-    "Match",
-    "RedactedBurst",
-    "RedactionResult",
-    "TypingBurstRedactor",
-    "all_detectors",
-    "redact_text",
-]

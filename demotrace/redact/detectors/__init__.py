@@ -1,119 +1,31 @@
-"""Detectors of sensitive text: one class per sensitive type, each testable on its own.
-
-A detector has a ``kind`` (the placeholder name, e.g. ``CREDIT_CARD``) and ``find(text) -> list[Match]``.
-Most are a :class:`PatternDetector`: candidate regular expressions, an optional ``validate`` hook that
-rejects near-misses (Luhn, mod-97, SSN number rules) and optional context words for patterns too
-ambiguous to trust alone (nine bare digits are an SSN only after "SSN"). Detectors are pure: no I/O, no
-state between calls.
+"""Detectors of sensitive text: one class per sensitive type, each in a module of its own and testable
+on its own. ``base`` holds what they share (``Match``, the ``Detector`` protocol, ``PatternDetector``);
+``lenient/`` holds the screen-only ones. This module lists them.
 
 To add a type: write a module here with one class, give it tests, and list it in :func:`all_detectors`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
-
-# How far before a context-only candidate a context word may appear ("SSN: 123456789").
-CONTEXT_WINDOW_CHARS = 40
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A sensitive span ``text[start:end]`` of the given kind."""
-
-    start: int
-    end: int
-    kind: str
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-
-class Detector(Protocol):
-    """Anything with a kind and a pure ``find``."""
-
-    @property
-    def kind(self) -> str: ...
-
-    def find(self, text: str) -> list[Match]: ...
-
-
-# When overlapping matches are equally long, the more specific kind names the merged span: a validated
-# structure says more than "this looks random".
-SPECIFICITY: dict[str, int] = {
-    "PRIVATE_KEY": 90,
-    "JWT": 80,
-    "API_KEY": 80,
-    "CREDIT_CARD": 70,
-    "IBAN": 70,
-    "US_SSN": 60,
-    "EMAIL": 50,
-    "NUMBER": 45,
-    "PHONE": 40,
-    "SECRET": 10,
-}
-DEFAULT_SPECIFICITY = 30
-
-
-class PatternDetector:
-    """Base for detectors built from regular expressions.
-
-    ``patterns`` always yield candidates; ``context_patterns`` only when one of ``context_words`` (lower
-    case) appears within :data:`CONTEXT_WINDOW_CHARS` before the candidate. A pattern with a group named
-    ``value`` reports that group's span instead of the whole match. Every candidate must pass
-    :meth:`validate`.
-    """
-
-    kind: ClassVar[str]
-    patterns: ClassVar[tuple[re.Pattern[str], ...]] = ()
-    context_patterns: ClassVar[tuple[re.Pattern[str], ...]] = ()
-    context_words: ClassVar[tuple[str, ...]] = ()
-
-    def validate(self, candidate: str) -> bool:
-        return True
-
-    def candidate_spans(self, text: str) -> Iterator[tuple[int, int]]:
-        for pattern in self.patterns:
-            for found in pattern.finditer(text):
-                yield _value_span(found)
-        if not self.context_patterns:
-            return
-        for pattern in self.context_patterns:
-            for found in pattern.finditer(text):
-                start, end = _value_span(found)
-                if has_context_word(text, start, self.context_words):
-                    yield start, end
-
-    def find(self, text: str) -> list[Match]:
-        spans = sorted(set(self.candidate_spans(text)))
-        return [Match(start, end, self.kind) for start, end in spans if self.validate(text[start:end])]
-
-
-def _value_span(found: re.Match[str]) -> tuple[int, int]:
-    if "value" in found.re.groupindex:
-        return found.span("value")
-    return found.span()
-
-
-def has_context_word(text: str, start: int, words: tuple[str, ...]) -> bool:
-    before = text[max(0, start - CONTEXT_WINDOW_CHARS) : start].lower()
-    return any(word in before for word in words)
+from demotrace.redact.detectors.api_key import ApiKeyDetector
+from demotrace.redact.detectors.base import Detector
+from demotrace.redact.detectors.email import EmailDetector
+from demotrace.redact.detectors.high_entropy import HighEntropyDetector
+from demotrace.redact.detectors.iban import IbanDetector
+from demotrace.redact.detectors.jwt import JwtDetector
+from demotrace.redact.detectors.lenient.api_key import LenientApiKeyDetector
+from demotrace.redact.detectors.lenient.digit_run import DigitRunDetector
+from demotrace.redact.detectors.lenient.email import LenientEmailDetector
+from demotrace.redact.detectors.lenient.iban import LenientIbanDetector
+from demotrace.redact.detectors.lenient.secret import ScreenSecretDetector
+from demotrace.redact.detectors.payment_card import PaymentCardDetector
+from demotrace.redact.detectors.phone import PhoneDetector
+from demotrace.redact.detectors.private_key import PrivateKeyDetector
+from demotrace.redact.detectors.us_ssn import UsSsnDetector
 
 
 def all_detectors(phone_region: str = "US") -> list[Detector]:
     """One instance of every detector, phone numbers read with ``phone_region`` as the default region."""
-    # Imported here: the detector modules import Match and PatternDetector from this package.
-    from demotrace.redact.detectors.email import EmailDetector
-    from demotrace.redact.detectors.high_entropy import HighEntropyDetector
-    from demotrace.redact.detectors.iban import IbanDetector
-    from demotrace.redact.detectors.payment_card import PaymentCardDetector
-    from demotrace.redact.detectors.phone import PhoneDetector
-    from demotrace.redact.detectors.secrets import ApiKeyDetector, JwtDetector, PrivateKeyDetector
-    from demotrace.redact.detectors.us_ssn import UsSsnDetector
-
     return [
         PrivateKeyDetector(),
         JwtDetector(),
@@ -129,17 +41,8 @@ def all_detectors(phone_region: str = "US") -> list[Detector]:
 
 def screen_detectors(phone_region: str = "US") -> list[Detector]:
     """The detectors for text read off the screen by OCR: every typed-text detector but the high-entropy
-    one, plus the lenient screen-only ones (see ``screen_lenient``), which trade precision for recall
-    since a false positive only paints a box over a word on one frame."""
-    from demotrace.redact.detectors.high_entropy import HighEntropyDetector
-    from demotrace.redact.detectors.screen_lenient import (
-        DigitRunDetector,
-        LenientApiKeyDetector,
-        LenientEmailDetector,
-        LenientIbanDetector,
-        ScreenSecretDetector,
-    )
-
+    one, plus the lenient screen-only ones (see ``lenient``), which trade precision for recall since a
+    false positive only paints a box over a word on one frame."""
     # The high-entropy detector reads a shell prompt's path as a secret; ScreenSecretDetector judges
     # paths part by part and catches shorter tokens.
     strict = [d for d in all_detectors(phone_region) if not isinstance(d, HighEntropyDetector)]
@@ -153,14 +56,4 @@ def screen_detectors(phone_region: str = "US") -> list[Detector]:
     ]
 
 
-__all__ = [
-    "CONTEXT_WINDOW_CHARS",
-    "DEFAULT_SPECIFICITY",
-    "SPECIFICITY",
-    "Detector",
-    "Match",
-    "PatternDetector",
-    "all_detectors",
-    "has_context_word",
-    "screen_detectors",
-]
+__all__ = ["all_detectors", "screen_detectors"]

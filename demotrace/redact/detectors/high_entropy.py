@@ -18,9 +18,9 @@ import math
 import re
 from collections import Counter
 
-from demotrace.redact.detectors import Match, has_context_word
+from demotrace.redact.detectors.base import Match, has_context_word
 
-MIN_TOKEN_CHARS = 20
+MINTOKEN_CHARS = 20
 MIN_ENTROPY_BITS = 3.0
 # Random text breaks into short pieces (median under 2 characters); words and numbers make long ones.
 MAX_MEAN_PIECE_CHARS = 3.5
@@ -28,14 +28,14 @@ MAX_MEAN_PIECE_CHARS = 3.5
 MAX_WORD_SHARE = 0.3
 MIN_WORD_CHARS = 5
 
-_TOKEN_CHARS = r"A-Za-z0-9+/_.~\-"
+TOKEN_CHARS = r"A-Za-z0-9+/_.~\-"
 _TOKEN = re.compile(
-    rf"(?<![{_TOKEN_CHARS}=])[{_TOKEN_CHARS}]{{{MIN_TOKEN_CHARS},}}={{0,3}}(?![A-Za-z0-9+/_~\-=])"
+    rf"(?<![{TOKEN_CHARS}=])[{TOKEN_CHARS}]{{{MINTOKEN_CHARS},}}={{0,3}}(?![A-Za-z0-9+/_~\-=])"
 )
 # A token's pieces: camel-case words ("User"), upper-case runs ("HTTP"), digit runs.
 _PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _CONSONANT_RUN = re.compile(r"[^aeiouy]{4}")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+UUID_SHAPE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SECRET_CONTEXT_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "credential", "bearer", "auth")
 
 
@@ -61,7 +61,7 @@ def _char_classes(token: str) -> set[str]:
     return {"digit" if c.isdigit() else "upper" if c.isupper() else "lower" for c in token if c.isalnum()}
 
 
-def looks_random(token: str, min_chars: int = MIN_TOKEN_CHARS) -> bool:
+def looks_random(token: str, min_chars: int = MINTOKEN_CHARS) -> bool:
     """Long (``min_chars`` or more), at least two of lower/upper/digit, high entropy, short pieces, few
     words."""
     pieces = _PIECE.findall(token)
@@ -90,7 +90,7 @@ class HighEntropyDetector:
             while end > start and text[end - 1] == ".":
                 end -= 1
             token = text[start:end]
-            if _UUID.fullmatch(token) and not has_context_word(text, start, SECRET_CONTEXT_WORDS):
+            if UUID_SHAPE.fullmatch(token) and not has_context_word(text, start, SECRET_CONTEXT_WORDS):
                 continue
             if self.validate(token):
                 matches.append(Match(start, end, self.kind))

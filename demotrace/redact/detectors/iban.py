@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from demotrace.redact.detectors import Match
+from demotrace.redact.detectors.base import Match
 
 # Total IBAN length (country code and check digits included) per country, from the SWIFT IBAN registry.
 IBAN_LENGTHS: dict[str, int] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from demotrace.redact.detectors import Match
+from demotrace.redact.detectors.base import Match
 
 # Digits with single spaces or dashes between them; the digit groups are re-split below, so a card
 # followed by another number ("4111111111111111 5") is still found.

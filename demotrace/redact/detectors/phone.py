@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from phonenumbers import Leniency, PhoneNumberMatcher
 
-from demotrace.redact.detectors import Match
+from demotrace.redact.detectors.base import Match
 
 
 class PhoneDetector:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from demotrace.redact.detectors import PatternDetector
+from demotrace.redact.detectors.base import PatternDetector
 
 # Numbers published in advertising (a wallet insert, a famous ad) that are not anyone's own.
 _ADVERTISED = frozenset({"078051120", "219099999", "457555462"})
