@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from demotrace.dataset.build import ShardLimits, build_dataset
+from demotrace.dataset.build import build_dataset
 from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_ray
+from demotrace.dataset.options import ShardLimits
 from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker
 from tests.dataset_samples import WALL0, Recording, recording

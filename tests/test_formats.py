@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from dataset_samples import Recording, recording
 
-from demotrace.dataset.build import ShardLimits, build_dataset
+from demotrace.dataset.build import build_dataset
+from demotrace.dataset.options import ShardLimits
 
 
 def two_sessions() -> Recording:

@@ -18,19 +18,17 @@ from demotrace.dataset.export.agentnet import (
     TrajectoryStep,
     action_code,
 )
-from demotrace.dataset.replay import (
+from demotrace.dataset.replay import keycode_at_level, to_pixels, untypeable
+from demotrace.dataset.replay_plan import (
     KeyCall,
     PointerCall,
     ReplayError,
     ScrollCall,
     WriteCall,
-    keycode_at_level,
     parse_code,
     plan_replay,
     redacted_steps,
     select_trajectories,
-    to_pixels,
-    untypeable,
 )
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.fidelity import compare_app_states, record_and_replay, replay_command

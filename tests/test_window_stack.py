@@ -13,7 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from demotrace.capture.platform import WindowInfo
-from demotrace.capture.platform.x11 import ListedWindow, WindowStack, _open_display, _WindowReader, window_at
+from demotrace.capture.platform.x11_windows import (
+    ListedWindow,
+    WindowReader,
+    WindowStack,
+    open_display,
+    window_at,
+)
 from demotrace.demo.desktop import VirtualDesktop
 
 pytestmark = pytest.mark.x11
@@ -25,9 +31,9 @@ def xdotool(desktop: VirtualDesktop, *args: str) -> str:
 
 
 def fresh_listing(desktop: VirtualDesktop) -> list[ListedWindow]:
-    connection = _open_display(desktop.display)
+    connection = open_display(desktop.display)
     try:
-        return _WindowReader(connection).visible_windows()
+        return WindowReader(connection).visible_windows()
     finally:
         connection.close()
 

@@ -29,7 +29,8 @@ def build(
     ] = "local",
 ) -> None:
     """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report)."""
-    from demotrace.dataset.build import ALL_FORMATS, build_dataset
+    from demotrace.dataset.build import build_dataset
+    from demotrace.dataset.options import ALL_FORMATS
 
     if (spool is None) == (from_server is None):
         raise fail("give exactly one of --spool DIR or --from-server DIR")

@@ -44,15 +44,15 @@ def replay(
     import msgspec
 
     from demotrace.dataset.export.agentnet import decode_trajectories
-    from demotrace.dataset.replay import (
-        Pacing,
+    from demotrace.dataset.replay import Pacing
+    from demotrace.dataset.replay import replay as run_replay
+    from demotrace.dataset.replay_plan import (
         ReplayError,
         ReplayStep,
         plan_replay,
         redacted_steps,
         select_trajectories,
     )
-    from demotrace.dataset.replay import replay as run_replay
 
     try:
         data = trajectory_file.read_bytes()

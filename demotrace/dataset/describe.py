@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 import msgspec
 
+from demotrace.dataset.episodes import Episode
 from demotrace.dataset.export.agentnet import ScreenSize, action_code
-from demotrace.model import Action
+from demotrace.dataset.privacy import Scrubber
+from demotrace.model import Action, Frame
 
 SYSTEM_PROMPT = (
     "You label recorded computer-use demonstrations for training AI agents. Given the apps, window "
@@ -165,3 +167,31 @@ class ChatDescriber:
         else:
             self._failures_in_a_row = 0
         return instruction
+
+
+def _first_frame(episode: Episode, load_frame: Callable[[str], Frame | None]) -> tuple[str, bytes] | None:
+    frame_id = next((action.frame_id for action in episode.actions if action.frame_id is not None), None)
+    frame = load_frame(frame_id) if frame_id is not None else None
+    return (frame.media_type, frame.data) if frame is not None else None
+
+
+def describe_episodes(
+    episodes: Sequence[Episode],
+    describer: ChatDescriber,
+    scrubber: Scrubber,
+    load_frame: Callable[[str], Frame | None],
+) -> list[Episode]:
+    """Episodes without a task marker get the model's instruction when it gives one (scrubbed like any
+    text: a model may echo what it was shown); everything else is returned unchanged."""
+    described = []
+    for episode in episodes:
+        if episode.instruction_source == "generated":
+            screen = ScreenSize(width=episode.header.screen_width, height=episode.header.screen_height)
+            image = _first_frame(episode, load_frame) if describer.config.send_images else None
+            instruction = describer.describe(episode.actions, screen, image)
+            if instruction is not None:
+                episode = msgspec.structs.replace(
+                    episode, instruction=scrubber.text(instruction), instruction_source="described"
+                )
+        described.append(episode)
+    return described

@@ -4,13 +4,13 @@ over a Ray cluster (or local worker processes), with output identical to the loc
 The path of a distributed build:
 
 1. the driver reads the batches and hands them to Ray, one row per batch;
-2. Ray groups them by session id, and each group becomes one session (``build.session_events``);
+2. Ray groups them by session id, and each group becomes one session (``sessions.session_events``);
 3. the driver takes only the sessions' ids, devices and start times back, to build the dataset-wide
    scrubber (every raw session and device id is a name to scrub) — the one global fact a session needs;
 4. Ray maps each session through ``build.process_session`` (reduce, scrub, pseudonyms, split, quality
    filter, frames written to ``OUT/images/``) in worker processes;
 5. the driver sorts the sessions' outputs into the local engine's order and writes every export with
-   ``build.write_dataset`` (the optional describer runs there too: its give-up rule counts failures in
+   ``write.write_dataset`` (the optional describer runs there too: its give-up rule counts failures in
    a row across the whole dataset, so it must see the episodes in order).
 
 Frames: a spool or collector reader holds an open database connection and cannot be pickled, so the
@@ -31,24 +31,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from demotrace.dataset.build import (
-    ALL_FORMATS,
-    BuildOptions,
-    BuildSummary,
-    ExportFormat,
-    SessionOutput,
-    ShardLimits,
-    dataset_scrubber,
-    prepare_build,
-    process_session,
-    session_events,
-    session_order,
-    write_dataset,
-)
+from demotrace.dataset.build import dataset_scrubber, process_session
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
+from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
 from demotrace.dataset.quality import QualityConfig
+from demotrace.dataset.sessions import session_events, session_order
+from demotrace.dataset.write import BuildSummary, SessionOutput, write_dataset
 from demotrace.frames.resolver import resolving_loader
 from demotrace.model import Batch, Frame
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-from demotrace.dataset.replay import PLACEHOLDER
+from demotrace.dataset.replay_plan import PLACEHOLDER
 
 Outcome = Literal["match", "redacted", "differs"]
 
@@ -211,7 +211,7 @@ class FidelityResult:
 def record_and_replay(out: Path, *, seed: int, console: Console | None = None) -> FidelityResult:
     """Record one scripted cycle with ``seed`` into out/recording, replay it, compare the final states."""
     from demotrace.dataset.export.agentnet import decode_trajectories
-    from demotrace.dataset.replay import plan_replay, redacted_steps
+    from demotrace.dataset.replay_plan import plan_replay, redacted_steps
     from demotrace.demo.run import record_scripted_session
     from demotrace.demo.script import read_app_state
 
