@@ -18,6 +18,7 @@ from pathlib import Path
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from demotrace.capture.sink import SinkError
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.paths import config_dir
 
@@ -41,8 +42,8 @@ CREATE INDEX IF NOT EXISTS records_pending ON records (uploaded_at, seq);
 """
 
 
-class SpoolError(Exception):
-    """The spool cannot be opened or written (wrong key, corrupt file, full disk)."""
+class SpoolError(SinkError):
+    """The spool cannot be opened or written (wrong key, corrupt file, full disk); recording stops on it."""
 
 
 def record_id_of(record: Record) -> str:

@@ -47,8 +47,8 @@ import zstandard
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from demotrace.model import Batch, Frame, Key, Marker, Record, Window, decode_record
+from demotrace.protocol import record_id_of
 from demotrace.redact.text import placeholder, redact_text
-from demotrace.spool import record_id_of
 
 pytestmark = [pytest.mark.x11, pytest.mark.timeout(900)]
 

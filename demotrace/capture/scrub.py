@@ -22,11 +22,11 @@ from PIL import Image, UnidentifiedImageError
 
 from demotrace.capture.blackout import blackout_pixels
 from demotrace.capture.frames import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
+from demotrace.capture.sink import HeldRecords
 from demotrace.framecodec import ScreenPixels
 from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors import Detector
 from demotrace.redact.screen import Box, OcrError, OcrSettings, ScreenScrubber, ScrubResult
-from demotrace.spool import Spool
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class DeferredScrubWorker:
     otherwise be diffed against live ones, which is correct but reads more of each frame.
     """
 
-    def __init__(self, spool: Spool, scrubber: FrameScrubber, *, batch: int = HELD_BATCH) -> None:
+    def __init__(self, spool: HeldRecords, scrubber: FrameScrubber, *, batch: int = HELD_BATCH) -> None:
         self.spool = spool
         self.scrubber = scrubber
         self.batch = batch

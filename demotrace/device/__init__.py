@@ -1,0 +1,1 @@
+"""On the device, around capture: agent wiring, the spool, uploads, pause and control, device state."""
