@@ -23,6 +23,12 @@ ADMIN_NAME_HEADER = "X-Admin-Name"
 
 REDACTED_MARKER_KIND = "redacted"
 """A marker's kind where the device removed a sensitive span (its text is the placeholder's kind)."""
+NOT_CAPTURED_MARKER_KIND = "not_captured"
+"""A marker's kind for a span in which nothing was captured (text: the reason; duration: its length)."""
+INPUT_ONLY_MARKER_KIND = "input_only"
+"""A marker's kind where input goes on being captured but frames stop (text: the reason)."""
+STOP_MARKER_KIND = "stop"
+"""The marker that ends a recording session."""
 
 API_PREFIX = "/v1"
 HEALTH_PATH = f"{API_PREFIX}/health"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from demotrace.capture import Recorder
+from demotrace.capture.recorder import Recorder
 from demotrace.device.spool import Spool
 from demotrace.policy import CaptureGate
 

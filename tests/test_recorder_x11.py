@@ -18,9 +18,9 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from PIL import Image
 
-from demotrace.capture import RecorderError
 from demotrace.capture.paths import simplify
 from demotrace.capture.platform.x11 import X11Platform, parse_xsettings
+from demotrace.capture.recorder import RecorderError
 from demotrace.capture.triggers import TriggerState, frame_trigger, monitor_at
 from demotrace.dataset.load import load_actions
 from demotrace.demo.desktop import VirtualDesktop
@@ -381,7 +381,7 @@ def recorder_process(spool_dir: Path, key_file: Path, display: str) -> subproces
         [
             sys.executable,
             "-m",
-            "demotrace.capture.recorder",
+            "demotrace.device.bare_recorder",
             "--spool",
             str(spool_dir),
             "--key-file",

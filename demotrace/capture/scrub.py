@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, UnidentifiedImageError
 
-from demotrace.device.spool import Spool
+from demotrace.capture.sink import HeldRecords
 from demotrace.frames.images import PNG_COMPRESS_LEVEL, WEBP_METHOD, WEBP_QUALITY
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.geometry import Box
@@ -169,7 +169,7 @@ class DeferredScrubWorker:
     otherwise be diffed against live ones, which is correct but reads more of each frame.
     """
 
-    def __init__(self, spool: Spool, scrubber: FrameScrubber, *, batch: int = HELD_BATCH) -> None:
+    def __init__(self, spool: HeldRecords, scrubber: FrameScrubber, *, batch: int = HELD_BATCH) -> None:
         self.spool = spool
         self.scrubber = scrubber
         self.batch = batch

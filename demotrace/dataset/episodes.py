@@ -15,10 +15,11 @@ from typing import Literal
 import msgspec
 
 from demotrace.model import Action, Event, Marker, SessionHeader
+from demotrace.protocol import NOT_CAPTURED_MARKER_KIND, STOP_MARKER_KIND
 
 DEFAULT_IDLE_GAP_S = 60.0
 # Marker kinds after which the input stream has a hole (or ends).
-INTERRUPTION_KINDS = frozenset({"not_captured", "paused", "stop"})
+INTERRUPTION_KINDS = frozenset({NOT_CAPTURED_MARKER_KIND, "paused", STOP_MARKER_KIND})
 _TITLE_LIMIT = 60
 
 # "described": written by a language model from the episode's (scrubbed) titles and actions.

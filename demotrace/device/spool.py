@@ -19,6 +19,7 @@ from pathlib import Path
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from demotrace.capture.sink import SinkError
 from demotrace.device.paths import config_dir
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.protocol import record_id_of
@@ -43,8 +44,8 @@ CREATE INDEX IF NOT EXISTS records_pending ON records (uploaded_at, seq);
 """
 
 
-class SpoolError(Exception):
-    """The spool cannot be opened or written (wrong key, corrupt file, full disk)."""
+class SpoolError(SinkError):
+    """The spool cannot be opened or written (wrong key, corrupt file, full disk); recording stops on it."""
 
 
 def default_key_path() -> Path:
