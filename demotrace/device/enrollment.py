@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
-from demotrace.device.paths import config_dir, write_private_file
+from demotrace.device.paths import config_dir
+from demotrace.files import write_private_file
 from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER
 
 CREDENTIALS_FILE = "device.json"

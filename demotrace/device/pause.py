@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from demotrace.device.control_protocol import ControlError
-from demotrace.device.paths import write_private_file
+from demotrace.files import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy
 
 PAUSE_STATE_FILE = "pause.json"

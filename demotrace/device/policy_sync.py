@@ -22,8 +22,8 @@ import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
 from demotrace.device.enrollment import DeviceCredentials
-from demotrace.device.paths import write_private_file
 from demotrace.device.spool import Spool
+from demotrace.files import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
 from demotrace.protocol import DEVICE_EXEMPTION_APPLIED_PATH, DEVICE_POLICY_PATH, EXEMPTIONS_PATH
 from demotrace.threads import name_os_thread

@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from demotrace.device.paths import write_private_file
+from demotrace.files import write_private_file
 from demotrace.policy import CapturePolicy, DeviceState
 
 UPLOAD_STATE_FILE = "upload-state.json"  # next to the spool: bytes sent today

@@ -7,9 +7,10 @@ Keys are relative, '/'-separated names chosen by the collector (never by a clien
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from demotrace.files import write_private_file
 
 
 class BlobKeyError(ValueError):
@@ -54,17 +55,7 @@ class LocalBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The temp file sits in the target folder so the rename stays on one filesystem (atomic).
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_private_file(path, data, temp_prefix=".tmp-")
         _fsync_directory(path.parent)
 
     def get(self, key: str) -> bytes | None:
