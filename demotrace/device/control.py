@@ -13,8 +13,6 @@ import logging
 import os
 import queue
 import socket
-import stat
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,32 +25,15 @@ from demotrace.device.control_protocol import (
     message_line,
 )
 from demotrace.device.pause import PauseController, default_pause_state_file, pause_minutes_for
+from demotrace.local_socket import bind_private, ensure_private_dir, peer_uid, remove_stale_socket
 from demotrace.policy import CaptureGate
 from demotrace.threads import name_os_thread
 
 MAX_TASK_TEXT_CHARS = 500
 # A client that connects and then says nothing must not hold a handler thread forever.
 CLIENT_IDLE_TIMEOUT = 30.0
-_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 log = logging.getLogger(__name__)
-
-
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` 0700, or check an existing one is ours and closed to others."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = directory.stat()
-    if info.st_uid != os.getuid():
-        raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(directory, 0o700)
-
-
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket (as the kernel saw it at connect)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    _pid, uid, _gid = _PEERCRED.unpack(creds)
-    return int(uid)
 
 
 def _answer(conn: socket.socket, message: dict[str, Any]) -> None:
@@ -104,18 +85,15 @@ class ControlServer:
         controller.gate.subscribe(self._gate_changed)
 
     def start(self) -> ControlServer:
-        ensure_private_dir(self.path.parent)
-        self._remove_stale_socket()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is created 0600: never open to others, not even briefly
         try:
-            listener.bind(str(self.path))
+            ensure_private_dir(self.path.parent)
+            if not remove_stale_socket(self.path):
+                raise ControlError(f"another recorder already answers on {self.path}")
+            listener = bind_private(self.path)
+        except PermissionError as error:
+            raise ControlError(str(error)) from error
         except OSError as error:
-            listener.close()
             raise ControlError(f"cannot create control socket {self.path}: {error}") from error
-        finally:
-            os.umask(old_umask)
-        listener.listen(16)
         self._listener = listener
         # The thread gets the listener itself: a stop() right after start() may clear self._listener first.
         self._thread = threading.Thread(
@@ -123,19 +101,6 @@ class ControlServer:
         )
         self._thread.start()
         return self
-
-    def _remove_stale_socket(self) -> None:
-        if not self.path.exists() and not self.path.is_symlink():
-            return
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.path))
-        except OSError:
-            self.path.unlink(missing_ok=True)  # left by a recorder that died
-            return
-        finally:
-            probe.close()
-        raise ControlError(f"another recorder already answers on {self.path}")
 
     def stop(self) -> None:
         self._stopping.set()
