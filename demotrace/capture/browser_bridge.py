@@ -175,8 +175,8 @@ class BrowserBridge:
                     return
                 self._connections[browser] += 1
                 self._pages.connected(browser)
+            reader = conn.makefile("rb")  # closed with conn below: both must go for the peer to see EOF
             try:
-                reader = conn.makefile("rb")
                 while (line := reader.readline(MAX_REPORT_BYTES + 1)) and not self._stopping.is_set():
                     if not line.endswith(b"\n"):
                         log.warning(
@@ -194,6 +194,7 @@ class BrowserBridge:
             except OSError:
                 pass  # the host went away
             finally:
+                reader.close()
                 self._take(browser, None)
 
     def _take(self, browser: int, report: BrowserReport | None) -> None:
