@@ -257,3 +257,37 @@ def test_the_extension_manifest_is_mv3_with_the_id_the_hosts_allow() -> None:
     digest = hashlib.sha256(base64.b64decode(manifest["key"])).hexdigest()[:32]
     assert "".join(chr(ord("a") + int(c, 16)) for c in digest) == CHROMIUM_EXTENSION_ID
     assert manifest["browser_specific_settings"]["gecko"]["id"] == "recorder-bridge@demotrace.invalid"
+
+
+def test_browser_install_registers_the_host_for_the_browsers_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from demotrace.cli.main import app
+
+    profile = tmp_path / "profile"
+    result = CliRunner().invoke(
+        app,
+        [
+            "browser",
+            "install",
+            "--browser",
+            "chromium",
+            "--browser",
+            "firefox",
+            "--user-data-dir",
+            str(profile),
+        ],
+        env={"HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    launcher = tmp_path / ".local/share/demotrace/browser-host"
+    for manifest in (
+        tmp_path / ".config/chromium/NativeMessagingHosts/com.demotrace.recorder.json",
+        tmp_path / ".mozilla/native-messaging-hosts/com.demotrace.recorder.json",
+        profile / "NativeMessagingHosts/com.demotrace.recorder.json",
+    ):
+        assert json.loads(manifest.read_text())["path"] == str(launcher)
+    bad = CliRunner().invoke(
+        app, ["browser", "install", "--browser", "netscape"], env={"HOME": str(tmp_path)}
+    )
+    assert bad.exit_code == 2 and "unknown browser netscape" in bad.output
