@@ -4,11 +4,19 @@ browser bridge."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import stat
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+from demotrace.threads import name_os_thread
+
+log = logging.getLogger(__name__)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -66,3 +74,56 @@ def remove_stale_socket(path: Path) -> bool:
     finally:
         probe.close()
     return False
+
+
+class PrivateListener:
+    """A Unix socket at ``path`` that only this user can reach, with one accept thread (blocked in
+    accept, no polling) that hands each connection to ``serve`` on a thread of its own."""
+
+    def __init__(self, path: Path, serve: Callable[[socket.socket], None], name: str) -> None:
+        self.path = path
+        self._serve = serve
+        self._name = name
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Listen; FileExistsError if a live process answers on ``path``, other OSErrors as they come
+        (PermissionError: a folder of another user)."""
+        ensure_private_dir(self.path.parent)
+        if not remove_stale_socket(self.path):
+            raise FileExistsError(f"another process already answers on {self.path}")
+        listener = bind_private(self.path)
+        self._listener = listener
+        # The thread gets the listener itself: a stop() right after start() may clear self._listener first.
+        self._thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name=self._name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        name_os_thread()
+        while not self.stopping.is_set():
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                if not self.stopping.is_set():
+                    log.exception("%s: accept failed", self._name)
+                return
+            # One thread per connection: a slow or silent client never holds up the next one.
+            threading.Thread(target=self._serve, args=(conn,), name=f"{self._name}-conn", daemon=True).start()

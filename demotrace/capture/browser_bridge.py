@@ -14,7 +14,6 @@ One blocking thread per connection; nothing wakes up while the browser says noth
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -32,9 +31,8 @@ from demotrace.capture.browser_pages import (
 )
 from demotrace.capture.platform import WindowInfo
 from demotrace.geometry import Box
-from demotrace.local_socket import bind_private, ensure_private_dir, peer_credentials, remove_stale_socket
+from demotrace.local_socket import PrivateListener, peer_credentials
 from demotrace.policy import CapturePolicy, WindowContext
-from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +78,7 @@ class BrowserBridge:
         self._pages = BrowserPages()
         self._connections: Counter[int] = Counter()
         self._subscriber: Subscriber | None = None
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._server = PrivateListener(self.path, self._serve, "demotrace-browser")
         self.reports = 0  # reports taken, for the recorder's exit summary
         self.refused = 0  # connections or reports refused
 
@@ -108,48 +104,19 @@ class BrowserBridge:
 
     def start(self) -> BrowserBridge:
         try:
-            ensure_private_dir(self.path.parent)
-            if not remove_stale_socket(self.path):
-                raise BridgeError(f"another recorder already listens on {self.path}")
-            listener = bind_private(self.path)
+            self._server.start()
         except OSError as error:
             raise BridgeError(f"cannot listen for the browser extension on {self.path}: {error}") from error
-        self._listener = listener
-        self._thread = threading.Thread(
-            target=self._accept_loop, args=(listener,), name="demotrace-browser", daemon=True
-        )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self._server.stop()
 
     def __enter__(self) -> BrowserBridge:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-    def _accept_loop(self, listener: socket.socket) -> None:
-        name_os_thread()
-        while not self._stopping.is_set():
-            try:
-                conn, _address = listener.accept()
-            except OSError:
-                return  # stopped (shutdown wakes accept) or the socket is gone
-            threading.Thread(
-                target=self._serve, args=(conn,), name="demotrace-browser-conn", daemon=True
-            ).start()
 
     def _browser_of(self, conn: socket.socket) -> int | None:
         """The browser process a connection speaks for: its host's parent, if the host is ours."""
@@ -177,7 +144,7 @@ class BrowserBridge:
                 self._pages.connected(browser)
             reader = conn.makefile("rb")  # closed with conn below: both must go for the peer to see EOF
             try:
-                while (line := reader.readline(MAX_REPORT_BYTES + 1)) and not self._stopping.is_set():
+                while (line := reader.readline(MAX_REPORT_BYTES + 1)) and not self._server.stopping.is_set():
                     if not line.endswith(b"\n"):
                         log.warning(
                             "browser bridge: a report longer than %d bytes; hanging up", MAX_REPORT_BYTES

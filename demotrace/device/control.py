@@ -25,9 +25,8 @@ from demotrace.device.control_protocol import (
     message_line,
 )
 from demotrace.device.pause import PauseController, default_pause_state_file, pause_minutes_for
-from demotrace.local_socket import bind_private, ensure_private_dir, peer_uid, remove_stale_socket
+from demotrace.local_socket import PrivateListener, peer_uid
 from demotrace.policy import CaptureGate
-from demotrace.threads import name_os_thread
 
 MAX_TASK_TEXT_CHARS = 500
 # A client that connects and then says nothing must not hold a handler thread forever.
@@ -77,68 +76,33 @@ class ControlServer:
         self.controller = controller
         self.on_task_marker = on_task_marker
         self.path = path or default_socket_path()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._server = PrivateListener(self.path, self._serve, "demotrace-control")
         self._watchers: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
         self._watchers_lock = threading.Lock()
         controller.gate.subscribe(self._gate_changed)
 
     def start(self) -> ControlServer:
         try:
-            ensure_private_dir(self.path.parent)
-            if not remove_stale_socket(self.path):
-                raise ControlError(f"another recorder already answers on {self.path}")
-            listener = bind_private(self.path)
+            self._server.start()
+        except FileExistsError as error:
+            raise ControlError(f"another recorder already answers on {self.path}") from error
         except PermissionError as error:
             raise ControlError(str(error)) from error
         except OSError as error:
             raise ControlError(f"cannot create control socket {self.path}: {error}") from error
-        self._listener = listener
-        # The thread gets the listener itself: a stop() right after start() may clear self._listener first.
-        self._thread = threading.Thread(
-            target=self._accept_loop, args=(listener,), name="demotrace-control", daemon=True
-        )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        self._server.stop()
         with self._watchers_lock:
             for watcher in self._watchers:
                 watcher.put(None)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
     def __enter__(self) -> ControlServer:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-    def _accept_loop(self, listener: socket.socket) -> None:
-        name_os_thread()
-        while not self._stopping.is_set():
-            try:
-                conn, _address = listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                log.exception("control socket accept failed")
-                return
-            # One thread per connection: a slow or silent client never holds up the next one.
-            threading.Thread(
-                target=self._serve, args=(conn,), name="demotrace-control-conn", daemon=True
-            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
