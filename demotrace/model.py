@@ -102,6 +102,34 @@ class Window(msgspec.Struct, tag="window", tag_field="type"):
     width: int
     height: int
     window_id: int = 0
+    url: str | None = None  # a browser window's page (origin and path), where the policy allows it
+
+
+class PageElement(msgspec.Struct, frozen=True):
+    """An element of a browser page, as the browser extension describes it: its role (ARIA, explicit
+    or implied by the tag), accessible name, input type and autocomplete hint, and its box on the
+    screen in pixels (width 0: unknown). Never its value."""
+
+    role: str
+    name: str = ""
+    input_type: str = ""
+    autocomplete: str = ""
+    left: int = 0
+    top: int = 0
+    width: int = 0
+    height: int = 0
+
+
+class Element(msgspec.Struct, tag="element", tag_field="type"):
+    """A click (``event="click"``, at screen point ``x, y``) or a focus change (``"focus"``) landed on
+    ``element`` in the focused browser page; ``t`` is when the browser's report arrived."""
+
+    t: float
+    wall: float
+    event: Literal["click", "focus"]
+    element: PageElement
+    x: int | None = None
+    y: int | None = None
 
 
 class FrameTaken(msgspec.Struct, tag="frame", tag_field="type"):
@@ -132,7 +160,7 @@ class Marker(msgspec.Struct, tag="marker", tag_field="type"):
     duration: float = 0.0
 
 
-Event = Key | Button | Scroll | MovePath | Window | FrameTaken | Marker
+Event = Key | Button | Scroll | MovePath | Window | Element | FrameTaken | Marker
 
 
 class Batch(msgspec.Struct, tag="batch", tag_field="type"):
@@ -207,6 +235,7 @@ class Action(msgspec.Struct):
     path: list[tuple[int, int, float]] = []
     window: Window | None = None
     frame_id: str | None = None
+    element: PageElement | None = None  # what it landed on, when a browser page said so
 
 
 _record_encoder = msgspec.msgpack.Encoder()

@@ -22,7 +22,18 @@ PolicyMode = Literal["denylist", "allowlist"]
 LowBatteryMode = Literal["input_only", "pause", "normal"]
 # What may be captured: "all" (input, window context, frames), "input_only" (no frames), "nothing".
 CaptureLevel = Literal["all", "input_only", "nothing"]
-Reason = Literal["", "paused", "exempt", "denied app", "denied title", "not allowlisted", "low battery"]
+Reason = Literal[
+    "",
+    "paused",
+    "exempt",
+    "denied app",
+    "denied title",
+    "denied url",
+    "private window",
+    "unknown page",
+    "not allowlisted",
+    "low battery",
+]
 
 
 class PolicyError(ValueError):
@@ -31,7 +42,16 @@ class PolicyError(ValueError):
 
 class CapturePolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What may be captured. App names match WM_CLASS (class or instance) or the process name,
-    case-insensitively; patterns are Python regular expressions searched case-insensitively."""
+    case-insensitively; patterns are Python regular expressions searched case-insensitively.
+
+    Browsers (``browser_apps``, or any process our browser extension reports from) are decided by the
+    page's URL as the extension reports it (origin and path), never by the title a page chooses:
+    ``allow_url_patterns`` and ``deny_url_patterns`` match that URL, private windows are never
+    captured, and a browser window whose page is not reported is not captured in allowlist mode (in
+    denylist mode, only when the browser runs the extension: without it, the deny title patterns are
+    all there is). ``record_urls`` stores the URL with the window; ``record_page_elements`` stores what
+    a click or focus landed on (role, accessible name, input type, box).
+    """
 
     mode: PolicyMode = "denylist"
     allow_apps: list[str] = []
@@ -68,6 +88,36 @@ class CapturePolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             r"\bpassword manager\b",
         ]
     )
+    browser_apps: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+            "chrome",
+            "firefox",
+            "firefox-esr",
+            "navigator",
+            "brave-browser",
+            "microsoft-edge",
+            "vivaldi-stable",
+            "opera",
+        ]
+    )
+    deny_url_patterns: list[str] = msgspec.field(
+        default_factory=lambda: [
+            r"^https://mail\.google\.com/",
+            r"^https://outlook\.(live|office|office365)\.com/",
+            r"^https://mail\.yahoo\.com/",
+            r"^https://(mail|account)\.proton\.me/",
+            r"^https://vault\.bitwarden\.com/",
+            r"^https://([a-z0-9-]+\.)?1password\.com/",
+            r"^(chrome|edge|brave)://(settings|password-manager)",
+            r"^about:(logins|preferences)",
+        ]
+    )
+    record_urls: bool = True
+    record_page_elements: bool = True
     # Windows whose title matches are treated as password entry: typed keys become <PASSWORD>.
     password_title_patterns: list[str] = msgspec.field(
         default_factory=lambda: [
@@ -102,6 +152,7 @@ class CapturePolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise PolicyError("refresh_seconds must be at least 1")
         for name in (
             "allow_url_patterns",
+            "deny_url_patterns",
             "allow_title_patterns",
             "deny_title_patterns",
             "password_title_patterns",
@@ -119,7 +170,7 @@ DEFAULT_LOCAL_POLICY = CapturePolicy()
 
 # What a collector serves before its admin sets a fleet policy: allowlist-based, so a fleet captures
 # only common work tools until the admin says otherwise. Browsers are not listed as apps: their work
-# sites are allowed by URL (or, on X11 where the URL is unknown, by the site name in the title).
+# sites are allowed by URL, as the browser extension reports it (a page's title proves nothing).
 DEFAULT_FLEET_POLICY = CapturePolicy(
     mode="allowlist",
     allow_apps=[
@@ -147,7 +198,6 @@ DEFAULT_FLEET_POLICY = CapturePolicy(
         r"^https://docs\.google\.com/",
         r"^https://([a-z0-9-]+\.)*sharepoint\.com/",
     ],
-    allow_title_patterns=[r" - (Jira|Confluence|GitHub|GitLab|Google (Docs|Sheets|Slides))\b"],
 )
 
 
@@ -175,13 +225,17 @@ def load_policy(path: Path | None) -> CapturePolicy:
 
 class WindowContext(msgspec.Struct, frozen=True, kw_only=True):
     """What a decision knows about a window: WM_CLASS ``app`` (class) and ``instance``, the owning
-    ``process`` name, the ``title``, and the page ``url`` when the platform can tell (None on X11)."""
+    ``process`` name, the ``title``; for a browser window, the page ``url`` (origin and path) and
+    whether it is ``private``, as the browser extension reports them, and whether the browser runs
+    the ``extension`` at all (then a window it does not report is an unknown page)."""
 
     app: str = ""
     instance: str = ""
     process: str = ""
     title: str = ""
     url: str | None = None
+    private: bool = False
+    extension: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,24 +300,44 @@ def decide_device(policy: CapturePolicy, state: DeviceState, now_wall: float) ->
     return CAPTURE_ALL
 
 
+def is_browser_app(policy: CapturePolicy, window: WindowContext) -> bool:
+    return window.extension or _app_listed(policy.browser_apps, window)
+
+
+def _page_denial(policy: CapturePolicy, window: WindowContext) -> Reason:
+    """Why this browser window may not be captured ("" if it may): by its page, never its title."""
+    if window.private:
+        return "private window"
+    if window.url is None:
+        # Without the extension's word on the page, a denylist can only go by the title (checked).
+        return "unknown page" if policy.mode == "allowlist" or window.extension else ""
+    if _any_search(policy.deny_url_patterns, window.url):
+        return "denied url"
+    if policy.mode == "denylist":
+        return ""
+    if _app_listed(policy.allow_apps, window) or _any_search(policy.allow_url_patterns, window.url):
+        return ""
+    return "not allowlisted"
+
+
 def window_denial(policy: CapturePolicy, window: WindowContext | None) -> Reason:
     """Why this window may not be captured at all ("" if it may). The denylist always wins; in
-    allowlist mode a window must match an allowed app, title pattern or URL pattern (matched against
-    the URL when it is known, else against the title). No window (the bare desktop) is allowed only in
-    denylist mode."""
+    allowlist mode a window must match an allowed app or title pattern, or for a browser an allowed URL
+    pattern (see ``CapturePolicy``). No window (the bare desktop) is allowed only in denylist mode."""
     if window is None:
         return "not allowlisted" if policy.mode == "allowlist" else ""
     if _app_listed(policy.deny_apps, window):
         return "denied app"
     if _any_search(policy.deny_title_patterns, window.title):
         return "denied title"
+    if is_browser_app(policy, window):
+        return _page_denial(policy, window)
     if policy.mode == "denylist":
         return ""
-    url_or_title = window.url if window.url is not None else window.title
     if (
         _app_listed(policy.allow_apps, window)
         or _any_search(policy.allow_title_patterns, window.title)
-        or _any_search(policy.allow_url_patterns, url_or_title)
+        or (window.url is not None and _any_search(policy.allow_url_patterns, window.url))
     ):
         return ""
     return "not allowlisted"

@@ -6,7 +6,8 @@ delay the next grab, and encoding need not wait for the next frame's OCR. The OC
 screen safeguard's cost, reported apart from the recorder's own (its OS thread name is "dt-ocr").
 
 Privacy: every window the policy does not allow is painted black in the grabbed pixels (``blackout``),
-respecting the stacking order, before the frame is scrubbed and encoded.
+respecting the stacking order, before the frame is scrubbed and encoded; browser windows are decided
+by the page the browser extension reports, and a password or card field with focus is covered too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from demotrace.capture.blackout import black_boxes
+from demotrace.capture.browser_bridge import BrowserBridge
 from demotrace.capture.gate_spans import window_context
 from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.capture.messages import Clock, FrameDone, Message
@@ -57,10 +59,13 @@ class PolicyScreen:
     window that moved or was raised during the grab is black wherever it may have been.
     """
 
-    def __init__(self, screen: Any, platform: DesktopPlatform, gate: CaptureGate) -> None:
+    def __init__(
+        self, screen: Any, platform: DesktopPlatform, gate: CaptureGate, browser: BrowserBridge | None = None
+    ) -> None:
         self._screen = screen
         self._platform = platform
         self._gate = gate
+        self._browser = browser
         self._buffers = FrameBuffers()
 
     def _device_allows_screen(self) -> None:
@@ -78,8 +83,17 @@ class PolicyScreen:
         policy, state, now = gate.policy, gate.state, gate.clock()
         width, height = pixels.size
         scale_x, scale_y = width / monitor.width, height / monitor.height  # 1 on X11; HiDPI elsewhere
+        browser = self._browser
         for windows in [before] if after == before else [before, after]:
-            stacked = [(window, decide(policy, window_context(window), state, now)) for window in windows]
+            contexts = browser.contexts(windows, policy) if browser else [window_context(w) for w in windows]
+            stacked = [
+                (w, decide(policy, context, state, now)) for w, context in zip(windows, contexts, strict=True)
+            ]
+            fields = browser.sensitive_boxes(windows) if browser else []
+            left, top = monitor.left, monitor.top
+            covered = black_boxes(monitor, stacked) + [
+                Box(b.left - left, b.top - top, b.right - left, b.bottom - top) for b in fields
+            ]
             boxes = [
                 Box(
                     math.floor(b.left * scale_x),
@@ -87,7 +101,7 @@ class PolicyScreen:
                     math.ceil(b.right * scale_x),
                     math.ceil(b.bottom * scale_y),
                 )
-                for b in black_boxes(monitor, stacked)
+                for b in covered
             ]
             blackout_pixels(pixels, boxes)
         return pixels
@@ -145,8 +159,11 @@ class FramePipeline:
         gate: CaptureGate,
         display: str | None,
         scrubber: FrameScrubber | None = None,
+        *,
+        browser: BrowserBridge | None = None,
     ) -> None:
         self._stream = stream
+        self._browser = browser
         self._layout = layout
         self._platform = platform
         self._gate = gate
@@ -197,7 +214,7 @@ class FramePipeline:
         name_os_thread()
         screen: PolicyScreen | None = None
         try:
-            screen = PolicyScreen(mss.MSS(display=self._display), self._platform, self._gate)
+            screen = PolicyScreen(mss.MSS(display=self._display), self._platform, self._gate, self._browser)
         except Exception as failure:
             self._stream.fail(f"cannot grab the screen: {failure}")
         try:

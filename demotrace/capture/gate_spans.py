@@ -21,8 +21,10 @@ write, and says what else the change asks for (:class:`GateChange`). No X, no th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from demotrace.capture.browser_pages import BrowserPages
 from demotrace.capture.messages import Clock
 from demotrace.capture.platform import WindowInfo
 from demotrace.model import Button, ButtonName, Marker
@@ -39,7 +41,9 @@ from demotrace.protocol import INPUT_ONLY_MARKER_KIND, NOT_CAPTURED_MARKER_KIND
 from demotrace.redact.text import redact_text
 
 # Reasons that belong to the focused window (others - pause, exemption, battery - hold for every window).
-WINDOW_REASONS = frozenset({"denied app", "denied title", "not allowlisted"})
+WINDOW_REASONS = frozenset(
+    {"denied app", "denied title", "denied url", "private window", "unknown page", "not allowlisted"}
+)
 # Button events of clicks held while the focused window may not be captured (a few clicks' worth).
 MAX_HELD_CLICK_EVENTS = 8
 
@@ -71,9 +75,16 @@ class GateSpans:
     """The decision in force at this point of the event queue, and the span it may be in."""
 
     def __init__(
-        self, clock: Clock, policy: CapturePolicy, state: DeviceState, window: WindowInfo | None
+        self,
+        clock: Clock,
+        policy: CapturePolicy,
+        state: DeviceState,
+        window: WindowInfo | None,
+        pages: BrowserPages | None = None,
     ) -> None:
         self._clock = clock
+        # What the browser extension says about browser windows (fed by the processor, in queue order).
+        self.pages = pages if pages is not None else BrowserPages()
         # The policy and state in force at this point of the event queue (they travel with GateChanged).
         self.policy = policy
         self.state = state
@@ -94,12 +105,16 @@ class GateSpans:
 
     def refresh(self, ns: int, now: float) -> GateChange | None:
         """Decide again (the window or the gate changed, or a pause ran out); a change counts from ``ns``."""
-        decision = decide(self.policy, window_context(self.window), self.state, now)
+        decision = decide(self.policy, self.context(), self.state, now)
         self.expires = decision_expires(self.state, now)
         if decision == self.decision:
             return None
         previous, self.decision = self.decision, decision
         return self._change(previous, decision, ns)
+
+    def context(self) -> WindowContext | None:
+        """What the policy is told about the window in force."""
+        return self.pages.context(self.window, self.policy, focused=True)
 
     def gate_changed(
         self, policy: CapturePolicy, state: DeviceState, ns: int, now: float
@@ -171,9 +186,13 @@ class GateSpans:
             return None
         return marker
 
-    def allows_input_to(self, target: WindowInfo | None, now: float) -> bool:
-        """May input to ``target`` (the window under the pointer) be captured?"""
-        return decide(self.policy, window_context(target), self.state, now).input_allowed
+    def allows_input_to(
+        self, target: WindowInfo | None, now: float, stack: Sequence[WindowInfo] = ()
+    ) -> bool:
+        """May input to ``target`` (the window under the pointer, one of the visible ``stack``) be
+        captured?"""
+        context = self.pages.context(target, self.policy, focused=False, stack=stack)
+        return decide(self.policy, context, self.state, now).input_allowed
 
     def press_written(self, event: Button, target_allowed: bool, target_id: int) -> bool:
         """Is this press written now? ``target_allowed``: may the window it lands on (``target_id``) be

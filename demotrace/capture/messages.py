@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from demotrace.capture.browser_pages import BrowserReport
 from demotrace.capture.masked_echo import EchoReading
 from demotrace.capture.platform import WindowInfo
 from demotrace.model import FrameTaken
@@ -92,6 +93,14 @@ class EchoChecked(msgspec.Struct, frozen=True, gc=False):
     reading: EchoReading
 
 
+class BrowserReported(msgspec.Struct, frozen=True, gc=False):
+    """The browser extension of process ``pid`` reported (``report``), or its host hung up (None)."""
+
+    ns: int
+    pid: int
+    report: BrowserReport | None
+
+
 class FrameDone(msgspec.Struct, frozen=True, gc=False):
     """A requested frame is written (``taken``) or not (None); every request gets one."""
 
@@ -111,6 +120,7 @@ Message = (
     | GateChanged
     | TaskMarked
     | EchoChecked
+    | BrowserReported
     | FrameDone
     | Drain
 )

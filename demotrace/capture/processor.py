@@ -1,7 +1,8 @@
 """The processing thread: queued messages -> decided, redacted model events -> batches in the sink.
 
 It waits on the event queue with a timeout only while something is unflushed or a deadline is pending
-(a batch due, a typing burst going quiet, a pause ending, a masked-echo verdict), so nothing wakes up
+(a batch due, a typing burst going quiet, a pause ending, a masked-echo verdict, a browser report that
+follows a focus change or a click: :mod:`~demotrace.capture.page_events`), so nothing wakes up
 while the user is idle. Per message it keeps the pointer path, asks for frames, and asks the pure state
 machines - :mod:`~demotrace.capture.gate_spans` (what the policy gate lets through) and
 :mod:`~demotrace.capture.password` (password bursts, the masked-echo wait) - what to write; all of it in
@@ -22,8 +23,10 @@ from typing import Any, Protocol
 from demotrace.capture import keys as key_names
 from demotrace.capture import triggers
 from demotrace.capture.batches import PendingBatch, RedactedOutput
-from demotrace.capture.gate_spans import GateChange, GateSpans, window_context
+from demotrace.capture.browser_pages import BrowserPages
+from demotrace.capture.gate_spans import GateChange, GateSpans
 from demotrace.capture.messages import (
+    BrowserReported,
     ButtonChanged,
     Clock,
     Drain,
@@ -38,11 +41,12 @@ from demotrace.capture.messages import (
     Scrolled,
     TaskMarked,
 )
+from demotrace.capture.page_events import PageEvents
 from demotrace.capture.password import PasswordBursts, PasswordProbe
 from demotrace.capture.paths import TimedPoint, relative_path
-from demotrace.capture.platform import ScreenLayout, WindowInfo
+from demotrace.capture.platform import ScreenLayout, WindowInfo, window_event
 from demotrace.capture.sink import RecordSink, SinkError
-from demotrace.model import Button, ButtonName, Key, Marker, MovePath, Scroll, SessionHeader, Window
+from demotrace.model import Button, ButtonName, Key, Marker, MovePath, Scroll, SessionHeader
 from demotrace.policy import CaptureGate, is_password_window
 from demotrace.protocol import STOP_MARKER_KIND
 from demotrace.threads import name_os_thread
@@ -65,34 +69,6 @@ class FrameRequests(Protocol):
         ...
 
 
-def window_event(info: WindowInfo | None, layout: ScreenLayout, t: float, wall: float) -> Window:
-    if info is None:  # nothing focused: the desktop itself
-        return Window(
-            t=t,
-            wall=wall,
-            app="",
-            title="",
-            pid=None,
-            x=0,
-            y=0,
-            width=layout.width,
-            height=layout.height,
-            window_id=0,
-        )
-    return Window(
-        t=t,
-        wall=wall,
-        app=info.app,
-        title=info.title,
-        pid=info.pid,
-        x=info.x,
-        y=info.y,
-        width=info.width,
-        height=info.height,
-        window_id=info.window_id,
-    )
-
-
 class Processor:
     """Queue -> decided, redacted model events -> batches. All state here is touched by the processing
     thread only (``run``, on the thread ``start`` starts)."""
@@ -113,6 +89,8 @@ class Processor:
         window: WindowInfo | None,
         password_probes: Sequence[PasswordProbe] = (),
         look: Callable[[EchoLook], None] | None = None,
+        pages: BrowserPages | None = None,
+        visible_windows: Callable[[], list[WindowInfo]] = list,
         batch_seconds: float = 1.0,
         batch_max_events: int = 500,
         fail: Callable[[str], None],
@@ -124,6 +102,7 @@ class Processor:
         self._gate = gate
         self._frames = frames
         self._window_at = window_at
+        self._visible_windows = visible_windows
         self._follow_pointer_window = follow_pointer_window
         self._pointer = pointer
         self._look = look
@@ -135,17 +114,18 @@ class Processor:
         self._double_click_s = header.double_click_ms / 1000
         self._double_click_px = header.double_click_px
         self._frames_in_flight = 0
-        self._last_window: tuple[int, str] | None = None
+        self._last_window: tuple[int, str, str | None] | None = None
         self._window_id = 0  # of the window last reported; a frame asked for now is of that window
         # The privacy gate: the window events are decided against, and the decision in force.
-        self._spans = GateSpans(clock, gate.policy, gate.state, window)
+        self._spans = GateSpans(clock, gate.policy, gate.state, window, pages)
+        self._pages = PageEvents(clock, self._spans.pages)  # what the browser extension reports
         self._dropped_presses: set[str] = set()  # keys whose press was not written: drop their release
         self._target_cache: tuple[tuple[int, int], tuple[bool, int]] | None = None
         self._passwords = PasswordBursts(
             clock,
             self._out.redactor.gap_s,
             (layout.width, layout.height),
-            password_probes,
+            (*password_probes, self._pages.sensitive_field),
             echo=look is not None,
         )
         self._stalled: deque[Message] = deque()  # held while a masked-echo verdict is awaited
@@ -176,12 +156,15 @@ class Processor:
             self._frames_in_flight += 1
 
     def _note_window(self, info: WindowInfo | None, stamp_ns: int, *, force: bool = False) -> None:
-        identity = (0, "") if info is None else (info.window_id, info.title)
+        context = self._spans.context() if self._spans.policy.record_urls else None
+        url = context.url if context is not None else None
+        identity = (0, "", None) if info is None else (info.window_id, info.title, url)
         if identity == self._last_window and not force:
             return
         self._last_window = identity
         self._window_id = identity[0]
-        self._out.emit(window_event(info, self._layout, self._clock.t(stamp_ns), self._clock.wall(stamp_ns)))
+        clock = self._clock
+        self._out.emit(window_event(info, self._layout, clock.t(stamp_ns), clock.wall(stamp_ns), url))
 
     def _decide_frame(self, kind: triggers.InputKind, stamp_ns: int, **facts: Any) -> None:
         if not self._spans.decision.screen_allowed:
@@ -202,7 +185,7 @@ class Processor:
     def _decided(self, change: GateChange | None, ns: int) -> None:
         """After the gate decided again (at ``ns``): act on what its change asks for."""
         spans = self._spans
-        self._passwords.in_password_window = is_password_window(spans.policy, window_context(spans.window))
+        self._passwords.in_password_window = is_password_window(spans.policy, spans.context())
         self._target_cache = None
         if change is None:
             return
@@ -234,6 +217,7 @@ class Processor:
             self._decided(spans.refresh(ended_ns, self._gate.clock()), ended_ns)
 
     def _set_window(self, info: WindowInfo | None, ns: int) -> None:
+        self._pages.focus_changed(info, time.perf_counter())
         self._decided(self._spans.focus(info, ns, self._gate.clock()), ns)
         if self._spans.decision.input_allowed:
             self._note_window(info, ns)
@@ -248,7 +232,9 @@ class Processor:
         if self._target_cache is not None and self._target_cache[0] == (x, y):
             return self._target_cache[1]
         target = self._window_at(x, y)
-        answer = (self._spans.allows_input_to(target, self._gate.clock()), target.window_id if target else 0)
+        stack = self._visible_windows() if self._spans.pages.state_of(target) is not None else []
+        allowed = self._spans.allows_input_to(target, self._gate.clock(), stack)
+        answer = (allowed, target.window_id if target else 0)
         self._target_cache = ((x, y), answer)
         return answer
 
@@ -285,6 +271,7 @@ class Processor:
         self._close_path()
         self._passwords.end()
         if pressed:
+            self._pages.pressed(spans.window, time.perf_counter())
             self._passwords.clicked(x, y, spans.window.window_id if spans.window is not None else 0)
             self._decide_frame("button_down", ns, x=x, y=y, button=name)
         else:
@@ -360,6 +347,23 @@ class Processor:
             self._close_path()
             self._out.emit(marker)
 
+    def _on_browser(self, message: BrowserReported) -> None:
+        """A browser report: decide again (the page may have changed), then write the window (its URL)
+        and the element clicked or focused; typing into a password field ends the burst (see probes)."""
+        spans = self._spans
+        record = spans.policy.record_page_elements and spans.decision.input_allowed
+        report, ns = message.report, message.ns
+        news = self._pages.take(message.pid, report, ns, window=spans.window, record_elements=record)
+        self._decided(spans.refresh(ns, self._gate.clock()), ns)
+        if spans.decision.input_allowed:
+            self._note_window(spans.window, ns)
+            if news.sensitive_focus:
+                self._out.end_burst()
+                self._passwords.end()
+            if news.element is not None:
+                self._close_path()
+                self._out.emit(news.element)
+
     def _hide_password(self, marker: Marker | None) -> None:
         """A field takes a password: cut its keys out of the held burst, as if typed in a password
         window (one marker at its first key, the rest of the burst's keys dropped as they come)."""
@@ -396,6 +400,8 @@ class Processor:
                 self._decided(change, message.ns)
             case TaskMarked():
                 self._on_task_marker(message)
+            case BrowserReported():
+                self._on_browser(message)
             case EchoChecked():
                 pass  # taken before dispatch (see run)
 
@@ -403,6 +409,7 @@ class Processor:
         """Deadlines of the queue wait: a pause that ends, a typing burst that went quiet."""
         if self._passwords.waiting:
             return  # everything waits for the masked-echo verdict
+        self._pages.overdue(time.perf_counter())
         now_ns = time.perf_counter_ns()
         self._check_expiry(now_ns)
         self._out.flush_if_quiet(self._clock.t(now_ns))
@@ -428,6 +435,8 @@ class Processor:
         deadline = self._passwords.deadline
         if deadline is not None:
             waits.append(deadline - now)  # the other deadlines wait for the verdict
+        elif self._pages.deadline is not None:
+            waits.append(self._pages.deadline - now)
         else:
             quiet_at = self._out.quiet_at()
             if quiet_at is not None:
@@ -442,7 +451,7 @@ class Processor:
 
     def run(self) -> None:
         """Process messages until a Drain and every frame it waits for; then write the rest and stop."""
-        events, passwords = self._events, self._passwords
+        events, passwords, pages = self._events, self._passwords, self._pages
         try:
             start_ns = self._clock.start_ns
             self._decided(self._spans.refresh(start_ns, self._gate.clock()), start_ns)
@@ -459,15 +468,17 @@ class Processor:
                     self._hide_password(
                         passwords.verdict(message.check_id, message.reading, self._out.last_key_t)
                     )
-                elif message is not None and passwords.waiting:
+                elif isinstance(message, BrowserReported) and not passwords.waiting:
+                    self._dispatch(message)  # what the held messages wait for
+                elif message is not None and (passwords.waiting or pages.waiting):
                     self._stalled.append(message)  # a burst must not be released before its verdict
                 elif message is not None:
                     self._dispatch(message)
                 self._hide_password(passwords.overdue(time.perf_counter(), self._out.last_key_t))
-                while self._stalled and not passwords.waiting:
+                while self._stalled and not passwords.waiting and not pages.waiting:
                     self._dispatch(self._stalled.popleft())
                 self._on_time_passed()
-                idle = not self._stalled and not passwords.waiting
+                idle = not self._stalled and not passwords.waiting and not pages.waiting
                 if self._draining and idle and self._frames_in_flight == 0 and events.empty():
                     break
                 if self._frames_in_flight == 0 and self._out.batch.due(

@@ -36,10 +36,13 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from demotrace.capture.browser_bridge import BrowserBridge
+from demotrace.capture.browser_pages import BrowserReport
 from demotrace.capture.echo_checker import EchoChecker
 from demotrace.capture.frame_pipeline import FramePipeline, FrameStream
 from demotrace.capture.latency import LatencyRing, LatencyStats, latency_stats
 from demotrace.capture.messages import (
+    BrowserReported,
     ButtonChanged,
     Clock,
     Drain,
@@ -147,6 +150,7 @@ class Recorder:
         gate: CaptureGate | None = None,
         password_probes: Sequence[PasswordProbe] = (),
         scrubber: FrameScrubber | None = None,
+        browser: BrowserBridge | None = None,
     ) -> None:
         self.sink = sink
         self.device_id = device_id
@@ -155,6 +159,8 @@ class Recorder:
         self.password_probes = tuple(password_probes)
         # OCR redaction of every frame before it is encoded; None: frames are not scrubbed (tests only).
         self.scrubber = scrubber
+        # The browser extension's reports (pages and elements); None: browsers are known by title only.
+        self.browser = browser
         self.batch_seconds = batch_seconds
         self.batch_max_events = batch_max_events
         self.session_id = uuid.uuid4().hex
@@ -236,6 +242,10 @@ class Recorder:
         # events after it under this one, however late the processing thread gets to them.
         gate = self.gate
         self._events.put_nowait(GateChanged(time.perf_counter_ns(), gate.policy, gate.state))
+
+    def _on_browser_report(self, pid: int, report: BrowserReport | None) -> None:
+        # On the bridge's connection thread: queue it, decide nothing here.
+        self._events.put_nowait(BrowserReported(time.perf_counter_ns(), pid, report))
 
     def _fail(self, failure: RecorderError) -> None:
         with self._failure_lock:
@@ -326,7 +336,9 @@ class Recorder:
         )
         post = self._events.put_nowait
         stream = FrameStream(self.sink, self.session_id, self.device_id, clock, post, self._fail_with)
-        frames = FramePipeline(stream, layout, platform, self.gate, self.display, self.scrubber)
+        frames = FramePipeline(
+            stream, layout, platform, self.gate, self.display, self.scrubber, browser=self.browser
+        )
         self._frames = frames
         echo_checker = EchoChecker(self.display, post)
         self._echo_checker = echo_checker
@@ -336,6 +348,7 @@ class Recorder:
 
         # Before the processor takes its first look at the gate, so no change falls in between.
         self.gate.subscribe(self._on_gate_changed)
+        pages = self.browser.subscribe(self._on_browser_report) if self.browser is not None else None
         processor = Processor(
             self._events,
             self.sink,
@@ -350,6 +363,8 @@ class Recorder:
             window=window,
             password_probes=(accessibility_probe, *self.password_probes),
             look=echo_checker.look,
+            pages=pages,
+            visible_windows=platform.visible_windows,
             batch_seconds=self.batch_seconds,
             batch_max_events=self.batch_max_events,
             fail=self._fail_with,
@@ -385,6 +400,8 @@ class Recorder:
             processor.join()
             echo_checker.finish()
             self.gate.unsubscribe(self._on_gate_changed)
+            if self.browser is not None:
+                self.browser.subscribe(None)
 
 
 def record_until_signal(
@@ -400,6 +417,7 @@ def record_until_signal(
     gate: CaptureGate | None = None,
     on_recorder: Callable[[Recorder], None] | None = None,
     scrubber: FrameScrubber | None = None,
+    browser: BrowserBridge | None = None,
 ) -> int:
     """Record until SIGINT or SIGTERM; returns the exit code (0 clean stop, 1 error, printed to stderr).
 
@@ -427,6 +445,7 @@ def record_until_signal(
         on_stopping=on_stopping,
         gate=gate,
         scrubber=scrubber,
+        browser=browser,
     )
     if on_recorder is not None:
         on_recorder(recorder)  # e.g. the control socket, which needs recorder.mark for task markers

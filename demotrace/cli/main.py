@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from demotrace.cli.admin import register_admin_commands
+from demotrace.cli.browser import register_browser_commands
 from demotrace.cli.build import register_build_commands
 from demotrace.cli.control import register_control_commands
 from demotrace.cli.demo import register_demo_commands
@@ -32,6 +33,7 @@ register_replay_commands(app)  # replay
 register_control_commands(app)  # pause, resume, status, task, tray
 register_exemption_commands(app)  # exemption
 register_admin_commands(app)  # admin
+register_browser_commands(app)  # browser
 
 
 def main() -> None:

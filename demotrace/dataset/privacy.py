@@ -226,7 +226,10 @@ class Scrubber:
 
 
 def scrub_window(window: Window, scrubber: Scrubber) -> Window:
-    return msgspec.structs.replace(window, app=scrubber.app(window.app), title=scrubber.text(window.title))
+    url = scrubber.text(window.url) if window.url is not None else None
+    return msgspec.structs.replace(
+        window, app=scrubber.app(window.app), title=scrubber.text(window.title), url=url
+    )
 
 
 def scrub_actions(actions: Sequence[Action], scrubber: Scrubber) -> list[Action]:
@@ -242,7 +245,10 @@ def scrub_actions(actions: Sequence[Action], scrubber: Scrubber) -> list[Action]
     for action in actions:
         window = scrubbed_window(action.window) if action.window is not None else None
         text = scrubber.text(action.text) if action.text is not None else None
-        result.append(msgspec.structs.replace(action, window=window, text=text))
+        element = action.element
+        if element is not None:  # an element's name is page text: a label may hold an email, a name
+            element = msgspec.structs.replace(element, name=scrubber.text(element.name))
+        result.append(msgspec.structs.replace(action, window=window, text=text, element=element))
     return result
 
 

@@ -6,7 +6,8 @@ A chain of small pure functions over lists, each data in, data out:
    where coalescing must stop (markers, focus changes). A "redacted" marker is not a barrier: it types
    its ``<KIND>`` placeholder, so a burst reads 'card <CREDIT_CARD> ok' where the device dropped keys.
 2. ``coalesce_typing``, ``group_multi_clicks``, ``coalesce_scrolls``: merge runs of neighbouring steps.
-3. ``attach_paths``, ``attach_context``: hand cursor movement, window and frame to each action.
+3. ``attach_paths``, ``attach_context``, ``attach_elements``: hand cursor movement, window, frame and the
+   page element it landed on (browser extension reports) to each action.
 
 Nothing is invented from movement alone: a MovePath only ever becomes part of another action.
 """
@@ -28,6 +29,7 @@ from demotrace.model import (
     ActionKind,
     Button,
     ButtonName,
+    Element,
     Event,
     FrameTaken,
     Key,
@@ -43,6 +45,10 @@ DRAG_THRESHOLD_PX = 5
 SCROLL_GAP_S = 0.6
 SCROLL_RADIUS_PX = 30
 TYPE_BURST_GAP_S = 2.0
+# A page reports what a click hit a few ms after the press (the recorder waits up to 0.3 s for it).
+CLICK_REPORT_S = 1.0
+CLICK_REPORT_PX = 3
+_POINTER_KINDS = frozenset({"click", "double_click", "triple_click", "right_click", "middle_click", "drag"})
 REDACTED_PLACEHOLDER = "<REDACTED>"
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
@@ -95,7 +101,7 @@ class _FocusChange:
 
 
 Step = Action | _Interruption | _FocusChange
-_Timed = TypeVar("_Timed", Window, FrameTaken)
+_Timed = TypeVar("_Timed", Window, FrameTaken, Element)
 
 
 def modifier_name(key: str) -> str | None:
@@ -415,6 +421,39 @@ def attach_context(actions: Sequence[Action], events: Sequence[Event]) -> list[A
     return result
 
 
+def _click_report(action: Action, clicks: Sequence[Element], times: Sequence[float]) -> Element | None:
+    start = bisect.bisect_left(times, action.t)
+    for report in clicks[start:]:
+        if report.t > action.t + CLICK_REPORT_S:
+            break
+        if report.x is None or report.y is None or action.x is None or action.y is None:
+            continue
+        if abs(report.x - action.x) <= CLICK_REPORT_PX and abs(report.y - action.y) <= CLICK_REPORT_PX:
+            return report
+    return None
+
+
+def attach_elements(actions: Sequence[Action], events: Sequence[Event]) -> list[Action]:
+    """Give a click the element its page reported at that point right after it, and typing the field
+    that had focus (reported since its window last changed)."""
+    elements = [event for event in events if isinstance(event, Element)]
+    clicks = [element for element in elements if element.event == "click"]
+    click_times = [click.t for click in clicks]
+    fields = [element for element in elements if element.event == "focus"]
+    field_times = [field.t for field in fields]
+    result = []
+    for action in actions:
+        found: Element | None = None
+        if action.kind in _POINTER_KINDS:
+            found = _click_report(action, clicks, click_times)
+        elif action.kind == "type":
+            found = _latest_at_or_before(fields, field_times, action.t)
+            if found is not None and action.window is not None and found.t < action.window.t:
+                found = None  # focus was reported in a window left since
+        result.append(action if found is None else msgspec.structs.replace(action, element=found.element))
+    return result
+
+
 def reduce_events(
     header: SessionHeader, events: list[Event], *, type_gap: float = TYPE_BURST_GAP_S
 ) -> list[Action]:
@@ -425,4 +464,4 @@ def reduce_events(
     steps = group_multi_clicks(steps, header.double_click_ms, header.double_click_px)
     steps = coalesce_scrolls(steps)
     actions = [step for step in steps if isinstance(step, Action)]
-    return attach_context(attach_paths(actions, points), events)
+    return attach_elements(attach_context(attach_paths(actions, points), events), events)

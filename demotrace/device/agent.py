@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from demotrace.capture.browser_bridge import BridgeError, BrowserBridge
 from demotrace.capture.ocr_process import OcrProcessScrubber
 from demotrace.capture.recorder import Recorder, record_until_signal
 from demotrace.capture.scrub import DeferredScrubWorker
@@ -45,6 +46,7 @@ class AgentConfig:
     policy: Path | None = None  # a local policy file: wins over the fleet policy
     control_socket: Path | None = None
     pause_state: Path | None = None
+    browser_socket: Path | None = None  # where the browser extension's host reports (None: default)
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
@@ -156,13 +158,27 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 ).start()
             )
 
+        # The browser extension's reports: pages decide browser windows, not their titles.
+        browser: BrowserBridge | None
+        try:
+            browser = BrowserBridge(config.browser_socket).start()
+        except BridgeError as error:
+            say(f"warning: {error}; browser pages cannot be told apart (allowlisted sites are not captured)")
+            browser = None
         try:
             return record_until_signal(
-                store, device_id, gate=gate, on_recorder=attach_control, scrubber=frame_scrubber
+                store,
+                device_id,
+                gate=gate,
+                on_recorder=attach_control,
+                scrubber=frame_scrubber,
+                browser=browser,
             )
         finally:
             for local in control:
                 local.stop()
+            if browser is not None:
+                browser.stop()
     finally:
         if sync is not None:
             sync.stop()

@@ -13,8 +13,6 @@ import logging
 import os
 import queue
 import socket
-import stat
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,32 +25,14 @@ from demotrace.device.control_protocol import (
     message_line,
 )
 from demotrace.device.pause import PauseController, default_pause_state_file, pause_minutes_for
+from demotrace.local_socket import PrivateListener, peer_uid
 from demotrace.policy import CaptureGate
-from demotrace.threads import name_os_thread
 
 MAX_TASK_TEXT_CHARS = 500
 # A client that connects and then says nothing must not hold a handler thread forever.
 CLIENT_IDLE_TIMEOUT = 30.0
-_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 log = logging.getLogger(__name__)
-
-
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` 0700, or check an existing one is ours and closed to others."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = directory.stat()
-    if info.st_uid != os.getuid():
-        raise ControlError(f"{directory} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(directory, 0o700)
-
-
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket (as the kernel saw it at connect)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    _pid, uid, _gid = _PEERCRED.unpack(creds)
-    return int(uid)
 
 
 def _answer(conn: socket.socket, message: dict[str, Any]) -> None:
@@ -96,84 +76,33 @@ class ControlServer:
         self.controller = controller
         self.on_task_marker = on_task_marker
         self.path = path or default_socket_path()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._server = PrivateListener(self.path, self._serve, "demotrace-control")
         self._watchers: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
         self._watchers_lock = threading.Lock()
         controller.gate.subscribe(self._gate_changed)
 
     def start(self) -> ControlServer:
-        ensure_private_dir(self.path.parent)
-        self._remove_stale_socket()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is created 0600: never open to others, not even briefly
         try:
-            listener.bind(str(self.path))
+            self._server.start()
+        except FileExistsError as error:
+            raise ControlError(f"another recorder already answers on {self.path}") from error
+        except PermissionError as error:
+            raise ControlError(str(error)) from error
         except OSError as error:
-            listener.close()
             raise ControlError(f"cannot create control socket {self.path}: {error}") from error
-        finally:
-            os.umask(old_umask)
-        listener.listen(16)
-        self._listener = listener
-        # The thread gets the listener itself: a stop() right after start() may clear self._listener first.
-        self._thread = threading.Thread(
-            target=self._accept_loop, args=(listener,), name="demotrace-control", daemon=True
-        )
-        self._thread.start()
         return self
 
-    def _remove_stale_socket(self) -> None:
-        if not self.path.exists() and not self.path.is_symlink():
-            return
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.path))
-        except OSError:
-            self.path.unlink(missing_ok=True)  # left by a recorder that died
-            return
-        finally:
-            probe.close()
-        raise ControlError(f"another recorder already answers on {self.path}")
-
     def stop(self) -> None:
-        self._stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone would not on Linux.
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        self._server.stop()
         with self._watchers_lock:
             for watcher in self._watchers:
                 watcher.put(None)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
     def __enter__(self) -> ControlServer:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-    def _accept_loop(self, listener: socket.socket) -> None:
-        name_os_thread()
-        while not self._stopping.is_set():
-            try:
-                conn, _address = listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                log.exception("control socket accept failed")
-                return
-            # One thread per connection: a slow or silent client never holds up the next one.
-            threading.Thread(
-                target=self._serve, args=(conn,), name="demotrace-control-conn", daemon=True
-            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from demotrace.model import Monitor
+from demotrace.model import Monitor, Window
 
 
 class PlatformError(Exception):
@@ -42,6 +42,38 @@ class ScreenLayout:
     width: int
     height: int
     monitors: list[Monitor]
+
+
+def window_event(
+    info: WindowInfo | None, layout: ScreenLayout, t: float, wall: float, url: str | None = None
+) -> Window:
+    """The model's Window event for a window (None: the desktop itself, nothing focused)."""
+    if info is None:  # nothing focused: the desktop itself
+        return Window(
+            t=t,
+            wall=wall,
+            app="",
+            title="",
+            pid=None,
+            x=0,
+            y=0,
+            width=layout.width,
+            height=layout.height,
+            window_id=0,
+        )
+    return Window(
+        t=t,
+        wall=wall,
+        app=info.app,
+        title=info.title,
+        pid=info.pid,
+        x=info.x,
+        y=info.y,
+        width=info.width,
+        height=info.height,
+        window_id=info.window_id,
+        url=url,
+    )
 
 
 class WindowWatch(Protocol):

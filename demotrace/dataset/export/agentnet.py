@@ -12,7 +12,7 @@ from collections.abc import Callable
 import msgspec
 
 from demotrace.dataset.episodes import EndReason, Episode, InstructionSource
-from demotrace.model import Action, ActionKind
+from demotrace.model import Action, ActionKind, PageElement
 
 _DECIMALS = 4
 
@@ -58,6 +58,10 @@ class ActionDetail(msgspec.Struct):
     dy: int
     t: float  # recorder clock (seconds): t_end - t is how long the action took
     t_end: float
+    # In a browser page (from the browser extension, where the policy allows): the page's URL (origin and
+    # path) and the element clicked or typed into (role, accessible name, input type, box in pixels).
+    url: str | None = None
+    element: PageElement | None = None
 
 
 class StepValue(msgspec.Struct):
@@ -145,6 +149,8 @@ def action_detail(action: Action) -> ActionDetail:
         dy=action.dy,
         t=action.t,
         t_end=action.t_end,
+        url=action.window.url if action.window is not None else None,
+        element=action.element,
     )
 
 
@@ -210,6 +216,7 @@ def actions_from_trajectory(trajectory: Trajectory) -> list[Action]:
             keys=detail.keys,
             dx=detail.dx,
             dy=detail.dy,
+            element=detail.element,
         )
         for step in trajectory.traj
         for detail in [step.action_detail]
