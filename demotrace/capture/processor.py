@@ -4,10 +4,9 @@ It waits on the event queue with a timeout only while something is unflushed or 
 (a batch due, a typing burst going quiet, a pause ending, a masked-echo verdict, a browser report that
 follows a focus change or a click: :mod:`~demotrace.capture.page_events`), so nothing wakes up
 while the user is idle. Per message it keeps the pointer path, asks for frames, and asks the pure state
-machines - :mod:`~demotrace.capture.gate_spans` (what the policy gate lets through) and
-:mod:`~demotrace.capture.password` (password bursts, the masked-echo wait) - what to write; all of it in
-memory, before anything is written. What is written passes
-:class:`~demotrace.capture.batches.RedactedOutput` (typed-text redaction, then batches).
+machines (:mod:`~demotrace.capture.gate_spans`: what the policy gate lets through;
+:mod:`~demotrace.capture.password`: password bursts, the masked-echo wait) what to write, in memory,
+before :class:`~demotrace.capture.batches.RedactedOutput` (typed-text redaction, then batches).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from demotrace.capture import keys as key_names
 from demotrace.capture import triggers
@@ -38,8 +37,10 @@ from demotrace.capture.messages import (
     KeyChanged,
     Message,
     PointerMoved,
+    Queued,
     Scrolled,
     TaskMarked,
+    built,
 )
 from demotrace.capture.page_events import PageEvents
 from demotrace.capture.password import PasswordBursts, PasswordProbe
@@ -53,20 +54,10 @@ from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
-# A pointer path is cut after this many raw points (~4 s of motion at 125 Hz): it bounds memory and
-# the simplifier's worst case (quadratic in the points of one path).
+# A pointer path is cut after this many raw points (~4 s of motion at 125 Hz): bounds memory and the
+# simplifier's worst case (quadratic in a path's points).
 MAX_RAW_PATH_POINTS = 500
 _BUTTON_NAMES: dict[str, ButtonName] = {"left": "left", "right": "right", "middle": "middle"}
-
-
-class FrameRequests(Protocol):
-    """The frame pipeline as the processor sees it: every accepted request comes back as one FrameDone."""
-
-    def request(self, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> bool: ...
-
-    def finish(self) -> None:
-        """Answer every request made so far, then end (blocks)."""
-        ...
 
 
 class Processor:
@@ -75,13 +66,13 @@ class Processor:
 
     def __init__(
         self,
-        events: queue.SimpleQueue[Message],
+        events: queue.SimpleQueue[Queued],
         sink: RecordSink,
         header: SessionHeader,
         layout: ScreenLayout,
         clock: Clock,
         gate: CaptureGate,
-        frames: FrameRequests,
+        frames: triggers.FrameRequests,
         *,
         window_at: Callable[[int, int], WindowInfo | None],
         follow_pointer_window: bool,
@@ -461,7 +452,7 @@ class Processor:
             while True:
                 timeout = self._wait_timeout()
                 try:
-                    message = events.get() if timeout is None else events.get(timeout=timeout)
+                    message = built(events.get() if timeout is None else events.get(timeout=timeout))
                 except queue.Empty:
                     message = None
                 if isinstance(message, EchoChecked):

@@ -3,8 +3,8 @@
 Threads, and what each one sleeps on (nothing wakes up while the user is idle):
 
 - pynput keyboard and mouse listeners (X RECORD): the callbacks are the hot path. They read the
-  clock, ``put_nowait`` one small frozen message (:mod:`~demotrace.capture.messages`) on a SimpleQueue
-  and time themselves; nothing else.
+  clock, ``put_nowait`` one plain tuple (a message's class and fields; :mod:`~demotrace.capture.messages`)
+  on a SimpleQueue and time themselves; nothing else.
 - processing (:mod:`~demotrace.capture.processor`): turns queued messages into model events, keeps the
   pointer path, decides frames and commits batches; every privacy rule applies there, in memory, before
   anything is written (:mod:`~demotrace.capture.gate_spans`, :mod:`~demotrace.capture.password`).
@@ -49,8 +49,8 @@ from demotrace.capture.messages import (
     FocusChanged,
     GateChanged,
     KeyChanged,
-    Message,
     PointerMoved,
+    Queued,
     Scrolled,
     TaskMarked,
 )
@@ -166,7 +166,7 @@ class Recorder:
         self.session_id = uuid.uuid4().hex
         self._on_started = on_started
         self._on_stopping = on_stopping
-        self._events: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[Queued] = queue.SimpleQueue()
         self._keyboard_latency = LatencyRing()
         self._mouse_latency = LatencyRing()
         self._failure: RecorderError | None = None
@@ -180,27 +180,27 @@ class Recorder:
 
     def _on_move(self, x: int, y: int, injected: bool = False) -> None:
         entered, started = time.perf_counter_ns(), time.thread_time_ns()
-        self._events.put_nowait(PointerMoved(entered, x, y))
+        self._events.put_nowait((PointerMoved, entered, x, y))
         self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_click(self, x: int, y: int, button: Any, pressed: bool, injected: bool = False) -> None:
         entered, started = time.perf_counter_ns(), time.thread_time_ns()
-        self._events.put_nowait(ButtonChanged(entered, x, y, button, pressed))
+        self._events.put_nowait((ButtonChanged, entered, x, y, button, pressed))
         self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_scroll(self, x: int, y: int, dx: int, dy: int, injected: bool = False) -> None:
         entered, started = time.perf_counter_ns(), time.thread_time_ns()
-        self._events.put_nowait(Scrolled(entered, x, y, dx, dy))
+        self._events.put_nowait((Scrolled, entered, x, y, dx, dy))
         self._mouse_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_press(self, key: Any, injected: bool = False) -> None:
         entered, started = time.perf_counter_ns(), time.thread_time_ns()
-        self._events.put_nowait(KeyChanged(entered, key, True))
+        self._events.put_nowait((KeyChanged, entered, key, True))
         self._keyboard_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     def _on_release(self, key: Any, injected: bool = False) -> None:
         entered, started = time.perf_counter_ns(), time.thread_time_ns()
-        self._events.put_nowait(KeyChanged(entered, key, False))
+        self._events.put_nowait((KeyChanged, entered, key, False))
         self._keyboard_latency.add(time.perf_counter_ns() - entered, time.thread_time_ns() - started)
 
     # -- public ------------------------------------------------------------------------------

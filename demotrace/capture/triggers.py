@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from demotrace.model import Monitor
 
@@ -105,3 +105,13 @@ def monitor_at(monitors: list[Monitor], x: int, y: int) -> Monitor:
         ):
             return monitor
     return monitors[0]
+
+
+class FrameRequests(Protocol):
+    """The frame pipeline as the processor sees it: every accepted request comes back as one FrameDone."""
+
+    def request(self, trigger: str, stamp_ns: int, x: int, y: int, window_id: int) -> bool: ...
+
+    def finish(self) -> None:
+        """Answer every request made so far, then end (blocks)."""
+        ...
