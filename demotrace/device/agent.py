@@ -45,6 +45,9 @@ class AgentConfig:
     policy: Path | None = None  # a local policy file: wins over the fleet policy
     control_socket: Path | None = None
     pause_state: Path | None = None
+    ca_bundle: Path | None = None  # the only CA trusted for the collector (else the system's)
+    allow_plain_http: bool = False
+    spool_quota_bytes: int | None = None  # frames beyond it go, oldest unsent first
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
@@ -56,12 +59,21 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     )
 
     path = config.credentials or default_credentials_path()
+    ca_bundle = str(config.ca_bundle) if config.ca_bundle is not None else None
     if path.exists():
         device = load_credentials(path)
         if device.server_url.rstrip("/") != server.rstrip("/"):
             raise ValueError(f"{path} is enrolled with {device.server_url}, not {server}: run enroll")
+        if ca_bundle is not None or config.allow_plain_http:  # this run's flags win over enrolment's
+            device = msgspec.structs.replace(
+                device,
+                ca_bundle=ca_bundle or device.ca_bundle,
+                allow_plain_http=config.allow_plain_http or device.allow_plain_http,
+            )
         return device
-    device = enroll(server, device_name=config.device_id)
+    device = enroll(
+        server, device_name=config.device_id, ca_bundle=ca_bundle, allow_plain_http=config.allow_plain_http
+    )
     save_credentials(device, path)
     return device
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from demotrace.device.client import CollectorClient, TransportError
-from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.client import TransportError
+from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.record_upload import (
     RESUMABLE_THRESHOLD_BYTES,
     UPLOAD_CHUNK_BYTES,
@@ -120,9 +120,7 @@ class Uploader:
         self.last_decision: UploadDecision | None = None
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
         self._backlog = SpoolBacklogReader(spool.directory)
-        self._client = CollectorClient(
-            credentials.server_url, credentials.token, http=client, timeout=request_timeout
-        )
+        self._client = collector_client(credentials, http=client, timeout=request_timeout)
         self._sender = RecordSender(
             self._client,
             credentials.device_id,
