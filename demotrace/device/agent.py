@@ -103,7 +103,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
     keep_heap_flat()  # before any thread starts
     local_policy = load_policy(config.policy) if config.policy is not None else None
-    store: Spool = open_spool(config.spool, config.key)
+    store: Spool = open_spool(config.spool, config.key, config.spool_quota_bytes)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
     if shutil.which("tesseract") is None:
         say("warning: tesseract-ocr is missing: frames cannot be scrubbed and are dropped")
@@ -157,6 +157,13 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
         control: list[LocalControl] = []
 
+        def health() -> dict[str, Any]:
+            """What `demotrace status` shows beyond pause and policy: why uploads fail, what was dropped."""
+            answer: dict[str, Any] = dict(store.room())
+            if uploader is not None:
+                answer["upload_error"] = uploader.last_error
+            return answer
+
         def attach_control(recorder: Recorder) -> None:
             control.append(
                 LocalControl(
@@ -165,6 +172,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                     socket_path=config.control_socket,
                     state_file=config.pause_state,
                     pending_count=store.pending_count,
+                    health=health,
                 ).start()
             )
 
