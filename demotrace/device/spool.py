@@ -219,20 +219,25 @@ class Spool:
         """Write the events waiting in memory and ``rows``; False if ``rows`` (frames) were dropped."""
         waiting, self._unwritten, self._unwritten_bytes = self._unwritten, [], 0
         size = sum(len(row[5]) for row in rows)
+        stored = self._try_insert(waiting, rows, droppable, size)
+        if stored is None:
+            return self._insert_after_full(waiting, rows, droppable, size)
+        self.disk_full = False
+        self._reserve.ensure()
+        return stored
+
+    def _try_insert(self, waiting: list[_Row], rows: list[_Row], droppable: bool, size: int) -> bool | None:
+        """One transaction of ``_insert``; None when the disk is full (nothing was written)."""
         uncounted = self._uncounted_drops
         try:
             with self._transaction() as db:
-                stored = self._insert(db, waiting, rows, droppable, size)
+                return self._insert(db, waiting, rows, droppable, size)
         except NoRoom:
             self._uncounted_drops = uncounted
-            stored = self._insert_after_full(waiting, rows, droppable, size)
+            return None
         except BaseException:
             self._uncounted_drops = uncounted
             raise
-        else:
-            self.disk_full = False
-            self._reserve.ensure()
-        return stored
 
     def _insert(
         self, db: sqlite3.Connection, waiting: list[_Row], rows: list[_Row], droppable: bool, size: int
@@ -272,13 +277,8 @@ class Spool:
         with contextlib.suppress(NoRoom, SpoolError), self._transaction() as db:
             spool_room.evict_frames(db, lambda freed: freed < needed, DROP_DISK_FULL)
         self._checkpoint()
-        uncounted = self._uncounted_drops
-        try:
-            with self._transaction() as db:
-                stored = self._insert(db, waiting, rows, droppable, size)
-        except NoRoom:
-            self._uncounted_drops = uncounted
-        else:
+        stored = self._try_insert(waiting, rows, droppable, size)
+        if stored is not None:
             return stored
         if droppable:
             self._unwritten = waiting
