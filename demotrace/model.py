@@ -246,7 +246,7 @@ def encode_record(record: Record) -> bytes:
     return _record_encoder.encode(record)
 
 
-def decode_record(data: bytes) -> Record:
+def decode_record(data: bytes | bytearray | memoryview) -> Record:
     """Decode one MessagePack record; raises msgspec.ValidationError / DecodeError on bad input."""
     record: Record = _record_decoder.decode(data)
     return record

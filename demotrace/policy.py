@@ -207,6 +207,8 @@ def parse_policy(text: str, source: str = "policy") -> CapturePolicy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{source}: not valid TOML: {error}") from error
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise PolicyError(f"{source}: nested too deeply to be a policy") from None
     try:
         return msgspec.convert(data, CapturePolicy)
     except msgspec.ValidationError as error:

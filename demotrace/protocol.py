@@ -39,10 +39,13 @@ UPLOAD_PATH = f"{API_PREFIX}/uploads/{{upload_id}}"
 EXEMPTIONS_PATH = f"{API_PREFIX}/exemptions"
 DEVICE_POLICY_PATH = f"{API_PREFIX}/device/policy"
 DEVICE_EXEMPTION_APPLIED_PATH = f"{API_PREFIX}/device/exemption-applied"
+DEVICE_REPORT_PATH = f"{API_PREFIX}/device/report"
 ADMIN_EXEMPTIONS_PATH = f"{API_PREFIX}/admin/exemptions"
 ADMIN_EXEMPTION_DECISION_PATH = f"{API_PREFIX}/admin/exemptions/{{request_id}}/{{decision}}"
 ADMIN_POLICY_PATH = f"{API_PREFIX}/admin/policy"
 ADMIN_AUDIT_PATH = f"{API_PREFIX}/admin/audit"
+ADMIN_DEVICES_PATH = f"{API_PREFIX}/admin/devices"
+ADMIN_DEVICE_REVOKE_PATH = f"{API_PREFIX}/admin/devices/{{device_id}}/revoke"
 
 
 def path_for(template: str, **ids: str) -> str:

@@ -28,6 +28,7 @@ from test_uploader import HeldBlobStore
 from demotrace.collector.app import create_app
 from demotrace.collector.errors import BadRequest, Conflict, PayloadTooLarge, Unauthorized
 from demotrace.collector.ingest import IngestService, decompress_bounded
+from demotrace.collector.limits import CollectorLimits
 from demotrace.collector.reader import CollectorReader, iter_batches, load_frame
 from demotrace.collector.server import ServerThread
 from demotrace.collector.store import (
@@ -271,7 +272,14 @@ def test_resending_stores_once(live: Live) -> None:
     assert len(live.blob_files()) == 1
 
 
-def test_concurrent_duplicates_store_once_and_never_fail(live: Live) -> None:
+def test_concurrent_duplicates_store_once_and_never_fail(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    app = create_app(data_dir, limits=CollectorLimits(max_uploads_per_device=8))
+    with ServerThread(app) as server, httpx.Client(timeout=30) as client:
+        _concurrent_duplicates(Live(server.url, data_dir, client))
+
+
+def _concurrent_duplicates(live: Live) -> None:
     _, token = live.enroll()
     record = make_frame("s", 0, size=256 * 1024)
     body = packed(record)
@@ -633,7 +641,13 @@ def test_the_http_layer_runs_on_each_backend(database_url: str, tmp_path: Path) 
 def test_uploads_past_the_concurrency_limit_are_told_to_come_back(database_url: str, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     blobs = HeldBlobStore(data_dir / "blobs")
-    app = create_app(data_dir, database_url=database_url, blob_store=blobs, max_concurrent_ingests=2)
+    app = create_app(
+        data_dir,
+        database_url=database_url,
+        blob_store=blobs,
+        max_concurrent_ingests=2,
+        limits=CollectorLimits(max_uploads_per_device=4),
+    )
     with ServerThread(app) as server, httpx.Client(timeout=60) as client:
         live = Live(server.url, data_dir, client)
         _, token = live.enroll()

@@ -117,6 +117,11 @@ def admin(
     return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=30, **kwargs)
 
 
+def set_policy(server: ServerThread, text: str) -> httpx.Response:
+    """Set the fleet policy, confirming that it may widen capture."""
+    return admin(server, "PUT", "/v1/admin/policy", content=text, params={"confirm_widening": "true"})
+
+
 def audit_actions(server: ServerThread, device_id: str | None = None) -> list[str]:
     params = {"device_id": device_id} if device_id else {}
     response = admin(server, "GET", "/v1/admin/audit", params=params)
@@ -289,7 +294,21 @@ def test_fleet_policy_is_validated_stored_and_applied(
     assert fetch_device_policy(alice).policy_source == "default"
     assert admin(server, "PUT", "/v1/admin/policy", token="nope", content=ALLOWLIST_POLICY).status_code == 401
 
-    stored = admin(server, "PUT", "/v1/admin/policy", content=ALLOWLIST_POLICY)
+    # An empty or partial policy says what it lacks, and nothing changes for the devices.
+    partials = [(b"", "mode"), (b'mode = "allowlist"\n', "allow_apps"), (b'mode = "denylist"\n', "deny_apps")]
+    for partial, missing in partials:
+        refused = admin(server, "PUT", "/v1/admin/policy", content=partial)
+        assert refused.status_code == 400 and missing in refused.json()["detail"], refused.text
+    nested = b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n"
+    assert admin(server, "PUT", "/v1/admin/policy", content=nested).status_code == 400
+    # Widening capture (firefox, a shorter pause) needs to be confirmed by name.
+    unconfirmed = admin(server, "PUT", "/v1/admin/policy", content=ALLOWLIST_POLICY)
+    assert unconfirmed.status_code == 409, unconfirmed.text
+    assert "allow_apps gains firefox" in unconfirmed.json()["detail"]
+    assert "pause_max_minutes drops from 30 to 10" in unconfirmed.json()["detail"]
+    assert fetch_device_policy(alice).policy_source == "default"
+
+    stored = set_policy(server, ALLOWLIST_POLICY)
     assert stored.status_code == 200, stored.text
     gate = CaptureGate()
     PolicySync(alice, gate, alice_spool).refresh_once()
@@ -297,6 +316,12 @@ def test_fleet_policy_is_validated_stored_and_applied(
     assert gate.policy.allow_apps == ["xterm", "firefox"]
     assert gate.policy.pause_max_minutes == 10
     assert audit_actions(server) == ["policy_set"]
+    details = admin(server, "GET", "/v1/admin/audit").json()[-1]["details"]
+    assert details["diff"]["allow_apps"]["added"] == ["firefox"]
+    assert details["diff"]["pause_max_minutes"] == {"from": 30.0, "to": 10.0}
+    # Narrowing again needs no confirmation.
+    narrower = ALLOWLIST_POLICY.replace('"xterm", "firefox"', '"xterm"')
+    assert admin(server, "PUT", "/v1/admin/policy", content=narrower).status_code == 200
 
 
 def test_the_device_keeps_its_last_policy_while_the_server_is_down(
@@ -306,7 +331,7 @@ def test_the_device_keeps_its_last_policy_while_the_server_is_down(
     sock = reserve_port()
     server = ServerThread(create_app(data_dir, admin_token=ADMIN_TOKEN), sock).start()
     device = enroll(server.url, "carol")
-    admin(server, "PUT", "/v1/admin/policy", content=ALLOWLIST_POLICY)
+    set_policy(server, ALLOWLIST_POLICY)
     gate = CaptureGate()
     cache = tmp_path / "policy-cache.json"
     sync = PolicySync(device, gate, alice_spool, cache_file=cache)
@@ -388,6 +413,10 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
     assert result.exit_code == 2 and "mode" in result.output
     policy_file.write_text(ALLOWLIST_POLICY)
     result = runner.invoke(app, ["admin", "policy", "set", str(policy_file), *admin_args])
+    assert result.exit_code == 2 and "widens capture" in result.output
+    result = runner.invoke(
+        app, ["admin", "policy", "set", str(policy_file), *admin_args, "--confirm-widening"]
+    )
     assert result.exit_code == 0 and "allowlist" in result.output
 
     result = runner.invoke(app, ["admin", "audit", *admin_args, "--json"])
@@ -567,7 +596,7 @@ def test_an_exempt_answer_stops_the_uploader_and_applies_the_exemption_at_once(
 def test_a_local_policy_replaces_the_fleet_policy_but_not_an_exemption(
     server: ServerThread, alice: DeviceCredentials, alice_spool: Spool, tmp_path: Path
 ) -> None:
-    assert admin(server, "PUT", "/v1/admin/policy", content=ALLOWLIST_POLICY).status_code == 200
+    assert set_policy(server, ALLOWLIST_POLICY).status_code == 200
     local = CapturePolicy(mode="denylist", deny_apps=["keepassxc"])
     gate = CaptureGate(local)
     cache = tmp_path / "policy-cache.json"

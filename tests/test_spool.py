@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from demotrace.capture.sink import RecordDropped
 from demotrace.device.spool import Spool, SpoolError, load_or_create_key
 from demotrace.model import Batch, Frame, Key
 
@@ -72,7 +74,7 @@ def test_pending_and_mark_uploaded(tmp_path: Path) -> None:
     assert [record.record_id for record in spool.pending()] == ["b2", "b3", "b4"]
     assert spool.delete_unsent() == 3
     assert spool.pending_count() == 0
-    assert spool.stats()["records"] == 2
+    assert spool.stats()["records"] == 0  # uploaded ones are deleted once acknowledged
 
 
 def test_key_file_is_private_and_stable(tmp_path: Path) -> None:
@@ -93,13 +95,54 @@ def test_corrupt_spool_file_is_a_clear_error(tmp_path: Path) -> None:
         Spool(spool_dir, os.urandom(32))
 
 
+def noise_frame(frame_id: str, size: int = 48 * 1024, base: str | None = None) -> Frame:
+    """A frame of incompressible bytes, so the spool fills as fast as its data says."""
+    return Frame(frame_id, "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png", os.urandom(size), base)
+
+
+def test_uploaded_records_are_deleted_from_the_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    spool.append([typed_batch("b1", SECRET), noise_frame("f1")])
+    spool.mark_uploaded(["b1", "f1"])
+    assert spool.stats()["records"] == 0
+    assert spool.load_frame("f1") is None
+
+
+def test_the_quota_drops_the_oldest_unsent_frames_and_never_events(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", os.urandom(32), quota_bytes=400 * 1024)
+    frames = []
+    for index in range(20):
+        spool.append([typed_batch(f"b{index}", "some typing", seq=index)])
+        # Every other frame is a delta on the one before: a dropped base takes its delta along.
+        base = f"f{index - 1}" if index % 2 else None
+        try:
+            spool.append([noise_frame(f"f{index}", base=base)])
+            frames.append(f"f{index}")
+        except RecordDropped:
+            pytest.fail("a frame was refused while older frames could be given up")
+    assert [batch.batch_id for batch in spool.batches()] == [f"b{index}" for index in range(20)]
+    kept = [frame_id for frame_id in frames if spool.load_frame(frame_id) is not None]
+    assert kept and kept == frames[-len(kept) :]  # the newest ones stayed
+    assert not (len(kept) % 2) and kept[0].endswith(("0", "2", "4", "6", "8"))  # never a delta alone
+    drops = spool.drops()
+    assert drops.quota == 20 - len(kept) and drops.disk_full == 0
+    assert spool.stats()["sealed_bytes"] <= 400 * 1024
+    # Only events left and still over the quota: frames are refused, events still written.
+    spool.mark_uploaded(kept)
+    with pytest.raises(RecordDropped):
+        spool.append([noise_frame("huge", size=450 * 1024)])
+    spool.append([typed_batch("b-last", "still written", seq=99)])
+    assert spool.drops().quota == drops.quota + 1
+    assert spool.room()["frames_dropped"] == drops.quota + 1
+
+
 @pytest.fixture()
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 512 KiB filesystem (tmpfs), so 'disk full' is the kernel's ENOSPC, not a simulation."""
+    """A real 2 MiB filesystem (tmpfs), so 'disk full' is the kernel's ENOSPC, not a simulation."""
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
     )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
@@ -109,26 +152,39 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_full_disk_is_a_clear_error_and_keeps_what_was_committed(tiny_disk: Path) -> None:
+def test_a_full_disk_drops_frames_keeps_every_event_and_recovers(tiny_disk: Path) -> None:
     key = os.urandom(32)
-    ballast = tiny_disk / "ballast"
-    ballast.write_bytes(os.urandom(160 * 1024))  # something the user can delete to make room
     spool = Spool(tiny_disk / "spool", key)
-    spool.append([typed_batch("first", "kept")])
-    noise = os.urandom(48 * 1024)  # incompressible, so the disk fills fast
-    written = []
-    with pytest.raises(SpoolError, match="cannot write to spool"):
-        for index in range(100):
-            spool.append([Frame(f"f{index}", "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png", noise)])
-            written.append(f"f{index}")
-    assert written, "the disk filled before any frame was written: make the ballast smaller"
-    # Everything committed before the disk filled is intact, and the spool works again once there is room.
-    ballast.unlink()
-    spool.append([typed_batch("after", "room again", seq=1)])
+    assert (tiny_disk / "spool" / "spool.reserve").exists()
+    ballast = tiny_disk / "ballast"  # something the user deletes to make room later
+    with contextlib.suppress(OSError), ballast.open("wb") as handle:
+        handle.write(os.urandom(1024 * 1024))
+    batches, frames, dropped = [], [], 0
+    for index in range(80):  # ~4 MiB of frames into what is left of 2 MiB
+        batch = typed_batch(f"b{index}", "typing goes on", seq=index)
+        spool.append([batch])  # never raises: events are never dropped
+        batches.append(batch.batch_id)
+        try:
+            spool.append([noise_frame(f"f{index}")])
+            frames.append(f"f{index}")
+        except RecordDropped:
+            dropped += 1
+    room = spool.room()
+    assert room["frames_dropped_disk_full"] > 0, room
+    assert spool.drops().disk_full >= dropped
+    # Space comes back (the user deletes something; uploads would do the same): the spool recovers.
+    ballast.unlink(missing_ok=True)
+    spool.append([typed_batch("after", "room again", seq=100)])
+    assert not spool.disk_full and spool.room()["events_waiting_for_room"] == 0
+    spool.append([noise_frame("f-after")])
+    assert (tiny_disk / "spool" / "spool.reserve").exists()  # made again
     spool.close()
     reopened = Spool(tiny_disk / "spool", key)
-    assert [batch.batch_id for batch in reopened.batches()] == ["first", "after"]
-    assert all(reopened.load_frame(frame_id) is not None for frame_id in written)
+    assert [batch.batch_id for batch in reopened.batches()] == [*batches, "after"]  # every event
+    assert reopened.load_frame("f-after") is not None
+    survivors = [frame_id for frame_id in frames if reopened.load_frame(frame_id) is not None]
+    assert survivors == frames[len(frames) - len(survivors) :]  # the oldest went first
+    assert reopened.drops().disk_full == room["frames_dropped_disk_full"]  # counted on disk, kept
 
 
 def test_held_frames_are_not_offered_for_upload_until_released(tmp_path: Path) -> None:

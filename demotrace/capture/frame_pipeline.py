@@ -28,7 +28,7 @@ from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.capture.messages import Clock, FrameDone, Message
 from demotrace.capture.platform import DesktopPlatform, ScreenLayout
 from demotrace.capture.scrub import FrameScrubber
-from demotrace.capture.sink import RecordSink, SinkError
+from demotrace.capture.sink import RecordDropped, RecordSink, SinkError
 from demotrace.capture.triggers import monitor_at
 from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.pixels import ScreenPixels
@@ -186,6 +186,7 @@ class FramePipeline:
         self._scrubber = scrubber
         self.scrub_cpu_seconds = 0.0
         self.frames_held = 0
+        self.frames_dropped = 0
         self._encoded_window_id: int | None = None  # a change of window makes the next frame a key
 
     def start(self) -> None:
@@ -280,6 +281,12 @@ class FramePipeline:
             taken: FrameTaken | None = None
             try:
                 taken = self._encode(grabbed)
+            except RecordDropped as dropped:
+                # No room (spool quota, full disk): the action is kept without its frame; the sink
+                # counts the drop and the agent reports it.
+                self.frames_dropped += 1
+                if self.frames_dropped == 1 or self.frames_dropped % 100 == 0:
+                    log.warning("%s (%d frames so far)", dropped, self.frames_dropped)
             except SinkError as failure:
                 self._stream.fail(f"cannot write a frame to the spool: {failure}")
             except Exception:

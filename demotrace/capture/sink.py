@@ -17,6 +17,11 @@ class SinkError(Exception):
     """A record could not be written; the message says where and why."""
 
 
+class RecordDropped(SinkError):
+    """The sink kept no copy of this record (no room for a frame) and the recording goes on: the
+    action is recorded without its frame. The sink counts and reports such drops itself."""
+
+
 class RecordSink(Protocol):
     """Where the recorder writes batches and frames, each call one durable write."""
 

@@ -1,4 +1,4 @@
-"""Collector administration on the command line: ``demotrace admin exemptions|policy|audit``.
+"""Collector administration on the command line: ``demotrace admin exemptions|policy|devices|audit``.
 
 Admins decide the exemption requests employees send (demotrace/cli/exemption.py), set the fleet policy and
 read the audit log. Registered by ``register_admin_commands(app)`` in demotrace/cli/main.py.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import getpass
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ from rich.table import Table
 from demotrace.cli.shared import console, fail
 from demotrace.protocol import (
     ADMIN_AUDIT_PATH,
+    ADMIN_DEVICE_REVOKE_PATH,
+    ADMIN_DEVICES_PATH,
     ADMIN_EXEMPTION_DECISION_PATH,
     ADMIN_EXEMPTIONS_PATH,
     ADMIN_NAME_HEADER,
@@ -33,7 +36,9 @@ admin_app = typer.Typer(
 admin_exemptions_app = typer.Typer(help="Exemption requests: list, approve, deny.", no_args_is_help=True)
 admin_policy_app = typer.Typer(help="The policy every device of the fleet follows.", no_args_is_help=True)
 admin_app.add_typer(admin_exemptions_app, name="exemptions")
+admin_devices_app = typer.Typer(help="Enrolled devices: list, revoke.", no_args_is_help=True)
 admin_app.add_typer(admin_policy_app, name="policy")
+admin_app.add_typer(admin_devices_app, name="devices")
 
 ServerOption = Annotated[str, typer.Option("--server", envvar="DEMOTRACE_SERVER", help="Collector URL.")]
 AdminTokenOption = Annotated[
@@ -60,12 +65,16 @@ class AdminClient:
         self.timeout = timeout
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        from demotrace.device.client import trust_context, untrusted_certificate_message
+
         try:
-            response = httpx.request(
-                method, f"{self.server}{path}", headers=self.headers, timeout=self.timeout, **kwargs
-            )
+            # The collector's CA, if not a public one: DEMOTRACE_CA_BUNDLE, as for the agent.
+            verify = trust_context(os.environ.get("DEMOTRACE_CA_BUNDLE") or None)
+            with httpx.Client(verify=verify, timeout=self.timeout) as client:
+                response = client.request(method, f"{self.server}{path}", headers=self.headers, **kwargs)
         except httpx.HTTPError as error:
-            raise fail(f"cannot reach collector {self.server}: {error}") from error
+            message = untrusted_certificate_message(error, self.server)
+            raise fail(message or f"cannot reach collector {self.server}: {error}") from error
         if response.status_code >= 400:
             detail = error_summary(response.content, limit=300)
             raise fail(f"collector answered {response.status_code}: {detail}")
@@ -140,8 +149,15 @@ def admin_policy_set(
     server: ServerOption,
     admin_token: AdminTokenOption,
     admin: AdminNameOption = None,
+    confirm_widening: Annotated[
+        bool,
+        typer.Option("--confirm-widening", help="Confirm a policy that captures more than the current one."),
+    ] = False,
 ) -> None:
-    """Check a policy file and make it the fleet's policy (devices pick it up within a minute)."""
+    """Check a policy file and make it the fleet's policy (devices pick it up within a minute).
+
+    A policy must name its mode and the lists that mode relies on; one that captures more than the
+    current policy (more apps, fewer denied, a longer retention...) is refused until confirmed."""
     from demotrace.policy import PolicyError, load_policy
 
     try:
@@ -149,8 +165,41 @@ def admin_policy_set(
     except PolicyError as error:
         raise fail(str(error)) from error
     client = AdminClient(server, admin_token, admin)
-    answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes())
+    params = {"confirm_widening": "true"} if confirm_widening else {}
+    answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes(), params=params)
     console.print(f"Fleet policy set ({answer['mode']} mode).")
+    for widening in answer.get("widens", []):
+        console.print(f"  widens: {widening}")
+
+
+@admin_devices_app.command("list")
+def admin_devices_list(
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List enrolled devices, oldest first."""
+    devices = AdminClient(server, admin_token).call("GET", ADMIN_DEVICES_PATH)
+    if as_json:
+        print(json.dumps(devices, indent=2))
+        return
+    table = Table("device", "name", "enrolled")
+    for device in devices:
+        table.add_row(device["device_id"], device["name"], _when(device["enrolled_at"]))
+    console.print(table)
+
+
+@admin_devices_app.command("revoke")
+def admin_devices_revoke(
+    device_id: Annotated[str, typer.Argument(help="Device id (from `devices list`).")],
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    admin: AdminNameOption = None,
+) -> None:
+    """Revoke a device: its token is refused from now on (a lost or stolen laptop)."""
+    path = path_for(ADMIN_DEVICE_REVOKE_PATH, device_id=device_id)
+    AdminClient(server, admin_token, admin).call("POST", path)
+    console.print(f"Device {device_id} revoked: its uploads are refused from now on.")
 
 
 @admin_app.command("audit")

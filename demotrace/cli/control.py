@@ -98,7 +98,26 @@ def status(socket_path: SocketOption = None) -> None:
     )
     if "spool_pending" in answer:
         table.add_row("waiting to upload", str(answer["spool_pending"]))
+    problems = health_problems(answer)
+    if problems:
+        table.add_row("[bold yellow]problem[/]", "; ".join(problems))
     console.print(table)
+
+
+def health_problems(answer: dict[str, Any]) -> list[str]:
+    """What is wrong with the recorder, in words, from its status answer (empty: nothing)."""
+    problems = []
+    if answer.get("upload_error"):
+        problems.append(f"uploads failing: {answer['upload_error']}")
+    if answer.get("disk_full"):
+        problems.append("the disk is full: frames are being dropped, events are kept")
+    if answer.get("frames_dropped"):
+        problems.append(
+            f"{answer['frames_dropped']} frames dropped for room "
+            f"({answer.get('frames_dropped_quota', 0)} spool quota, "
+            f"{answer.get('frames_dropped_disk_full', 0)} full disk)"
+        )
+    return problems
 
 
 @task_app.command("start")

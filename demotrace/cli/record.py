@@ -13,6 +13,21 @@ import typer
 from demotrace.cli.shared import CredentialsOption, KeyOption, SpoolOption, fail, stderr
 from demotrace.device.paths import config_dir
 
+CaBundleOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-bundle",
+        envvar="DEMOTRACE_CA_BUNDLE",
+        exists=True,
+        dir_okay=False,
+        help="PEM file of the CA that signed the collector's certificate (trusted instead of the system's).",
+    ),
+]
+AllowPlainHttpOption = Annotated[
+    bool,
+    typer.Option("--allow-plain-http", help="Allow http:// to a collector on another host (unencrypted)."),
+]
+
 
 def local_device_id() -> str:
     """A random id for this device, made once; never derived from the host or user name."""
@@ -38,6 +53,16 @@ def record(
             "--policy", help="Capture policy (TOML). Default: the fleet's, or every app but the denylist."
         ),
     ] = None,
+    ca_bundle: CaBundleOption = None,
+    allow_plain_http: AllowPlainHttpOption = False,
+    spool_quota_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--spool-quota-mb",
+            min=1,
+            help="Most the spool may hold; past it the oldest unsent frames go (events never do).",
+        ),
+    ] = None,
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
     from demotrace.device.agent import AgentConfig, encode_config
@@ -52,6 +77,9 @@ def record(
         server=server,
         credentials=credentials,
         policy=policy,
+        ca_bundle=ca_bundle.resolve() if ca_bundle is not None else None,
+        allow_plain_http=allow_plain_http,
+        spool_quota_bytes=int(spool_quota_mb * 1024 * 1024) if spool_quota_mb else None,
     )
     # The recording runs in a fresh interpreter, same process id (signals and supervisors see no
     # difference), without this CLI's libraries: see demotrace/device/agent.py.
@@ -65,16 +93,23 @@ def enroll(
     name: Annotated[str | None, typer.Option("--name", help="A label for this device.")] = None,
     secret: Annotated[str | None, typer.Option("--secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")] = None,
     credentials: CredentialsOption = None,
+    ca_bundle: CaBundleOption = None,
+    allow_plain_http: AllowPlainHttpOption = False,
 ) -> None:
-    """Enroll this device with a collector; it gets its own upload token."""
-    import httpx
-
+    """Enroll this device with a collector; it gets its own upload token (and keeps --ca-bundle)."""
+    from demotrace.device.client import TransportError
     from demotrace.device.enrollment import default_credentials_path, save_credentials
     from demotrace.device.enrollment import enroll as enroll_device
 
     try:
-        device = enroll_device(server, device_name=name or local_device_id(), secret=secret)
-    except httpx.HTTPError as error:
+        device = enroll_device(
+            server,
+            device_name=name or local_device_id(),
+            secret=secret,
+            ca_bundle=str(ca_bundle.resolve()) if ca_bundle is not None else None,
+            allow_plain_http=allow_plain_http,
+        )
+    except TransportError as error:
         raise fail(f"cannot enroll with {server}: {error}") from error
     path = credentials or default_credentials_path()
     save_credentials(device, path)

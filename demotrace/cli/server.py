@@ -45,11 +45,45 @@ def server(
             help="Upload bodies stored at once; more are told to retry later (default 16).",
         ),
     ] = None,
+    certfile: Annotated[
+        Path | None,
+        typer.Option("--certfile", help="TLS certificate chain (PEM): serve HTTPS. SIGHUP reloads it."),
+    ] = None,
+    keyfile: Annotated[Path | None, typer.Option("--keyfile", help="TLS private key (PEM).")] = None,
+    allow_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain-http",
+            help="Serve plain HTTP off loopback (only behind a proxy that terminates TLS).",
+        ),
+    ] = False,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-token-file",
+            help="Admin tokens, one a line; re-read when it changes (rotate without a restart).",
+        ),
+    ] = None,
+    max_ingest_memory_mb: Annotated[
+        int | None,
+        typer.Option(
+            "--max-ingest-memory-mb",
+            min=16,
+            help="Memory the uploads being stored may hold at once; more are told to retry (default 512).",
+        ),
+    ] = None,
 ) -> None:
     """Run the collector."""
+    import dataclasses
+
+    from demotrace.collector.admin_auth import AdminCredentialError
     from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
+    from demotrace.collector.limits import CollectorLimits, MiB
     from demotrace.collector.server import ServerConfigError, serve
 
+    limits = CollectorLimits()
+    if max_ingest_memory_mb is not None:
+        limits = dataclasses.replace(limits, max_ingest_memory_bytes=max_ingest_memory_mb * MiB)
     try:
         serve(
             data,
@@ -60,8 +94,13 @@ def server(
             open_enrollment=open_enrollment,
             admin_token=admin_token,
             max_concurrent_ingests=max_concurrent_uploads or DEFAULT_MAX_CONCURRENT_INGESTS,
+            certfile=certfile,
+            keyfile=keyfile,
+            allow_plain_http=allow_plain_http,
+            admin_token_file=admin_token_file,
+            limits=limits,
         )
-    except ServerConfigError as error:
+    except (ServerConfigError, AdminCredentialError) as error:
         raise fail(str(error)) from error
 
 

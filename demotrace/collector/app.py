@@ -19,16 +19,22 @@ Wire protocol (v1):
   ``POST /v1/device/exemption-applied`` ``{"deleted_unsent"}``. An exempt device's uploads (records,
   upload sessions and their chunks) → 403 ``exempt``, and its unfinished upload sessions are discarded.
 - When ``max_concurrent_ingests`` bodies are already being stored, a record or chunk PUT → 503 ``busy``
-  with ``Retry-After`` (seconds), before its body is read.
+  with ``Retry-After`` (seconds), before its body is read; also 503 when the ingest memory budget is
+  spent. A device past its own request rate or upload concurrency → 429 ``rate_limited`` with
+  ``Retry-After``; a body slower than the minimum rate → 408 ``body_too_slow`` (connection closed).
+- ``POST /v1/device/report`` JSON ``{"frames_dropped_quota", "frames_dropped_disk_full", "disk_full"}``:
+  what the device had to drop, written to the audit log.
 - Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
-  ``PUT|GET /v1/admin/policy`` (TOML), ``GET /v1/admin/audit``.
+  ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
+  widens capture: else 400/409), ``GET /v1/admin/audit``, ``GET /v1/admin/devices``,
+  ``POST /v1/admin/devices/{device_id}/revoke``. Failed admin logins are throttled per address (429).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -37,33 +43,34 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from demotrace import __version__
+from demotrace.collector.admin_auth import AdminCredentials
+from demotrace.collector.bodies import read_body
+from demotrace.collector.devices import DeviceAdmin
 from demotrace.collector.errors import (
-    BadRequest,
+    BodyTooSlow,
     Busy,
+    ClientGone,
     CollectorError,
-    Exempt,
-    NotFound,
     PayloadTooLarge,
-    UnsupportedMediaType,
+    RetryableError,
+    TooManyRequests,
 )
-from demotrace.collector.exemptions import (
-    MAX_EXEMPTION_BODY_BYTES,
-    MAX_POLICY_BYTES,
-    ExemptionService,
-    admin_name,
-    parse_exemption_applied,
-    parse_exemption_request,
-)
+from demotrace.collector.exemptions import ExemptionService
+from demotrace.collector.guards import RequestGuards, Services
 from demotrace.collector.ingest import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONCURRENT_INGESTS,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_ENROLL_BODY_BYTES,
+    EnrollRequest,
     IngestService,
     IngestSlots,
-    StoreOutcome,
     parse_enroll_request,
 )
+from demotrace.collector.limits import CollectorLimits, MemoryBudget
+from demotrace.collector.openapi import json_body, refusals
+from demotrace.collector.routes_admin import add_admin_routes, add_device_routes
+from demotrace.collector.routes_uploads import add_upload_routes
 from demotrace.collector.store import (
     BLOBS_FOLDER,
     BlobStore,
@@ -73,92 +80,21 @@ from demotrace.collector.store import (
 )
 from demotrace.collector.store.metadata import ExemptionStore
 from demotrace.collector.upload_guard import UploadGuard
-from demotrace.collector.uploads import (
-    MAX_UPLOAD_CHUNK_BYTES,
-    MAX_UPLOAD_REQUEST_BYTES,
-    UPLOADS_FOLDER,
-    ResumableUploads,
-    UploadStatus,
-    parse_content_range,
-    parse_upload_request,
-)
-from demotrace.protocol import (
-    ADMIN_AUDIT_PATH,
-    ADMIN_EXEMPTION_DECISION_PATH,
-    ADMIN_EXEMPTIONS_PATH,
-    ADMIN_NAME_HEADER,
-    ADMIN_POLICY_PATH,
-    DEVICE_EXEMPTION_APPLIED_PATH,
-    DEVICE_POLICY_PATH,
-    ENROLL_PATH,
-    ENROLLMENT_SECRET_HEADER,
-    EXEMPTIONS_PATH,
-    HEALTH_PATH,
-    RECORD_MEDIA_TYPE,
-    RECORD_PATH,
-    UPLOAD_PATH,
-    UPLOADS_PATH,
-    error_body,
-)
-
-# An oversized body that is at most this much larger than the limit is read and dropped before the 413,
-# so the client gets the answer instead of a reset connection (and does not retry a hopeless upload).
-_DRAIN_ALLOWANCE_FACTOR = 4
-
-# The {decision} of ADMIN_EXEMPTION_DECISION_PATH, and whether it approves.
-_APPROVES = {"approve": True, "deny": False}
+from demotrace.collector.uploads import UPLOADS_FOLDER, ResumableUploads
+from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER, HEALTH_PATH, error_body
 
 log = logging.getLogger(__name__)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or PayloadTooLarge as soon as it is known to pass ``limit`` bytes."""
-    declared_header = request.headers.get("content-length")
-    declared: int | None = None
-    if declared_header is not None:
-        try:
-            declared = int(declared_header)
-        except ValueError as error:
-            raise BadRequest("Content-Length is not a number") from error
-    if declared is not None and declared > limit:
-        if declared <= limit * _DRAIN_ALLOWANCE_FACTOR:
-            await _drain(request)
-        raise PayloadTooLarge(f"body is {declared} bytes, more than the {limit} allowed")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"body is more than the {limit} bytes allowed")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _drain(request: Request) -> None:
-    async for _chunk in request.stream():
-        pass
-
-
-async def _discard_body(request: Request, limit: int) -> None:
-    """Read and drop a refused request's body, up to ``limit`` bytes. A server that closes with unread
-    data in flight may reset the connection before the client reads the answer (the lingering-close
-    problem); worth avoiding for answers the client must act on, like ``exempt``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return
-    seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            return
-
-
 def _error_response(error: CollectorError) -> JSONResponse:
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] = {}
     if error.status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(error, Busy):
-        headers = {"Retry-After": str(error.retry_after)}
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RetryableError):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, BodyTooSlow | PayloadTooLarge | ClientGone):
+        # Part of the body may still be on its way: this connection cannot carry another request.
+        headers["Connection"] = "close"
     return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
 
@@ -171,29 +107,42 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     admin_token: str | None = None,
+    admin_token_file: Path | None = None,
     max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
+    limits: CollectorLimits | None = None,
 ) -> FastAPI:
     """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise.
 
-    At most ``max_concurrent_ingests`` upload bodies (records and chunks) are read and stored at once;
-    more answer 503 ``busy`` with ``Retry-After``.
+    At most ``max_concurrent_ingests`` upload bodies (records and chunks) are stored at once, and the
+    bodies and records being stored hold at most ``limits.max_ingest_memory_bytes``; more answer 503
+    ``busy`` with ``Retry-After``. ``limits`` bounds what any one client may cost (see limits.py).
     """
+    limits = limits or CollectorLimits()
     data_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
     blobs = blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER)
     exemption_store = ExemptionStore(metadata.engine)
-    guard = UploadGuard(exemption_store, blobs)
+    upload_guard = UploadGuard(exemption_store, blobs)
+    memory = MemoryBudget(limits.max_ingest_memory_bytes)
     ingest = IngestService(
         metadata,
         blobs,
-        upload_guard=guard,
+        upload_guard=upload_guard,
         enrollment_secret=enrollment_secret,
         max_body_bytes=max_body_bytes,
         max_record_bytes=max_record_bytes,
+        memory=memory,
     )
     uploads = ResumableUploads(ingest, data_dir / UPLOADS_FOLDER)
-    exemptions = ExemptionService(exemption_store, blobs, partial_uploads=uploads, admin_token=admin_token)
-    ingest_slots = IngestSlots(max_concurrent_ingests)
+    exemptions = ExemptionService(
+        exemption_store,
+        blobs,
+        partial_uploads=uploads,
+        admin=AdminCredentials(admin_token, admin_token_file),
+    )
+    guards = RequestGuards(limits, IngestSlots(max_concurrent_ingests), memory)
+    services = Services(ingest, uploads, exemptions, upload_guard, guards)
+    devices = DeviceAdmin(metadata, exemption_store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -202,12 +151,15 @@ def create_app(
 
     app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
     app.state.ingest = ingest
-    app.state.ingest_slots = ingest_slots
+    app.state.ingest_slots = guards.ingest_slots
+    app.state.uploads = uploads
+    app.state.exemptions = exemptions
+    app.state.guards = guards
 
     async def collector_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, CollectorError)
-        if isinstance(error, Busy):
-            log.info("upload refused: %s", error.message)  # load shedding at work, not a fault
+        if isinstance(error, Busy | TooManyRequests | BodyTooSlow | ClientGone):
+            log.info("request refused: %s", error.message)  # load shedding at work, not a fault
         elif error.status >= 500:
             log.error("collector error: %s", error.message)
         return _error_response(error)
@@ -218,9 +170,15 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post(ENROLL_PATH, status_code=201)
+    @app.post(
+        ENROLL_PATH,
+        status_code=201,
+        openapi_extra=json_body(EnrollRequest),
+        responses=refusals(400, 401, 408, 413, 429),
+    )
     async def enroll(request: Request) -> dict[str, str]:
-        body = await _read_body(request, MAX_ENROLL_BODY_BYTES)
+        guards.enrolment(request)
+        body = await read_body(request, MAX_ENROLL_BODY_BYTES, guards.pace)
         device_name = parse_enroll_request(body)
         enrollment = await run_in_threadpool(
             ingest.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
@@ -228,149 +186,7 @@ def create_app(
         log.info("enrolled device %s (%s)", enrollment.device_id, device_name)
         return {"device_id": enrollment.device_id, "token": enrollment.token}
 
-    @app.put(RECORD_PATH)
-    async def put_record(record_id: str, request: Request) -> Response:
-        # Authenticate before reading a byte of the body: strangers cost us nothing.
-        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
-        await _refuse_unread(request, ingest.max_body_bytes, guard.check_upload_allowed, device_id)
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media_type != RECORD_MEDIA_TYPE:
-            raise UnsupportedMediaType(f"Content-Type must be {RECORD_MEDIA_TYPE}")
-        # Refused before a byte of the body is read: shedding load must not cost reading it.
-        ingest_slots.acquire()
-        try:
-            body = await _read_body(request, ingest.max_body_bytes)
-            outcome = await run_in_threadpool(ingest.store_record, device_id, record_id, body)
-        finally:
-            ingest_slots.release()
-        return _store_outcome_response(outcome)
-
-    _add_upload_routes(app, ingest, uploads, ingest_slots)
-    _add_exemption_routes(app, ingest, exemptions)
+    add_upload_routes(app, services)
+    add_device_routes(app, services, devices)
+    add_admin_routes(app, services, devices)
     return app
-
-
-async def _refuse_unread(request: Request, limit: int, check: Callable[[str], None], device_id: str) -> None:
-    """Run ``check`` (which raises Exempt for an exempt device) before the body is read; on refusal,
-    drop the body first so the device reads its 403 and stops, rather than retrying a reset link."""
-    try:
-        await run_in_threadpool(check, device_id)
-    except Exempt:
-        await _discard_body(request, limit)
-        raise
-
-
-def _store_outcome_response(outcome: StoreOutcome) -> JSONResponse:
-    return JSONResponse(
-        {"record_id": outcome.record_id, "status": "created" if outcome.created else "already_stored"},
-        status_code=201 if outcome.created else 200,
-    )
-
-
-def _upload_status_response(status: UploadStatus, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(
-        {
-            "upload_id": status.upload_id,
-            "record_id": status.record_id,
-            "size": status.size,
-            "received": status.received,
-        },
-        status_code=status_code,
-    )
-
-
-def _add_upload_routes(
-    app: FastAPI, ingest: IngestService, uploads: ResumableUploads, ingest_slots: IngestSlots
-) -> None:
-    """Resumable uploads: large records arrive in chunks and survive broken links and restarts."""
-    app.state.uploads = uploads
-
-    @app.post(UPLOADS_PATH)
-    async def begin_upload(request: Request) -> Response:
-        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
-        upload_request = parse_upload_request(await _read_body(request, MAX_UPLOAD_REQUEST_BYTES))
-        status = await run_in_threadpool(uploads.begin, device_id, upload_request)
-        return _upload_status_response(status, 201 if status.created else 200)
-
-    @app.get(UPLOAD_PATH)
-    async def upload_status(upload_id: str, request: Request) -> Response:
-        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
-        return _upload_status_response(await run_in_threadpool(uploads.status, device_id, upload_id))
-
-    @app.put(UPLOAD_PATH)
-    async def put_upload_chunk(upload_id: str, request: Request) -> Response:
-        device_id = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
-        content_range = parse_content_range(request.headers.get("content-range"))
-        if content_range.length > MAX_UPLOAD_CHUNK_BYTES:
-            raise PayloadTooLarge(f"chunks may be at most {MAX_UPLOAD_CHUNK_BYTES} bytes")
-        await _refuse_unread(request, content_range.length, uploads.refuse_if_exempt, device_id)
-        ingest_slots.acquire()
-        try:
-            chunk = await _read_body(request, content_range.length)
-            answer = await run_in_threadpool(uploads.append, device_id, upload_id, content_range, chunk)
-        finally:
-            ingest_slots.release()
-        if isinstance(answer, StoreOutcome):
-            return _store_outcome_response(answer)
-        return _upload_status_response(answer, 202)
-
-
-def _add_exemption_routes(app: FastAPI, ingest: IngestService, exemptions: ExemptionService) -> None:
-    """Exemption requests (devices), their decisions, the fleet policy and the audit log (admins)."""
-    app.state.exemptions = exemptions
-
-    async def device_of(request: Request) -> str:
-        device_id: str = await run_in_threadpool(ingest.authenticate, request.headers.get("authorization"))
-        return device_id
-
-    async def admin_of(request: Request) -> str:
-        await run_in_threadpool(exemptions.authenticate_admin, request.headers.get("authorization"))
-        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
-
-    @app.post(EXEMPTIONS_PATH, status_code=201)
-    async def request_exemption(request: Request) -> dict[str, object]:
-        device_id = await device_of(request)
-        body = parse_exemption_request(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
-        return await run_in_threadpool(exemptions.request_exemption, device_id, body)
-
-    @app.get(DEVICE_POLICY_PATH)
-    async def device_policy(request: Request) -> dict[str, object]:
-        device_id = await device_of(request)
-        return await run_in_threadpool(exemptions.device_policy, device_id)
-
-    @app.post(DEVICE_EXEMPTION_APPLIED_PATH)
-    async def exemption_applied(request: Request) -> dict[str, object]:
-        device_id = await device_of(request)
-        report = parse_exemption_applied(await _read_body(request, MAX_EXEMPTION_BODY_BYTES))
-        return await run_in_threadpool(exemptions.report_applied, device_id, report)
-
-    @app.get(ADMIN_EXEMPTIONS_PATH)
-    async def list_exemptions(request: Request, status: str | None = None) -> list[dict[str, object]]:
-        await admin_of(request)
-        return await run_in_threadpool(exemptions.list_requests, status)
-
-    @app.post(ADMIN_EXEMPTION_DECISION_PATH)
-    async def decide_exemption(request_id: int, decision: str, request: Request) -> dict[str, object]:
-        if decision not in _APPROVES:  # answered like any unknown path: before the admin check
-            raise NotFound(f"no decision {decision!r}: approve or deny")
-        admin = await admin_of(request)
-        return await run_in_threadpool(exemptions.decide, request_id, _APPROVES[decision], admin)
-
-    @app.put(ADMIN_POLICY_PATH)
-    async def set_policy(request: Request) -> dict[str, object]:
-        admin = await admin_of(request)
-        body = await _read_body(request, MAX_POLICY_BYTES)
-        return await run_in_threadpool(exemptions.set_fleet_policy, body, admin)
-
-    @app.get(ADMIN_POLICY_PATH)
-    async def get_policy(request: Request) -> dict[str, object]:
-        await admin_of(request)
-        text, source, updated_at = await run_in_threadpool(exemptions.fleet_policy_text)
-        return {"policy": text, "policy_source": source, "policy_updated_at": updated_at}
-
-    @app.get(ADMIN_AUDIT_PATH)
-    async def audit_log(
-        request: Request, limit: int = 1000, device_id: str | None = None
-    ) -> list[dict[str, object]]:
-        await admin_of(request)
-        return await run_in_threadpool(exemptions.audit, limit, device_id)

@@ -38,6 +38,13 @@ class Conflict(CollectorError):
     code = "conflict"
 
 
+class WideningNotConfirmed(CollectorError):
+    """A fleet policy that would capture more than the current one, sent without the confirmation."""
+
+    status = 409
+    code = "widening_not_confirmed"
+
+
 class PayloadTooLarge(CollectorError):
     status = 413
     code = "payload_too_large"
@@ -55,15 +62,40 @@ class Exempt(CollectorError):
     code = "exempt"
 
 
-class Busy(CollectorError):
-    """Every ingest slot is taken: the client should come back after ``retry_after`` seconds."""
-
-    status = 503
-    code = "busy"
+class RetryableError(CollectorError):
+    """A refusal that ends by itself: the client should come back after ``retry_after`` seconds."""
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Busy(RetryableError):
+    """Every ingest slot (or the ingest memory budget) is taken."""
+
+    status = 503
+    code = "busy"
+
+
+class TooManyRequests(RetryableError):
+    """This client (a device, an address) passed its own rate or concurrency limit."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class BodyTooSlow(CollectorError):
+    """The request body arrived slower than the collector's minimum rate: it was cut off."""
+
+    status = 408
+    code = "body_too_slow"
+
+
+class ClientGone(CollectorError):
+    """The client closed the connection before its body arrived: nobody is left to answer."""
+
+    status = 400
+    code = "client_disconnected"
 
 
 # --- resumable uploads ---------------------------------------------------------------------------------

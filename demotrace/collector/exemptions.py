@@ -5,14 +5,21 @@ all of it. Also the fleet policy's parsing and rendering, and who an admin says 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
 
 import msgspec
 
-from demotrace.collector.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized
+from demotrace.collector.admin_auth import AdminCredentials
+from demotrace.collector.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    WideningNotConfirmed,
+)
+from demotrace.collector.policy_review import missing_keys, policy_diff, widenings
 from demotrace.collector.store import BlobStore
 from demotrace.collector.store.metadata import (
     EXEMPTION_APPROVED,
@@ -71,9 +78,13 @@ def parse_fleet_policy(body: bytes) -> tuple[str, CapturePolicy]:
     except UnicodeDecodeError as error:
         raise BadRequest("the policy must be UTF-8 TOML text") from error
     try:
-        return text, parse_policy(text, source="policy")
+        policy = parse_policy(text, source="policy")
     except PolicyError as error:
         raise BadRequest(str(error)) from error
+    missing = missing_keys(text)
+    if missing:
+        raise BadRequest("a fleet policy must state what the fleet relies on; missing: " + "; ".join(missing))
+    return text, policy
 
 
 def _toml_value(value: object) -> str:
@@ -132,13 +143,13 @@ class ExemptionService:
         blobs: BlobStore,
         *,
         partial_uploads: ResumableUploads | None = None,
-        admin_token: str | None = None,
+        admin: AdminCredentials | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.partial_uploads = partial_uploads
-        self.admin_token = admin_token or None
+        self.admin = admin or AdminCredentials()
         self.clock = clock
 
     def _audit(self, actor: str, action: str, device_id: str | None, **details: object) -> AuditRecord:
@@ -147,12 +158,7 @@ class ExemptionService:
     # --- admins ---------------------------------------------------------------------------------------
 
     def authenticate_admin(self, authorization: str | None) -> None:
-        if self.admin_token is None:
-            raise Unauthorized("the admin API is off: start the collector with an admin token")
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            raise Unauthorized("missing or wrong admin token (header Authorization: Bearer <admin token>)")
+        self.admin.check(authorization)
 
     def list_requests(self, status: str | None = None) -> list[dict[str, object]]:
         if status is not None and status not in (EXEMPTION_REQUESTED, EXEMPTION_APPROVED, EXEMPTION_DENIED):
@@ -216,10 +222,21 @@ class ExemptionService:
                 deleted += 1
         return deleted
 
-    def set_fleet_policy(self, body: bytes, admin: str) -> dict[str, object]:
+    def set_fleet_policy(self, body: bytes, admin: str, confirm_widening: bool = False) -> dict[str, object]:
+        """Store a new fleet policy. It must be complete (BadRequest names what is missing); one that
+        widens capture needs ``confirm_widening`` (else WideningNotConfirmed lists how it widens). The
+        audit entry carries the diff against the policy it replaces."""
         if len(body) > MAX_POLICY_BYTES:
             raise PayloadTooLarge(f"policy larger than {MAX_POLICY_BYTES} bytes")
         text, policy = parse_fleet_policy(body)
+        current_text, _source, _at = self.fleet_policy_text()
+        current = parse_policy(current_text, source="stored fleet policy")
+        widened = widenings(current, policy)
+        if widened and not confirm_widening:
+            raise WideningNotConfirmed(
+                "this policy widens capture (" + "; ".join(widened) + "): send it again with "
+                "confirm_widening=true (`demotrace admin policy set --confirm-widening`) if that is meant"
+            )
         self.store.set_fleet_policy(
             text,
             admin,
@@ -230,9 +247,11 @@ class ExemptionService:
                 None,
                 sha256=hashlib.sha256(body).hexdigest(),
                 mode=policy.mode,
+                diff=policy_diff(current, policy),
+                widens=widened,
             ),
         )
-        return {"status": "stored", "mode": policy.mode}
+        return {"status": "stored", "mode": policy.mode, "widens": widened}
 
     def fleet_policy_text(self) -> tuple[str, str, float | None]:
         """The policy devices get: (TOML text, "fleet" or "default", when it was set)."""

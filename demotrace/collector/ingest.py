@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -25,8 +26,11 @@ from demotrace.collector.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from demotrace.collector.limits import MemoryBudget, MemoryReservation
 from demotrace.collector.store import BlobStore, MetadataStore, StoredRecord
 from demotrace.collector.upload_guard import UploadGuard
+from demotrace.frames.bounds import check_frame_size
+from demotrace.frames.delta import FrameCodecError
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.protocol import ENROLLMENT_SECRET_HEADER, record_id_of
 
@@ -47,9 +51,9 @@ MAX_DEVICE_NAME_CHARS = 256
 MAX_TOKEN_CHARS = 512
 MAX_SEQ = 2**63 - 1
 
-# Each upload being stored may hold its body (up to max_body_bytes) and its decompressed record (up to
-# max_record_bytes) in memory: 16 at the default limits is at most about 1.5 GiB, and keeps a PostgreSQL
-# backend busy without queueing threads behind SQLite's single writer for long.
+# Uploads being decompressed, checked and written at once: keeps a PostgreSQL backend busy without
+# queueing threads behind SQLite's single writer for long. Their memory is bounded apart, by the
+# ingest memory budget (limits.py): each reserves its body and twice its record as they grow.
 DEFAULT_MAX_CONCURRENT_INGESTS = 16
 BUSY_RETRY_AFTER_SECONDS = 5
 
@@ -75,14 +79,22 @@ class IngestSlots:
     def in_use(self) -> int:
         return self._in_use
 
+    def _refuse_if_full(self) -> None:
+        if self._in_use >= self.limit:
+            raise Busy(
+                f"the collector is storing {self.limit} uploads already: retry in {self.retry_after} s",
+                self.retry_after,
+            )
+
+    def check_free(self) -> None:
+        """Raise Busy if every slot is taken now: shed load before a body is read."""
+        with self._lock:
+            self._refuse_if_full()
+
     def acquire(self) -> None:
         """Take a slot, or raise Busy at once if all are taken (never waits)."""
         with self._lock:
-            if self._in_use >= self.limit:
-                raise Busy(
-                    f"the collector is storing {self.limit} uploads already: retry in {self.retry_after} s",
-                    self.retry_after,
-                )
+            self._refuse_if_full()
             self._in_use += 1
 
     def release(self) -> None:
@@ -125,11 +137,20 @@ def parse_enroll_request(body: bytes) -> str:
     return name
 
 
-def decompress_bounded(body: bytes, max_output_bytes: int) -> bytes:
+def decompress_bounded(
+    body: bytes, max_output_bytes: int, on_output: Callable[[int], None] | None = None
+) -> bytes | bytearray:
     """Decompress zstd data, refusing (PayloadTooLarge) as soon as the output passes ``max_output_bytes``.
 
-    Streams in 1 MiB chunks and ignores the size a frame header claims, so a small body that expands to
-    gigabytes (a zstd bomb) costs at most ``max_output_bytes`` of memory, never more.
+    A small body that expands to gigabytes (a zstd bomb) costs at most ``max_output_bytes`` of memory,
+    never more. ``on_output`` is told of each allocation before it is made (it may refuse by raising:
+    a memory budget).
+
+    When the frame header declares its size (the device's compressor always does), the output is
+    decompressed into one buffer of exactly that size, and a body that holds more or less than it said
+    is refused: one mapped allocation, given back whole when freed, where a list of 1 MiB chunks left
+    holes in the heap (measured by bench/collector_memory.py: ~340 MiB still held after a round).
+    Otherwise it streams in 1 MiB chunks.
     """
     if not body:
         raise BadRequest("empty body: expected a zstd-compressed MessagePack record")
@@ -137,19 +158,43 @@ def decompress_bounded(body: bytes, max_output_bytes: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     try:
-        # A size the header declares is only a hint, but a too-large one lets us refuse without work.
         declared = zstandard.frame_content_size(body)
         if declared > max_output_bytes:
             raise PayloadTooLarge(f"record decompresses to {declared} bytes, more than {max_output_bytes}")
+        if declared >= 0:
+            return _decompress_declared(decompressor, body, declared, on_output)
         with decompressor.stream_reader(body, read_across_frames=True) as reader:
             while chunk := reader.read(STREAM_CHUNK_BYTES):
                 total += len(chunk)
                 if total > max_output_bytes:
                     raise PayloadTooLarge(f"record decompresses to more than {max_output_bytes} bytes")
+                if on_output is not None:
+                    on_output(len(chunk))
                 chunks.append(chunk)
     except zstandard.ZstdError as error:
         raise BadRequest(f"body is not valid zstd data: {error}") from error
     return b"".join(chunks)
+
+
+def _decompress_declared(
+    decompressor: zstandard.ZstdDecompressor,
+    body: bytes,
+    declared: int,
+    on_output: Callable[[int], None] | None,
+) -> bytearray:
+    if on_output is not None:
+        on_output(declared)
+    out = bytearray(declared)
+    view = memoryview(out)
+    filled = 0
+    with decompressor.stream_reader(body, read_across_frames=True) as reader:
+        while filled < declared and (count := reader.readinto(view[filled:])):
+            filled += count
+        extra = reader.read(1)
+    view.release()
+    if filled != declared or extra:
+        raise BadRequest(f"body does not decompress to the {declared} bytes its header declares")
+    return out
 
 
 def _times_of(record: Record) -> tuple[float | None, float | None]:
@@ -181,6 +226,16 @@ def _check_fits_in_database(record: Record) -> None:
         raise BadRequest(f"batch seq must be between 0 and {MAX_SEQ}")
 
 
+def _check_frame(record: Record) -> None:
+    """A frame's declared size within what any decoder may later be handed."""
+    if not isinstance(record, Frame):
+        return
+    try:
+        check_frame_size(record.width, record.height)
+    except FrameCodecError as error:
+        raise BadRequest(str(error)) from error
+
+
 class IngestService:
     """Enrolment, device authentication and idempotent record storage.
 
@@ -196,7 +251,9 @@ class IngestService:
         enrollment_secret: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        memory: MemoryBudget | None = None,
     ) -> None:
+        self.memory = memory
         self.metadata = metadata
         self.blobs = blobs
         self.upload_guard = upload_guard
@@ -228,26 +285,41 @@ class IngestService:
             raise Unauthorized("unknown or revoked device token")
         return device_id
 
-    def store_record(self, device_id: str, record_id: str, body: bytes) -> StoreOutcome:
+    def store_record(
+        self, device_id: str, record_id: str, body: bytes, memory: MemoryReservation | None = None
+    ) -> StoreOutcome:
         """Ingest one uploaded record (zstd-compressed MessagePack) for an authenticated device.
 
         Idempotent: the same record again answers ``created=False`` and stores nothing new; a different
         record under a stored id (or a stored id from another device) is a Conflict.
+
+        Twice the decompressed record is charged to ``memory`` (else, with the body, to a reservation
+        of its own on the service's budget) as it grows: the record and its decoded copy, then the
+        decoded copy and the re-encoded one, are what it holds at most.
+        Over budget: Busy, and nothing is stored.
         """
+        if memory is None and self.memory is not None:
+            with self.memory.reservation() as own:
+                own.add(len(body))  # a body read back from disk (resumable uploads) is held too
+                return self.store_record(device_id, record_id, body, own)
         if self.upload_guard is not None:
             self.upload_guard.check_upload_allowed(device_id)
         if not RECORD_ID_PATTERN.fullmatch(record_id):
             raise BadRequest("record id must be 1 to 128 of A-Z a-z 0-9 _ - . and not start with '.'")
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge(f"body larger than {self.max_body_bytes} bytes")
-        plain = decompress_bounded(body, self.max_record_bytes)
+        charge = None if memory is None else (lambda size: memory.add(2 * size))
+        plain = decompress_bounded(body, self.max_record_bytes, charge)
         try:
             record = decode_record(plain)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as error:
+            # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
             raise BadRequest(f"body is not a demotrace record: {error}") from error
+        del plain  # the decoded record holds its own copy of a frame's data
         if record_id_of(record) != record_id:
             raise BadRequest(f"record id in the body ({record_id_of(record)!r}) differs from the URL's")
         _check_fits_in_database(record)
+        _check_frame(record)
 
         stored = encode_record(_owned_by(record, device_id))
         digest = hashlib.sha256(stored).hexdigest()
@@ -291,8 +363,8 @@ class IngestService:
 
     @staticmethod
     def _resent(existing: StoredRecord, device_id: str, digest: str) -> StoreOutcome:
-        if existing.device_id != device_id:
-            raise Conflict(f"record id {existing.record_id} is already used by another device")
-        if existing.sha256 != digest:
-            raise Conflict(f"a different record with id {existing.record_id} is already stored")
+        # One answer whether the id is another device's or this one's with other contents: a sender
+        # learns nothing about other devices' records from it.
+        if existing.device_id != device_id or existing.sha256 != digest:
+            raise Conflict(f"record id {existing.record_id} is taken: give this record a new id")
         return StoreOutcome(record_id=existing.record_id, device_id=device_id, created=False)

@@ -7,14 +7,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from demotrace.collector.app import create_app
 from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
+from demotrace.collector.limits import CollectorLimits
+from demotrace.collector.tls import CertificateReloader, TlsConfigError, server_context
+from demotrace.memory import keep_heap_flat
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -55,6 +60,24 @@ def check_enrollment_exposure(host: str, enrollment_secret: str | None, open_enr
     log.warning("enrolment is open to anyone who can reach %s (--open-enrollment)", host)
 
 
+def check_transport_exposure(
+    host: str, certfile: Path | None, keyfile: Path | None, allow_plain_http: bool
+) -> None:
+    """Refuse (ServerConfigError) to serve plain HTTP to the network unless asked for by name: device
+    tokens, the enrolment secret, keystrokes and frames would cross it readable. Loopback needs no TLS."""
+    if (certfile is None) != (keyfile is None):
+        raise ServerConfigError("give both --certfile and --keyfile, or neither")
+    if certfile is not None or is_loopback_host(host):
+        return
+    if not allow_plain_http:
+        raise ServerConfigError(
+            f"refusing to serve plain HTTP on {host}: tokens and recordings would cross the network "
+            "readable. Give --certfile and --keyfile (PEM), or --allow-plain-http if a TLS proxy in "
+            "front of the collector terminates HTTPS"
+        )
+    log.warning("serving plain HTTP on %s (--allow-plain-http): only behind a TLS-terminating proxy", host)
+
+
 def serve(
     data_dir: Path,
     host: str = DEFAULT_HOST,
@@ -65,22 +88,52 @@ def serve(
     open_enrollment: bool = False,
     log_level: str = "info",
     admin_token: str | None = None,
+    admin_token_file: Path | None = None,
     max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    allow_plain_http: bool = False,
+    limits: CollectorLimits | None = None,
 ) -> None:
     """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
 
     Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
-    enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure).
+    enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure), or
+    it would be plain HTTP without ``allow_plain_http`` (see check_transport_exposure). With a
+    certificate it serves HTTPS, and SIGHUP reloads the certificate and key from their files.
     """
     check_enrollment_exposure(host, enrollment_secret, open_enrollment)
+    check_transport_exposure(host, certfile, keyfile, allow_plain_http)
+    keep_heap_flat()  # large bodies are mapped and given back when freed, not kept in the heap
+    context = None
+    if certfile is not None and keyfile is not None:
+        try:
+            context = server_context(certfile, keyfile)
+        except TlsConfigError as error:
+            raise ServerConfigError(str(error)) from error
+        CertificateReloader(context, certfile, keyfile).install()
     app = create_app(
         data_dir,
         database_url=database_url,
         enrollment_secret=enrollment_secret,
         admin_token=admin_token,
+        admin_token_file=admin_token_file,
         max_concurrent_ingests=max_concurrent_ingests,
+        limits=limits,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(_server_config(app, context, host=host, port=port, log_level=log_level)).run()
+
+
+def _server_config(app: FastAPI, context: ssl.SSLContext | None, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for the collector, serving TLS from ``context`` (kept live for reloads)."""
+    factory = None if context is None else (lambda _config, _default: context)
+    return uvicorn.Config(
+        app,
+        ssl_context_factory=factory,
+        # An idle kept-alive connection costs a socket: closed after 5 s, as uvicorn's default.
+        timeout_keep_alive=5,
+        **options,
+    )
 
 
 def reserve_port(host: str = DEFAULT_HOST) -> socket.socket:
@@ -107,11 +160,13 @@ class _SignallingServer(uvicorn.Server):
 class ServerThread:
     """A collector app served by uvicorn on a background thread: for tests, demos and embedding."""
 
-    def __init__(self, app: FastAPI, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self, app: FastAPI, sock: socket.socket | None = None, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.sock = sock if sock is not None else reserve_port()
         host, port = self.sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        self._server = _SignallingServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.url = f"{'https' if tls is not None else 'http'}://{host}:{port}"
+        self._server = _SignallingServer(_server_config(app, tls, log_level="warning", lifespan="on"))
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> ServerThread:

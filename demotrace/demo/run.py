@@ -107,6 +107,8 @@ def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
         f"{url}{ADMIN_POLICY_PATH}",
         content=render_policy_toml(policy).encode(),
         headers={"Authorization": f"Bearer {admin_token}", ADMIN_NAME_HEADER: "demo"},
+        # The demo is its own admin: it means the policy it sets, wider than the default or not.
+        params={"confirm_widening": "true"},
         timeout=10,
     )
     response.raise_for_status()

@@ -47,6 +47,9 @@ class AgentConfig:
     control_socket: Path | None = None
     pause_state: Path | None = None
     browser_socket: Path | None = None  # where the browser extension's host reports (None: default)
+    ca_bundle: Path | None = None  # the only CA trusted for the collector (else the system's)
+    allow_plain_http: bool = False
+    spool_quota_bytes: int | None = None  # frames beyond it go, oldest unsent first
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
@@ -58,12 +61,21 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     )
 
     path = config.credentials or default_credentials_path()
+    ca_bundle = str(config.ca_bundle) if config.ca_bundle is not None else None
     if path.exists():
         device = load_credentials(path)
         if device.server_url.rstrip("/") != server.rstrip("/"):
             raise ValueError(f"{path} is enrolled with {device.server_url}, not {server}: run enroll")
+        if ca_bundle is not None or config.allow_plain_http:  # this run's flags win over enrolment's
+            device = msgspec.structs.replace(
+                device,
+                ca_bundle=ca_bundle or device.ca_bundle,
+                allow_plain_http=config.allow_plain_http or device.allow_plain_http,
+            )
         return device
-    device = enroll(server, device_name=config.device_id)
+    device = enroll(
+        server, device_name=config.device_id, ca_bundle=ca_bundle, allow_plain_http=config.allow_plain_http
+    )
     save_credentials(device, path)
     return device
 
@@ -93,7 +105,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
     keep_heap_flat()  # before any thread starts
     local_policy = load_policy(config.policy) if config.policy is not None else None
-    store: Spool = open_spool(config.spool, config.key)
+    store: Spool = open_spool(config.spool, config.key, config.spool_quota_bytes)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
     if shutil.which("tesseract") is None:
         say("warning: tesseract-ocr is missing: frames cannot be scrubbed and are dropped")
@@ -147,6 +159,13 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
         control: list[LocalControl] = []
 
+        def health() -> dict[str, Any]:
+            """What `demotrace status` shows beyond pause and policy: why uploads fail, what was dropped."""
+            answer: dict[str, Any] = dict(store.room())
+            if uploader is not None:
+                answer["upload_error"] = uploader.last_error
+            return answer
+
         def attach_control(recorder: Recorder) -> None:
             control.append(
                 LocalControl(
@@ -155,6 +174,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                     socket_path=config.control_socket,
                     state_file=config.pause_state,
                     pending_count=store.pending_count,
+                    health=health,
                 ).start()
             )
 

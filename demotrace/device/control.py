@@ -219,6 +219,7 @@ class LocalControl:
         socket_path: Path | None = None,
         state_file: Path | None = None,
         pending_count: Callable[[], int] | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
         notify: bool = True,
     ) -> None:
         on_change = None
@@ -231,6 +232,7 @@ class LocalControl:
             state_file or default_pause_state_file(),
             pending_count=pending_count,
             on_change=on_change,
+            health=health,
         )
         self.server = ControlServer(self.controller, on_task_marker, socket_path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import httpx
 import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
@@ -26,9 +27,28 @@ class CredentialsError(TransportError):
 
 
 class DeviceCredentials(msgspec.Struct, frozen=True):
+    """What the device needs to talk to its collector; ``ca_bundle`` (a PEM file) is the only CA it
+    trusts for it, when set, and ``allow_plain_http`` lets it use http:// to another host."""
+
     server_url: str
     device_id: str
     token: str
+    ca_bundle: str | None = None
+    allow_plain_http: bool = False
+
+
+def collector_client(
+    credentials: DeviceCredentials, *, http: httpx.Client | None = None, timeout: float = 30.0
+) -> CollectorClient:
+    """A client for the device's collector, with its token and its trust settings."""
+    return CollectorClient(
+        credentials.server_url,
+        credentials.token,
+        http=http,
+        timeout=timeout,
+        ca_bundle=credentials.ca_bundle,
+        allow_plain_http=credentials.allow_plain_http,
+    )
 
 
 class _EnrollResponse(msgspec.Struct):
@@ -41,11 +61,18 @@ def default_credentials_path() -> Path:
 
 
 def enroll(
-    server_url: str, device_name: str, secret: str | None = None, *, timeout: float = 30.0
+    server_url: str,
+    device_name: str,
+    secret: str | None = None,
+    *,
+    timeout: float = 30.0,
+    ca_bundle: str | None = None,
+    allow_plain_http: bool = False,
 ) -> DeviceCredentials:
-    """Register this device with a collector and return the credentials to upload with."""
+    """Register this device with a collector and return the credentials to upload with (they keep
+    ``ca_bundle`` and ``allow_plain_http`` for every later request)."""
     headers = {ENROLLMENT_SECRET_HEADER: secret} if secret is not None else {}
-    with CollectorClient(server_url) as client:
+    with CollectorClient(server_url, ca_bundle=ca_bundle, allow_plain_http=allow_plain_http) as client:
         base_url = client.base_url
         try:
             response = client.request(
@@ -61,7 +88,13 @@ def enroll(
         answer = msgspec.json.decode(response.content, type=_EnrollResponse)
     except msgspec.DecodeError as error:
         raise EnrollmentError(f"collector {base_url} gave an unreadable enrolment answer: {error}") from error
-    return DeviceCredentials(server_url=base_url, device_id=answer.device_id, token=answer.token)
+    return DeviceCredentials(
+        server_url=base_url,
+        device_id=answer.device_id,
+        token=answer.token,
+        ca_bundle=ca_bundle,
+        allow_plain_http=allow_plain_http,
+    )
 
 
 def save_credentials(credentials: DeviceCredentials, path: Path | None = None) -> Path:

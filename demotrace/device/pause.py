@@ -124,11 +124,13 @@ class PauseController:
         *,
         pending_count: Callable[[], int] | None = None,
         on_change: Callable[[PauseChange, float | None], None] | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.gate = gate
         self.state_file = state_file
         self.clock = clock
         self.pending_count = pending_count
+        self.health = health  # the agent's own problems (upload errors, dropped frames), in status
         self.on_change = on_change
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -202,6 +204,11 @@ class PauseController:
             except Exception as error:  # status must answer even if the spool is in trouble
                 status["spool_pending"] = None
                 status["spool_error"] = str(error)
+        if self.health is not None:
+            try:
+                status.update(self.health())
+            except Exception as error:
+                status["health_error"] = str(error)
         return status
 
     def close(self) -> None:

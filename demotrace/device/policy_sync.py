@@ -21,7 +21,7 @@ import httpx
 import msgspec
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, TransportError, refusal_detail
-from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.spool import Spool
 from demotrace.files import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
@@ -52,7 +52,7 @@ def _collector(credentials: DeviceCredentials, client: CollectorClient | None) -
     if client is not None:
         yield client
         return
-    with CollectorClient(credentials.server_url, credentials.token) as own:
+    with collector_client(credentials) as own:
         yield own
 
 
@@ -149,9 +149,7 @@ class PolicySync:
         self.spool = spool
         self.interval = interval
         # One client for every round, not one per request: see CollectorClient.
-        self.client = CollectorClient(
-            credentials.server_url, credentials.token, http=client, timeout=request_timeout
-        )
+        self.client = collector_client(credentials, http=client, timeout=request_timeout)
         self.cache_file = cache_file
         self.request_timeout = request_timeout
         self.follow_fleet_policy = follow_fleet_policy

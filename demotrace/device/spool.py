@@ -2,12 +2,19 @@
 
 Every record is MessagePack-encoded, zstd-compressed and sealed with ChaCha20-Poly1305 before it is
 written; the key lives outside the spool folder. The only plaintext columns are what the uploader needs
-to schedule work (record id, kind, session id, size, times): never anything typed or shown.
+to schedule work (record id, kind, session id, size, times, the base frame's id): never anything typed
+or shown. Records are deleted once the collector has acknowledged them.
+
+A quota and a full disk never stop the recording and never cost an event: the oldest unsent frames go
+first (spool_room.py), a frame with no room is refused with RecordDropped (the action is kept without
+it), and events that find the disk full wait in memory and are written first once there is room.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 import sqlite3
 import threading
@@ -19,14 +26,24 @@ from pathlib import Path
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from demotrace.capture.sink import SinkError
+from demotrace.capture.sink import RecordDropped, SinkError
+from demotrace.device import spool_room
 from demotrace.device.paths import config_dir
+from demotrace.device.spool_room import DROP_DISK_FULL, DROP_QUOTA, DropCounts, NoRoom, Reserve
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.protocol import record_id_of
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
 NONCE_BYTES = 12
+# Events that found the disk full wait in memory, up to this much; past it the recording stops.
+MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
+# The WAL file is cut back to this size after a checkpoint, so a burst does not keep its space.
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+_Row = tuple[str, str, str, float, int, bytes, int, str | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -84,11 +101,20 @@ class SpooledRecord:
 
 
 class Spool:
-    """One spool folder. Thread-safe: the recorder writes while the uploader reads and marks."""
+    """One spool folder. Thread-safe: the recorder writes while the uploader reads and marks.
 
-    def __init__(self, directory: Path, key: bytes) -> None:
+    ``quota_bytes`` bounds the database's pages in use: past it, the oldest unsent frames go. Events
+    are always written, quota or not. ``disk_full`` says whether the last write found no room.
+    """
+
+    def __init__(self, directory: Path, key: bytes, quota_bytes: int | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
+        self.quota_bytes = quota_bytes
+        self.disk_full = False
+        self._unwritten: list[_Row] = []  # events that found the disk full, oldest first
+        self._unwritten_bytes = 0
+        self._uncounted_drops = 0  # frames refused while even the count could not be written
         self._aead = ChaCha20Poly1305(key)
         self._compress = zstandard.ZstdCompressor(level=3)
         self._decompress = zstandard.ZstdDecompressor()
@@ -103,9 +129,15 @@ class Spool:
             # Deleted or replaced records (unscrubbed frames, an exemption's unsent data) are zeroed,
             # not left in free pages.
             self._db.execute("PRAGMA secure_delete=ON")
-            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+            # Checkpoint every 1 MiB of WAL rather than 4: on a nearly full disk the WAL is what grows.
+            self._db.execute("PRAGMA wal_autocheckpoint=256")
+            self._db.executescript(_SCHEMA + spool_room.SCHEMA)
+            spool_room.add_base_column(self._db)
+            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         except sqlite3.DatabaseError as error:
             raise SpoolError(f"cannot open spool {directory}: {error}") from error
+        self._reserve = Reserve(directory)
 
     def _seal(self, record_id: str, plain: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -120,41 +152,147 @@ class Spool:
         return self._decompress.decompress(packed)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One durable write transaction under the lock; a failure rolls back and raises SpoolError."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
-            except sqlite3.Error as error:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction (the caller holds the lock); a failure rolls back and raises
+        NoRoom for a full disk, SpoolError otherwise."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as error:
+            with contextlib.suppress(sqlite3.Error):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+            if spool_room.is_disk_full(error):
+                raise NoRoom(str(error)) from error
+            raise SpoolError(f"cannot write to spool {self.directory}: {error}") from error
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction under the lock; a full disk is tried again once after the
+        reserve is given up (a write that frees space needs room in the WAL too)."""
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    yield db
+            except NoRoom:
+                if not self._reserve.release():
+                    raise SpoolError(f"cannot write to spool {self.directory}: the disk is full") from None
+                with self._transaction() as db:
+                    yield db
+
+    def _checkpoint(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _pages_in_use(self, db: sqlite3.Connection) -> int:
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        return int(pages - free) * self._page_size
 
     def append(self, records: Sequence[Record], held: bool = False) -> None:
         """Write records in one durable transaction; a duplicate record id is stored once.
 
         ``held`` records (frames waiting for their screen scrub) are never offered for upload until
-        ``replace_held`` releases them.
+        ``replace_held`` releases them. Frames with no room (quota, full disk) raise RecordDropped
+        after older frames were given up for them; events are never dropped (see the module doc).
         """
         if not records:
             return
-        rows = []
+        rows: list[_Row] = []
         now = time.time()
         for record in records:
             record_id = record_id_of(record)
             plain = encode_record(record)
             kind = "batch" if isinstance(record, Batch) else "frame"
             sealed = self._seal(record_id, plain)
-            rows.append((record_id, kind, record.session_id, now, len(plain), sealed, int(held)))
-        with self._write() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO records (record_id, kind, session_id, created, size, sealed, held)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            base = record.base_frame_id if isinstance(record, Frame) else None
+            rows.append((record_id, kind, record.session_id, now, len(plain), sealed, int(held), base))
+        droppable = all(row[1] == "frame" for row in rows)
+        with self._lock:
+            stored = self._append_locked(rows, droppable)
         self.committed.set()
+        if not stored:
+            raise RecordDropped(f"no room in spool {self.directory} for {len(rows)} frame(s): dropped")
+
+    def _append_locked(self, rows: list[_Row], droppable: bool) -> bool:
+        """Write the events waiting in memory and ``rows``; False if ``rows`` (frames) were dropped."""
+        waiting, self._unwritten, self._unwritten_bytes = self._unwritten, [], 0
+        size = sum(len(row[5]) for row in rows)
+        stored = self._try_insert(waiting, rows, droppable, size)
+        if stored is None:
+            return self._insert_after_full(waiting, rows, droppable, size)
+        self.disk_full = False
+        self._reserve.ensure()
+        return stored
+
+    def _try_insert(self, waiting: list[_Row], rows: list[_Row], droppable: bool, size: int) -> bool | None:
+        """One transaction of ``_insert``; None when the disk is full (nothing was written)."""
+        uncounted = self._uncounted_drops
+        try:
+            with self._transaction() as db:
+                return self._insert(db, waiting, rows, droppable, size)
+        except NoRoom:
+            self._uncounted_drops = uncounted
+            return None
+        except BaseException:
+            self._uncounted_drops = uncounted
+            raise
+
+    def _insert(
+        self, db: sqlite3.Connection, waiting: list[_Row], rows: list[_Row], droppable: bool, size: int
+    ) -> bool:
+        if self.quota_bytes is not None:
+            quota = self.quota_bytes
+
+            def over_quota() -> bool:
+                return self._pages_in_use(db) + size > quota
+
+            if over_quota():
+                spool_room.evict_frames(db, lambda _freed: over_quota(), DROP_QUOTA)
+            if droppable and over_quota():
+                spool_room.count_drops(db, DROP_QUOTA, len(rows))
+                rows = []
+        if self._uncounted_drops:
+            spool_room.count_drops(db, DROP_DISK_FULL, self._uncounted_drops)
+            self._uncounted_drops = 0  # restored by the caller if this transaction fails
+        db.executemany(
+            "INSERT OR IGNORE INTO records"
+            " (record_id, kind, session_id, created, size, sealed, held, base_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            waiting + rows,
+        )
+        return bool(rows)
+
+    def _insert_after_full(self, waiting: list[_Row], rows: list[_Row], droppable: bool, size: int) -> bool:
+        """The disk is full: give up the reserve and the oldest unsent frames, then try once more; a
+        frame that still finds no room is dropped, events wait in memory (within MAX_UNWRITTEN_BYTES)."""
+        self.disk_full = True
+        # The WAL is what fills the disk: written back into the database's free pages, and cut to
+        # nothing, it gives its space back. Then the reserve, for the deletions to be logged.
+        self._checkpoint()
+        self._reserve.release()
+        # Room for what waits to be written, and at least a reserve's worth so the next writes fit too.
+        needed = max(size + sum(len(row[5]) for row in waiting), spool_room.RESERVE_BYTES)
+        with contextlib.suppress(NoRoom, SpoolError), self._transaction() as db:
+            spool_room.evict_frames(db, lambda freed: freed < needed, DROP_DISK_FULL)
+        self._checkpoint()
+        stored = self._try_insert(waiting, rows, droppable, size)
+        if stored is not None:
+            return stored
+        if droppable:
+            self._unwritten = waiting
+            self._unwritten_bytes = sum(len(row[5]) for row in waiting)
+            self._uncounted_drops += len(rows)  # written with the next transaction that fits
+            return False
+        self._unwritten = waiting + rows
+        self._unwritten_bytes = sum(len(row[5]) for row in self._unwritten)
+        if self._unwritten_bytes > MAX_UNWRITTEN_BYTES:
+            raise SpoolError(
+                f"spool {self.directory}: the disk has been full for {self._unwritten_bytes} bytes of "
+                "events and there are no frames left to give up: free some space"
+            )
+        return True
 
     def pending(self, limit: int = 100, max_bytes: int | None = None) -> list[SpooledRecord]:
         """Records not yet uploaded, oldest first; at most ``limit`` of them and about ``max_bytes``."""
@@ -174,13 +312,41 @@ class Spool:
         return out
 
     def mark_uploaded(self, record_ids: Sequence[str]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "UPDATE records SET uploaded_at = ? WHERE record_id = ?",
-                [(time.time(), record_id) for record_id in record_ids],
+        """The collector has these records: delete them (zeroed, see secure_delete) to give the room back."""
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM records WHERE record_id = ?", [(record_id,) for record_id in record_ids]
             )
-            self._db.execute("COMMIT")
+        if self.disk_full and self._unwritten:
+            with self._lock:  # events waiting for room go in now that there is some
+                self._append_locked([], droppable=False)
+
+    def drops(self) -> DropCounts:
+        """Frames dropped for the quota or a full disk, in all and not yet reported to the collector."""
+        with self._lock:
+            counts = spool_room.read_drops(self._db)
+            extra = self._uncounted_drops
+        return dataclasses.replace(
+            counts,
+            disk_full=counts.disk_full + extra,
+            unreported_disk_full=counts.unreported_disk_full + extra,
+        )
+
+    def drops_reported(self, counts: DropCounts) -> None:
+        """The collector was told of ``counts`` (from ``drops()``)."""
+        with self._write() as db:
+            spool_room.mark_reported(db, counts)
+
+    def room(self) -> dict[str, object]:
+        """What ``demotrace status`` shows about space: frames dropped, a full disk, events waiting."""
+        counts = self.drops()
+        return {
+            "frames_dropped": counts.total,
+            "frames_dropped_quota": counts.quota,
+            "frames_dropped_disk_full": counts.disk_full,
+            "disk_full": self.disk_full,
+            "events_waiting_for_room": len(self._unwritten),
+        }
 
     def held(self, limit: int = 100) -> list[Record]:
         """Records held back from upload (oldest first), decrypted."""
@@ -246,6 +412,12 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
+            if self._unwritten:  # a last try for events that waited for room
+                try:
+                    with self._transaction() as db:
+                        self._insert(db, self._unwritten, [], False, 0)
+                except (SpoolError, NoRoom) as error:
+                    log.error("%d event batches lost: the disk stayed full (%s)", len(self._unwritten), error)
             self._db.close()
 
 
@@ -281,5 +453,5 @@ class SpoolBacklogReader:
         self._db.close()
 
 
-def open_spool(directory: Path, key_path: Path | None = None) -> Spool:
-    return Spool(directory, load_or_create_key(key_path or default_key_path()))
+def open_spool(directory: Path, key_path: Path | None = None, quota_bytes: int | None = None) -> Spool:
+    return Spool(directory, load_or_create_key(key_path or default_key_path()), quota_bytes)

@@ -18,6 +18,7 @@ what applies the exemption (capture stops, the unsent spool is deleted, the coll
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from demotrace.device.client import CollectorClient, TransportError
-from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.client import TransportError, refusal_detail
+from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.record_upload import (
     RESUMABLE_THRESHOLD_BYTES,
     UPLOAD_CHUNK_BYTES,
@@ -53,6 +54,7 @@ from demotrace.device.upload_rules import (
     upload_decision,
 )
 from demotrace.policy import CaptureGate
+from demotrace.protocol import DEVICE_REPORT_PATH
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,7 @@ class Uploader:
         self.last_decision: UploadDecision | None = None
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
         self._backlog = SpoolBacklogReader(spool.directory)
-        self._client = CollectorClient(
-            credentials.server_url, credentials.token, http=client, timeout=request_timeout
-        )
+        self._client = collector_client(credentials, http=client, timeout=request_timeout)
         self._sender = RecordSender(
             self._client,
             credentials.device_id,
@@ -138,6 +138,7 @@ class Uploader:
         self._closed = False
         # The day a body was found not to fit in the cap.
         self._full_day: str | None = None
+        self._reported_disk_full = False
 
     @property
     def bytes_sent(self) -> int:
@@ -200,6 +201,8 @@ class Uploader:
                 self._exempted()
             except SpoolError as error:
                 log.error("final upload stopped: %s", error)
+            with contextlib.suppress(SpoolError):
+                self.report_drops()
         self.close()
         return self.spool.pending_count()
 
@@ -222,6 +225,7 @@ class Uploader:
                 hold = self._drain(self._stopping.is_set, None, "waiting")
                 failures = 0
                 self.last_error = None
+                self.report_drops()
             except ExemptAnswer:
                 self._exempted()
                 return  # nothing will ever be taken again: retrying would only knock on a closed door
@@ -248,6 +252,32 @@ class Uploader:
                 # A commit, a gate change or stop() wakes us; a hold that ends with time (burst age,
                 # battery backlog age, the next day) also sets a timeout. No polling in between.
                 self.spool.committed.wait(hold.recheck_after_s)
+
+    def report_drops(self) -> bool:
+        """Tell the collector what the spool had to drop since the last report (quota, full disk), if
+        anything; True when it was told. A failure is left for the next round."""
+        counts = self.spool.drops()
+        disk_full = self.spool.disk_full
+        if not (
+            counts.unreported_quota or counts.unreported_disk_full or disk_full != self._reported_disk_full
+        ):
+            return False
+        report = {
+            "frames_dropped_quota": counts.unreported_quota,
+            "frames_dropped_disk_full": counts.unreported_disk_full,
+            "disk_full": disk_full,
+        }
+        try:
+            answer = self._client.request("POST", DEVICE_REPORT_PATH, json=report, timeout=10.0)
+        except TransportError as error:
+            log.info("drop report not sent: %s", error)
+            return False
+        if answer.status_code != 200:
+            log.info("drop report refused (%d): %s", answer.status_code, refusal_detail(answer))
+            return False
+        self.spool.drops_reported(counts)
+        self._reported_disk_full = disk_full
+        return True
 
     def _exempted(self) -> None:
         """The collector said this device is exempt: stop uploading and let the exemption be applied."""

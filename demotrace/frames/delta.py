@@ -29,6 +29,8 @@ from demotrace.frames.settings import EncodingSettings, ImageCodec
 # tile bitmap; then the bitmap (bit i set: tile i, row-major, is in the tiles image), then the tiles
 # image (absent when no tile changed).
 _DELTA_MAGIC = b"DTD1"
+# Smallest tile a delta may use: tiny tiles would make the tile map of a large image huge.
+MIN_TILE_SIZE = 8
 _DELTA_HEADER = struct.Struct("<4sHHHBI")
 _CODEC_IDS: dict[ImageCodec, int] = {"png": 1, "webp-lossless": 2, "webp": 3}
 _CODECS_BY_ID = {number: codec for codec, number in _CODEC_IDS.items()}
@@ -160,24 +162,39 @@ class DeltaPayload:
     tiles_image: bytes
 
 
-def parse_delta(data: bytes) -> DeltaPayload:
-    """Read a delta payload's header, tile list and tiles image; FrameCodecError if it is malformed."""
+def _header(data: bytes) -> tuple[int, int, int, int, int]:
+    """width, height, tile size, codec id and bitmap length of a delta payload, checked."""
     if len(data) < _DELTA_HEADER.size:
         raise FrameCodecError(f"delta payload of {len(data)} bytes is shorter than its header")
     magic, width, height, tile_size, codec_id, bitmap_length = _DELTA_HEADER.unpack_from(data)
     if magic != _DELTA_MAGIC:
         raise FrameCodecError(f"not a demotrace delta payload (magic {magic!r})")
-    if tile_size == 0 or width == 0 or height == 0:
+    if tile_size < MIN_TILE_SIZE or width == 0 or height == 0:
         raise FrameCodecError(f"delta payload has an empty {width}x{height} image or tile size {tile_size}")
     if codec_id != 0 and codec_id not in _CODECS_BY_ID:
         raise FrameCodecError(f"delta payload uses an unknown tile codec {codec_id}")
+    return width, height, tile_size, codec_id, bitmap_length
+
+
+def delta_size(data: bytes) -> tuple[int, int]:
+    """The image width and height a delta payload's header says (FrameCodecError if malformed)."""
+    width, height, *_ = _header(data)
+    return width, height
+
+
+def parse_delta(data: bytes) -> DeltaPayload:
+    """Read a delta payload's header, tile list and tiles image; FrameCodecError if it is malformed."""
+    width, height, tile_size, codec_id, bitmap_length = _header(data)
     columns, rows = tile_grid(width, height, tile_size)
     start = _DELTA_HEADER.size
+    expected = (columns * rows + 7) // 8
     try:
-        bits = zlib.decompress(data[start : start + bitmap_length])
+        # Never inflate more than the grid needs: a tiny zlib stream can expand to gigabytes.
+        inflater = zlib.decompressobj()
+        bits = inflater.decompress(data[start : start + bitmap_length], expected + 1)
     except zlib.error as error:
         raise FrameCodecError(f"delta payload has a corrupt tile map: {error}") from error
-    if len(bits) != (columns * rows + 7) // 8:
+    if len(bits) != expected:
         raise FrameCodecError(f"delta tile map has {len(bits)} bytes for {columns}x{rows} tiles")
     tiles = _tiles_of_bitmap(bits, columns * rows)
     tiles_image = data[start + bitmap_length :]
@@ -196,19 +213,24 @@ def apply_delta(base: Image.Image, payload: DeltaPayload) -> Image.Image:
     result = base.copy()
     if not payload.tiles:
         return result
-    try:
-        opened = Image.open(io.BytesIO(payload.tiles_image))
-        opened.load()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise FrameCodecError(f"delta tiles image does not decode: {error}") from error
     size = payload.tile_size
     columns, _ = tile_grid(payload.width, payload.height, size)
     pack_columns = _pack_columns(len(payload.tiles), columns)
-    if (
-        opened.width < pack_columns * size
-        or opened.height < math.ceil(len(payload.tiles) / pack_columns) * size
-    ):
-        raise FrameCodecError(f"delta tiles image {opened.size} is too small for {len(payload.tiles)} tiles")
+    needed = (pack_columns * size, math.ceil(len(payload.tiles) / pack_columns) * size)
+    try:
+        opened = Image.open(io.BytesIO(payload.tiles_image))
+        # Checked from the header, before decoding: the tiles image must be the size of its tiles.
+        if opened.width < needed[0] or opened.height < needed[1]:
+            raise FrameCodecError(
+                f"delta tiles image {opened.size} is too small for {len(payload.tiles)} tiles"
+            )
+        if opened.width > needed[0] + size or opened.height > needed[1] + size:
+            raise FrameCodecError(f"delta tiles image {opened.size} is larger than its tiles {needed}")
+        opened.load()
+    except FrameCodecError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise FrameCodecError(f"delta tiles image does not decode: {error}") from error
     packed = opened.convert("RGB")
     for slot, index in enumerate(payload.tiles):
         x, y, _, _ = tile_box(index, columns, size)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import msgspec
 from PIL import Image, ImageChops
 
+from demotrace.frames.bounds import check_image_header
 from demotrace.frames.delta import FrameCodecError, apply_delta, parse_delta
 from demotrace.frames.images import CODEC_MEDIA_TYPES, encode_image
 from demotrace.frames.settings import EncodingSettings, ImageCodec
@@ -104,6 +105,8 @@ class FrameResolver:
 
     def _decode(self, frame: Frame, base: Image.Image | None) -> Image.Image:
         self.decoded += 1
+        # The header must say the frame's own (bounded) size before any pixel is allocated.
+        check_image_header(frame.width, frame.height, frame.media_type, frame.data)
         if frame.media_type != DELTA_MEDIA_TYPE:
             try:
                 image = Image.open(io.BytesIO(frame.data))

@@ -159,6 +159,29 @@ class MetadataStore:
                 select(DeviceEntry.device_id).where(DeviceEntry.token_sha256 == token_sha256)
             )
 
+    def revoke_device(self, device_id: str, new_token_sha256: str, audit: AuditRecord) -> bool:
+        """Replace a device's token digest (its token is refused from now on) and log it; False if no
+        such device. The new digest is of a token nobody has: revoking needs no column of its own."""
+        with self._sessions.begin() as session:
+            changed = session.execute(  # type: ignore[attr-defined]
+                update(DeviceEntry)
+                .where(DeviceEntry.device_id == device_id)
+                .values(token_sha256=new_token_sha256)
+            ).rowcount
+            if changed:
+                session.add(_audit_entry(audit))
+        return bool(changed)
+
+    def devices(self) -> list[tuple[str, str, float]]:
+        """Every enrolled device as (device id, name, enrolled at), oldest first."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(DeviceEntry.device_id, DeviceEntry.name, DeviceEntry.enrolled_at).order_by(
+                    DeviceEntry.enrolled_at
+                )
+            )
+            return [(device_id, name, enrolled_at) for device_id, name, enrolled_at in rows]
+
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self._sessions() as session:
             entry = session.get(RecordEntry, record_id)

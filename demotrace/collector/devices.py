@@ -1,0 +1,76 @@
+"""Device administration: list enrolled devices, revoke one (its token refused at once), and the health
+reports devices send about what they had to drop (a full disk, the spool quota). All of it audited."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from demotrace.collector.errors import BadRequest, NotFound
+from demotrace.collector.ingest import token_digest
+from demotrace.collector.store import MetadataStore
+from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.upload_guard import audit_record
+
+MAX_REPORT_BODY_BYTES = 4 * 1024
+MAX_REPORTED_COUNT = 2**53
+
+
+class DeviceReportBody(msgspec.Struct, forbid_unknown_fields=True):
+    """What a device dropped since its last report, and whether its disk is full now."""
+
+    frames_dropped_quota: int = 0
+    frames_dropped_disk_full: int = 0
+    disk_full: bool = False
+
+
+def parse_device_report(body: bytes) -> DeviceReportBody:
+    try:
+        report = msgspec.json.decode(body or b"{}", type=DeviceReportBody)
+    except msgspec.DecodeError as error:
+        raise BadRequest(
+            f"expected JSON like {msgspec.json.encode(DeviceReportBody()).decode()}: {error}"
+        ) from error
+    for count in (report.frames_dropped_quota, report.frames_dropped_disk_full):
+        if not 0 <= count <= MAX_REPORTED_COUNT:
+            raise BadRequest(f"counts must be between 0 and {MAX_REPORTED_COUNT}")
+    return report
+
+
+class DeviceAdmin:
+    def __init__(
+        self, metadata: MetadataStore, audit_store: ExemptionStore, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.metadata = metadata
+        self.audit_store = audit_store
+        self.clock = clock
+
+    def list_devices(self) -> list[dict[str, object]]:
+        return [
+            {"device_id": device_id, "name": name, "enrolled_at": enrolled_at}
+            for device_id, name, enrolled_at in self.metadata.devices()
+        ]
+
+    def revoke(self, device_id: str, admin: str) -> dict[str, object]:
+        """Refuse the device's token from now on (it must enrol again to upload anything)."""
+        # The digest of a token nobody was ever given: the old one matches nothing any more.
+        unusable = token_digest("revoked:" + secrets.token_urlsafe(32))
+        audit = audit_record(self.clock(), f"admin:{admin}", "device_revoked", device_id)
+        if not self.metadata.revoke_device(device_id, unusable, audit):
+            raise NotFound(f"no device {device_id}")
+        return {"device_id": device_id, "status": "revoked"}
+
+    def report(self, device_id: str, report: DeviceReportBody) -> dict[str, object]:
+        self.audit_store.append_audit(
+            audit_record(
+                self.clock(),
+                f"device:{device_id}",
+                "device_report",
+                device_id,
+                **msgspec.to_builtins(report),
+            )
+        )
+        return {"status": "recorded"}
