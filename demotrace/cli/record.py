@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -12,17 +11,6 @@ import typer
 
 from demotrace.cli.shared import CredentialsOption, KeyOption, SpoolOption, fail, stderr
 from demotrace.device.paths import config_dir
-
-
-def local_device_id() -> str:
-    """A random id for this device, made once; never derived from the host or user name."""
-    path = config_dir() / "device_id"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    device_id = f"dev-{uuid.uuid4().hex[:16]}"
-    path.write_text(device_id + "\n")
-    return device_id
 
 
 def record(
@@ -41,6 +29,7 @@ def record(
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
     from demotrace.device.agent import AgentConfig, encode_config
+    from demotrace.device.enrollment import local_device_id
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
@@ -69,7 +58,7 @@ def enroll(
     """Enroll this device with a collector; it gets its own upload token."""
     import httpx
 
-    from demotrace.device.enrollment import default_credentials_path, save_credentials
+    from demotrace.device.enrollment import default_credentials_path, local_device_id, save_credentials
     from demotrace.device.enrollment import enroll as enroll_device
 
     try:

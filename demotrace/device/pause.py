@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from demotrace.device.control_protocol import ControlError
-from demotrace.device.paths import write_private_file
+from demotrace.device.paths import state_dir, write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy
 
 PAUSE_STATE_FILE = "pause.json"
@@ -32,8 +31,7 @@ log = logging.getLogger(__name__)
 
 def default_pause_state_file() -> Path:
     """In XDG state (not the runtime folder): a pause must survive a logout or reboot mid-pause too."""
-    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state_home / "demotrace" / PAUSE_STATE_FILE
+    return state_dir() / PAUSE_STATE_FILE
 
 
 # --- pure decisions ----------------------------------------------------------------------------------
