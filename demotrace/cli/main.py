@@ -13,6 +13,7 @@ from demotrace.cli.build import register_build_commands
 from demotrace.cli.control import register_control_commands
 from demotrace.cli.demo import register_demo_commands
 from demotrace.cli.exemption import register_exemption_commands
+from demotrace.cli.paths import register_paths_commands
 from demotrace.cli.record import register_record_commands
 from demotrace.cli.replay import register_replay_commands
 from demotrace.cli.server import register_server_commands
@@ -30,6 +31,7 @@ register_build_commands(app)  # build
 register_demo_commands(app)  # demo, up
 register_replay_commands(app)  # replay
 register_control_commands(app)  # pause, resume, status, task, tray
+register_paths_commands(app)  # paths
 register_exemption_commands(app)  # exemption
 register_admin_commands(app)  # admin
 

@@ -24,13 +24,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-SpoolOption = Annotated[Path, typer.Option("--spool", help="Spool folder (encrypted, on this device).")]
+SpoolOption = Annotated[
+    Path | None,
+    typer.Option("--spool", help="Spool folder, encrypted, on this device (default: see `demotrace paths`)."),
+]
 KeyOption = Annotated[
-    Path | None, typer.Option("--key", help="Spool key file (default: ~/.config/demotrace/spool.key).")
+    Path | None, typer.Option("--key", help="Spool key file (default: spool.key in the config folder).")
 ]
 CredentialsOption = Annotated[
     Path | None,
     typer.Option(
-        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
+        "--credentials", help="Device credentials from `enroll` (default: device.json in the config folder)."
     ),
 ]

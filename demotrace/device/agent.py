@@ -153,6 +153,12 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                     socket_path=config.control_socket,
                     state_file=config.pause_state,
                     pending_count=store.pending_count,
+                    more_status=lambda: {
+                        "spool": str(config.spool),
+                        # Without an uploader (no collector) the records stay on this device.
+                        "uploads": uploader is not None,
+                        **(uploader.status() if uploader is not None else {}),
+                    },
                 ).start()
             )
 

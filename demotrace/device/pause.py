@@ -121,12 +121,15 @@ class PauseController:
         clock: Callable[[], float] = time.time,
         *,
         pending_count: Callable[[], int] | None = None,
+        more_status: Callable[[], dict[str, Any]] | None = None,
         on_change: Callable[[PauseChange, float | None], None] | None = None,
     ) -> None:
         self.gate = gate
         self.state_file = state_file
         self.clock = clock
         self.pending_count = pending_count
+        # What the agent adds: where its spool is, why uploads wait and when they go.
+        self.more_status = more_status
         self.on_change = on_change
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -157,13 +160,15 @@ class PauseController:
         self._announce("paused", paused_until)
         return paused_until
 
-    def resume(self) -> None:
+    def resume(self) -> bool:
+        """End the pause now; returns whether there was one."""
         with self._lock:
             was_paused = self.gate.state.paused_until is not None
             self._clear()
         self.gate.update_state(paused_until=None)
         if was_paused:
             self._announce("resumed", None)
+        return was_paused
 
     def expire_now_if_due(self) -> bool:
         """Resume if the pause has run out by ``clock``; re-arm if the timer fired early. True if resumed."""
@@ -200,6 +205,8 @@ class PauseController:
             except Exception as error:  # status must answer even if the spool is in trouble
                 status["spool_pending"] = None
                 status["spool_error"] = str(error)
+        if self.more_status is not None:
+            status.update(self.more_status())
         return status
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -118,6 +119,7 @@ class Uploader:
         self.on_exempt = on_exempt
         self.last_error: str | None = None
         self.last_decision: UploadDecision | None = None
+        self.next_try: float | None = None  # wall time of the next attempt after a hold or a failure
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
         self._backlog = SpoolBacklogReader(spool.directory)
         self._client = CollectorClient(
@@ -229,6 +231,7 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, retry.retry_after)
                 self.last_error = retry.reason
+                self.next_try = self.clock() + delay
                 log.warning("upload paused, retrying in %.1f s: %s", delay, retry.reason)
                 if self._stopping.wait(delay):
                     break
@@ -237,17 +240,34 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, None)
                 self.last_error = f"{type(error).__name__}: {error}"
+                self.next_try = self.clock() + delay
                 log.exception("upload failed unexpectedly, retrying in %.1f s", delay)
                 if self._stopping.wait(delay):
                     break
                 continue
             self.last_decision = hold
+            self.next_try = None if hold.recheck_after_s is None else self.clock() + hold.recheck_after_s
             # stop() sets _stopping before waking us: if our clear() above swallowed its wake-up,
             # this check still sees the stop.
             if not self._stopping.is_set():
                 # A commit, a gate change or stop() wakes us; a hold that ends with time (burst age,
                 # battery backlog age, the next day) also sets a timeout. No polling in between.
                 self.spool.committed.wait(hold.recheck_after_s)
+
+    def status(self) -> dict[str, Any]:
+        """Why pending records wait and when they go next, for ``demotrace status``.
+
+        ``upload_wait``: the reason of the last hold, or the last failure while retrying; None while
+        sending or with nothing to send. ``upload_next_try``: wall time of the next attempt, if known
+        (a hold that ends by itself or a retry); None means "as soon as the reason goes away"."""
+        decision = self.last_decision
+        if not self.running and not self.exempt:
+            return {"upload_wait": "the uploader is stopped", "upload_next_try": None}
+        if self.last_error is not None:
+            return {"upload_wait": self.last_error, "upload_next_try": self.next_try}
+        if decision is None or decision.send or decision.reason == "nothing to send":
+            return {"upload_wait": None, "upload_next_try": None}
+        return {"upload_wait": decision.reason, "upload_next_try": self.next_try}
 
     def _exempted(self) -> None:
         """The collector said this device is exempt: stop uploading and let the exemption be applied."""
