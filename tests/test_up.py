@@ -59,6 +59,19 @@ def user_env(home: Path, display: str) -> dict[str, str]:
     return env
 
 
+def user_env_of(up: Up, display: str) -> dict[str, str]:
+    """The environment of the user running ``up`` (for a second command in the same session)."""
+    env = user_env(up.home / "other-session", display)
+    env.update(HOME=str(up.home), XDG_RUNTIME_DIR=str(up.home / "run"))
+    for name, folder in {
+        "XDG_DATA_HOME": "data",
+        "XDG_CONFIG_HOME": "config",
+        "XDG_STATE_HOME": "state",
+    }.items():
+        env[name] = str(up.home / folder)
+    return env
+
+
 def start_up(home: Path, display: str) -> Up:
     """`demotrace up` in a session of its own, as a terminal runs it (it leads its process group)."""
     process = subprocess.Popen(
@@ -172,8 +185,19 @@ def test_ctrl_c_to_the_whole_group_keeps_every_step(
     tmp_path: Path, desktop: VirtualDesktop, terminal: None
 ) -> None:
     up = start_up(tmp_path / "home", desktop.display)
-    work_in_the_terminal(desktop.display, rounds=3)  # and stop at once, mid-session
-    output = stop_and_check(up, "group", tmp_path)
+    work_in_the_terminal(desktop.display, rounds=3)
+    status = subprocess.run(
+        [sys.executable, "-m", "demotrace.cli", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=user_env_of(up, desktop.display),
+    )
+    assert status.returncode == 0, status.stderr
+    shown = " ".join(status.stdout.split())
+    assert "state recording" in shown and str(up.spool) in status.stdout.replace("\n", "").replace(" ", "")
+    assert "waiting to upload" in shown and "uploaded today" in shown and "of 100 MB" in shown
+    output = stop_and_check(up, "group", tmp_path)  # at once, mid-session
     assert f"demotrace build --from-server {up.collector} --out dataset" in output
 
 

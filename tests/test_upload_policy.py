@@ -197,10 +197,10 @@ def test_no_uploads_on_a_metered_network_until_it_turns_unmetered(
         assert stored_count(data_dir) == 0
         assert spool.pending_count() == 8
         # Nothing but the network's change ends this hold: status names it and gives no time.
-        assert uploader.status() == {
-            "upload_wait": "metered network: uploads wait for an unmetered one",
-            "upload_next_try": None,
-        }
+        status = uploader.status()
+        assert status["upload_wait"] == "metered network: uploads wait for an unmetered one"
+        assert status["upload_next_try"] is None
+        assert (status["uploaded_today_bytes"], status["daily_cap_bytes"]) == (0, 100_000_000)
 
         # Nothing times this hold out: only the gate's change can wake the uploader.
         gate.update_state(metered_network=False)

@@ -111,12 +111,25 @@ def upload_line(answer: dict[str, Any]) -> str:
     return f"{records}: {wait}{when}"
 
 
+def upload_bar(sent: int, cap: int) -> Table:
+    """Today's uploads against the daily cap, as a bar and in MB."""
+    from rich.progress_bar import ProgressBar
+
+    row = Table.grid(padding=(0, 1))
+    row.add_row(
+        ProgressBar(total=cap, completed=min(sent, cap), width=20), f"{sent / 1e6:.1f} of {cap / 1e6:g} MB"
+    )
+    return row
+
+
 def status(socket_path: SocketOption = None) -> None:
     """Show whether the recorder records, is paused or exempt, the open task, and why uploads wait."""
     answer = _call(socket_path, "status")
     state = answer.get("state", "unknown")
     colour = {"recording": "red", "paused": "yellow", "exempt": "green"}.get(state, "white")
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # wrapped, never cut: a path is there to be copied
     table.add_row("state", f"[bold {colour}]{state}[/]")
     if answer.get("paused_until"):
         remaining = float(answer.get("remaining_seconds") or 0)
@@ -130,6 +143,8 @@ def status(socket_path: SocketOption = None) -> None:
     )
     if "spool_pending" in answer:
         table.add_row("waiting to upload", escape(upload_line(answer)))
+    if answer.get("daily_cap_bytes"):
+        table.add_row("uploaded today", upload_bar(answer["uploaded_today_bytes"], answer["daily_cap_bytes"]))
     if answer.get("spool"):
         table.add_row("spool", escape(str(answer["spool"])))
     console.print(table)

@@ -49,6 +49,7 @@ from demotrace.device.upload_rules import (
     UploadPhase,
     UploadRules,
     backoff_delay,
+    daily_cap_bytes,
     local_day,
     seconds_until_next_local_day,
     upload_decision,
@@ -260,6 +261,9 @@ class Uploader:
         ``upload_wait``: the reason of the last hold, or the last failure while retrying; None while
         sending or with nothing to send. ``upload_next_try``: wall time of the next attempt, if known
         (a hold that ends by itself or a retry); None means "as soon as the reason goes away"."""
+        return {**self._wait_status(), **self._volume_status()}
+
+    def _wait_status(self) -> dict[str, Any]:
         decision = self.last_decision
         if not self.running and not self.exempt:
             return {"upload_wait": "the uploader is stopped", "upload_next_try": None}
@@ -268,6 +272,12 @@ class Uploader:
         if decision is None or decision.send or decision.reason == "nothing to send":
             return {"upload_wait": None, "upload_next_try": None}
         return {"upload_wait": decision.reason, "upload_next_try": self.next_try}
+
+    def _volume_status(self) -> dict[str, Any]:
+        """Compressed bytes sent today, and today's cap (None without a gate: no cap)."""
+        sent = self.counter.sent_on(local_day(self.clock()))
+        cap = daily_cap_bytes(self.gate.policy) if self.gate is not None else None
+        return {"uploaded_today_bytes": sent, "daily_cap_bytes": cap}
 
     def _exempted(self) -> None:
         """The collector said this device is exempt: stop uploading and let the exemption be applied."""
