@@ -35,7 +35,9 @@ admin_policy_app = typer.Typer(help="The policy every device of the fleet follow
 admin_app.add_typer(admin_exemptions_app, name="exemptions")
 admin_app.add_typer(admin_policy_app, name="policy")
 
-ServerOption = Annotated[str, typer.Option("--server", envvar="DEMOTRACE_SERVER", help="Collector URL.")]
+ServerOption = Annotated[
+    str, typer.Option("--server", metavar="URL", envvar="DEMOTRACE_SERVER", help="Collector URL.")
+]
 AdminTokenOption = Annotated[
     str,
     typer.Option("--admin-token", envvar="DEMOTRACE_ADMIN_TOKEN", help="The collector's admin token."),

@@ -29,11 +29,18 @@ def build(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", help="Export format, repeatable: agentnet, parquet, webdataset, adp (default: all)."
+            "--format",
+            metavar="FORMAT",
+            help="Export format, repeatable: agentnet, parquet, webdataset, adp (default: all).",
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", help="local (one process) or ray (Ray Data over this machine's cores).")
+        str,
+        typer.Option(
+            "--engine",
+            metavar="ENGINE",
+            help="local (one process) or ray (Ray Data over this machine's cores).",
+        ),
     ] = "local",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the dataset already in --out.")

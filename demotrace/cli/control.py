@@ -177,7 +177,8 @@ def task_end(socket_path: SocketOption = None) -> None:
 def tray(
     socket_path: SocketOption = None,
     portal: Annotated[
-        str | None, typer.Option("--portal", envvar="DEMOTRACE_PORTAL_URL", help="Portal URL to open.")
+        str | None,
+        typer.Option("--portal", metavar="URL", envvar="DEMOTRACE_PORTAL_URL", help="Portal URL to open."),
     ] = None,
 ) -> None:
     """Show the tray icon (red: recording, grey: paused) with pause, resume, status and task items."""

@@ -17,7 +17,10 @@ from demotrace.device.paths import config_dir, default_spool_dir
 def record(
     spool: SpoolOption = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="Collector URL: fleet policy, uploads in the background.")
+        str | None,
+        typer.Option(
+            "--server", metavar="URL", help="Collector URL: fleet policy, uploads in the background."
+        ),
     ] = None,
     key: KeyOption = None,
     credentials: CredentialsOption = None,
@@ -51,7 +54,9 @@ def record(
 
 
 def enroll(
-    server: Annotated[str, typer.Option("--server", help="Collector URL, like https://collector:8765.")],
+    server: Annotated[
+        str, typer.Option("--server", metavar="URL", help="Collector URL, like https://collector:8765.")
+    ],
     name: Annotated[
         str | None, typer.Option("--name", help="A label for this device (default: its random id).")
     ] = None,
