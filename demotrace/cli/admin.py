@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from demotrace.cli.shared import console, fail
+from demotrace.cli.shared import console, fail, stderr
 from demotrace.protocol import (
     ADMIN_AUDIT_PATH,
     ADMIN_EXEMPTION_DECISION_PATH,
@@ -153,6 +154,27 @@ def admin_policy_set(
     client = AdminClient(server, admin_token, admin)
     answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes())
     console.print(f"Fleet policy set ({answer['mode']} mode).")
+
+
+@admin_policy_app.command("get")
+def admin_policy_get(
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the policy TOML to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Show the fleet's policy as TOML (edit it and give it back with `admin policy set`)."""
+    answer = AdminClient(server, admin_token).call("GET", ADMIN_POLICY_PATH)
+    text = str(answer["policy"])
+    source = answer.get("policy_source")
+    where = "the built-in default" if source == "default" else f"set {_when(answer.get('policy_updated_at'))}"
+    if out is not None:
+        out.write_text(text)
+        stderr.print(f"fleet policy ({escape(where)}) written to {escape(str(out))}", soft_wrap=True)
+        return
+    stderr.print(f"# fleet policy: {escape(where)}", soft_wrap=True)
+    print(text, end="" if text.endswith("\n") else "\n")  # plain text, ready for `> policy.toml`
 
 
 @admin_app.command("audit")
