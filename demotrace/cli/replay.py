@@ -51,6 +51,13 @@ def replay(
         bool,
         typer.Option("--skip-redacted", help="Leave out steps that type a placeholder with no --value."),
     ] = False,
+    type_placeholders: Annotated[
+        bool,
+        typer.Option(
+            "--type-placeholders",
+            help="Type placeholders as they are, like <EMAIL> (to compare a replay with its recording).",
+        ),
+    ] = False,
 ) -> None:
     """Replay recorded steps on a display: pyautogui code is parsed, checked and run, never exec'd."""
     import msgspec
@@ -67,7 +74,9 @@ def replay(
         select_trajectories,
     )
 
-    rule = PlaceholderRule(placeholder_values(values or []), skip=skip_redacted)
+    rule = (
+        None if type_placeholders else PlaceholderRule(placeholder_values(values or []), skip=skip_redacted)
+    )
 
     try:
         data = trajectory_file.read_bytes()
@@ -89,7 +98,10 @@ def replay(
     try:
         chosen = select_trajectories(trajectories, episode)
         if dry_run:
-            steps, skipped = resolve_placeholders(plan_replay(chosen), rule)
+            steps = plan_replay(chosen)
+            skipped: list[str] = []
+            if rule is not None:
+                steps, skipped = resolve_placeholders(steps, rule)
             for position, step in enumerate(steps):
                 show(position, len(steps), step)
             stderr.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
