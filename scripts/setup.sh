@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(xvfb openbox xterm xdotool x11-utils tesseract-ocr ffmpeg)
-PROGRAMS=(Xvfb openbox xterm xdotool xwininfo tesseract ffmpeg)
+DEBIAN_PACKAGES=(xvfb openbox xterm xdotool x11-utils tesseract-ocr ffmpeg chromium)
+PROGRAMS=(Xvfb openbox xterm xdotool xwininfo tesseract ffmpeg chromium)
 
 missing=0
 for program in "${PROGRAMS[@]}"; do

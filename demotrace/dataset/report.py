@@ -102,6 +102,7 @@ def _bar_plot(counts: Mapping[str, int], title: str, horizontal: bool = False, u
             axes.xaxis.set_major_formatter(EngFormatter(unit=unit))
     else:
         axes.bar(labels, values, color="#0a84ff", width=0.6)
+        axes.set_xlim(-0.8, len(labels) - 0.2)  # room beside the bars: a lone bar stays a bar
         axes.tick_params(axis="x", labelrotation=30 if len(labels) > 8 else 0)
         _whole_numbers(axes.yaxis)
     axes.set_title(title)
