@@ -59,7 +59,10 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     if path.exists():
         device = load_credentials(path)
         if device.server_url.rstrip("/") != server.rstrip("/"):
-            raise ValueError(f"{path} is enrolled with {device.server_url}, not {server}: run enroll")
+            raise ValueError(
+                f"{path} is enrolled with {device.server_url}, not {server}: enroll with that collector "
+                f"(demotrace enroll --server {server} --force), or record with --server {device.server_url}"
+            )
         return device
     device = enroll(server, device_name=config.device_id)
     save_credentials(device, path)
