@@ -83,6 +83,63 @@ def test_build_errors_are_clear(tmp_path: Path) -> None:
     assert bad_key.returncode == 2 and "wrong key" in bad_key.stderr
 
 
+def test_rebuilding_replaces_the_whole_folder_or_refuses(tmp_path: Path) -> None:
+    spool_dir, key = spool_with_one_click(tmp_path)
+    out = tmp_path / "dataset"
+    source = ["--spool", str(spool_dir), "--key", str(key), "--out", str(out)]
+    first = demotrace("build", *source)
+    assert first.returncode == 0, first.stderr
+    assert "steps" in first.stdout and str(out / "index.html") in first.stdout  # the table, on stdout
+    (out / "images" / "left-over.png").write_bytes(b"an image of an older build")
+    pseudonyms = (out / "trajectories.jsonl").read_text()
+
+    again = demotrace("build", *source, "--format", "agentnet")
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"error: {out} already holds a dataset: add --overwrite to replace it"
+    assert (out / "images" / "left-over.png").exists()  # refused: nothing touched
+
+    replaced = demotrace("build", *source, "--format", "agentnet", "--overwrite", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    summary = json.loads(replaced.stdout)
+    assert summary["out_dir"] == str(out) and summary["steps"] == 1
+    assert summary["pseudonym_key_path"] == str(tmp_path / ".dataset.pseudonym-key")
+    assert not (out / "images" / "left-over.png").exists()
+    assert not (out / "parquet").exists() and not (out / "webdataset").exists()
+    assert (out / "trajectories.jsonl").read_text() == pseudonyms  # the same key: the same pseudonyms
+    written = json.loads((out / "summary.json").read_text())
+    assert written["pseudonym_key_path"] == "../.dataset.pseudonym-key"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".dataset.")] == [
+        ".dataset.pseudonym-key"  # no staging folder left beside it
+    ]
+
+
+def test_a_failed_build_leaves_nothing_and_a_folder_not_a_dataset_is_never_replaced(tmp_path: Path) -> None:
+    spool_dir, _ = spool_with_one_click(tmp_path)
+    wrong_key = tmp_path / "other.key"
+    wrong_key.write_bytes(os.urandom(32))
+    out = tmp_path / "dataset"
+    failed = demotrace("build", "--spool", str(spool_dir), "--key", str(wrong_key), "--out", str(out))
+    assert failed.returncode == 2 and "wrong key" in failed.stderr
+    assert not out.exists()  # no empty images/ folder, no half build
+    assert not [path for path in tmp_path.iterdir() if ".building-" in path.name]
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me")
+    refused = demotrace("build", "--spool", str(spool_dir), "--out", str(precious), "--overwrite")
+    assert refused.returncode == 2
+    assert "is not empty and is not a dataset (no summary.json)" in refused.stderr
+    assert (precious / "todo.txt").read_text() == "keep me"
+
+
+def test_ray_builds_quietly_unless_asked(tmp_path: Path) -> None:
+    spool_dir, key = spool_with_one_click(tmp_path)
+    args = ["build", "--spool", str(spool_dir), "--key", str(key), "--engine", "ray", "--format", "agentnet"]
+    result = demotrace(*args, "--out", str(tmp_path / "dataset"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no Ray start-up lines, no Ray Data execution plans
+    assert result.stdout.splitlines()[0] == f"dataset   {tmp_path / 'dataset'}"
+
+
 def test_record_and_up_need_a_display(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
     for command in (["record", "--spool", str(tmp_path / "s")], ["up"]):

@@ -271,7 +271,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(client: ControlClient,
         client.pause(0)
     with pytest.raises(ControlError, match="unknown command"):
         client.request("explode")
-    with pytest.raises(ControlError, match='needs "text"'):
+    with pytest.raises(ControlError, match="a task needs a description"):
         client.request("task_start")
     assert gate.state.paused_until is None
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -420,6 +420,70 @@ def test_cli_without_a_recorder_fails_clearly(cli: typer.Typer, short_dir: Path)
     result = CliRunner().invoke(cli, ["status", "--socket", str(short_dir / "none.sock")])
     assert result.exit_code == 3
     assert "no recorder is running" in result.output
+
+
+def test_cli_answers_say_what_really_happened(
+    cli: typer.Typer, client: ControlClient, gate: CaptureGate, markers: Markers
+) -> None:
+    runner = CliRunner()
+    socket_args = ["--socket", str(client.path)]
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*args, *socket_args])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert run("resume") == "Recording was not paused: nothing changed."
+    assert run("task", "end") == "No task was open: nothing to end."
+    assert markers.seen == []  # no marker for a task that was never started
+    assert run("task", "start", "File expenses") == "Task started: File expenses"
+    assert "File expenses" in run("status")
+    assert run("task", "start", "Book a room") == (
+        "Task started: Book a room (the open task ended first: File expenses)"
+    )
+    assert run("task", "end") == "Task ended: Book a room"
+    assert run("task", "end") == "No task was open: nothing to end."
+    assert markers.seen == [("task_start", "File expenses"), ("task_start", "Book a room"), ("task_end", "")]
+    gate.update_state(exempt=True)
+    assert run("pause", "5m") == (
+        "Nothing to pause: this device is exempt from recording, so nothing is recorded."
+    )
+    assert gate.state.paused_until is None
+    assert run("resume") == "Nothing to resume: this device is exempt from recording, so nothing is recorded."
+
+
+def test_cli_refuses_an_empty_task_in_one_line(
+    cli: typer.Typer, client: ControlClient, markers: Markers
+) -> None:
+    result = CliRunner().invoke(cli, ["task", "start", "  ", "--socket", str(client.path)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        'error: a task needs a description: demotrace task start "what you are about to do"'
+    ]
+    assert markers.seen == []
+
+
+def test_status_says_why_uploads_wait_and_when_they_go() -> None:
+    from demotrace.cli.control import upload_line
+
+    assert upload_line({"spool_pending": 4, "uploads": False}) == (
+        "4 records, kept on this device (no collector: nothing is uploaded)"
+    )
+    assert upload_line({"spool_pending": 0, "uploads": True}) == "nothing"
+    assert (
+        upload_line({"spool_pending": 1, "uploads": True, "upload_wait": None}) == "1 record, uploading now"
+    )
+    waiting = {
+        "spool_pending": 47,
+        "uploads": True,
+        "upload_wait": "metered network: uploads wait for an unmetered one",
+        "upload_next_try": None,
+    }
+    assert upload_line(waiting) == (
+        "47 records: metered network: uploads wait for an unmetered one; they go as soon as that changes"
+    )
+    retrying = {**waiting, "upload_wait": "cannot reach collector http://c:1", "upload_next_try": 0.0}
+    assert upload_line(retrying).startswith("47 records: cannot reach collector http://c:1; next try at ")
 
 
 def test_cli_refuses_a_bad_duration(cli: typer.Typer, client: ControlClient, gate: CaptureGate) -> None:

@@ -58,12 +58,32 @@ def test_idle_gap_inside_a_marked_task_does_not_split_it() -> None:
     assert split(events, actions) == [[1.0, 200.0], [400.0]]
 
 
-def test_span_not_captured_ends_the_episode() -> None:
-    events: list[Event] = [marker(0.5, "task_start", "Fill the form"), marker(3.0, "not_captured")]
+def test_span_not_captured_ends_an_unmarked_episode() -> None:
+    events: list[Event] = [marker(3.0, "not_captured")]
     episodes = split_episodes("sess", HEADER, events, [click_at(1.0), click_at(4.0)])
-    assert [(e.instruction_source, e.end_reason) for e in episodes] == [
-        ("marker", "interrupted"),
-        ("generated", "end_of_session"),
+    assert [(len(e.actions), e.end_reason, e.gaps) for e in episodes] == [
+        (1, "interrupted", []),
+        (1, "end_of_session", []),
+    ]
+
+
+def test_a_marked_task_spans_a_visit_to_a_denied_window() -> None:
+    # "list files": 5 steps, a look at the password manager (denied), 4 more steps, then task_end.
+    events: list[Event] = [
+        marker(0.5, "task_start", "list files"),
+        Marker(t=5.5, wall=WALL0 + 5.5, kind="not_captured", text="window not allowed", duration=12.0),
+        marker(30.0, "task_end"),
+    ]
+    actions = [click_at(float(t)) for t in (1, 2, 3, 4, 5, 18, 19, 20, 21)]
+    (episode,) = split_episodes("sess", HEADER, events, actions)
+    assert (episode.instruction, episode.end_reason, len(episode.actions)) == ("list files", "task_end", 9)
+    assert [(gap.before_step, gap.seconds, gap.reason) for gap in episode.gaps] == [
+        (5, 12.0, "window not allowed")
+    ]
+    stopped = [marker(0.5, "task_start", "list files"), marker(5.5, "stop")]
+    assert [e.end_reason for e in split_episodes("sess", HEADER, stopped, actions)] == [
+        "interrupted",  # the recorder stopping still ends a task
+        "end_of_session",
     ]
 
 

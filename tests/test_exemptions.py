@@ -41,6 +41,7 @@ from demotrace.policy import (
     CaptureGate,
     CapturePolicy,
     WindowContext,
+    load_policy,
     parse_policy,
 )
 from demotrace.protocol import RECORD_MEDIA_TYPE
@@ -407,6 +408,9 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
     result = runner.invoke(app, ["exemption", "status", "--credentials", str(credentials_file)])
     assert "exempt" in result.output
 
+    result = runner.invoke(app, ["admin", "policy", "get", *admin_args])
+    assert result.exit_code == 0, result.output
+    assert 'mode = "allowlist"' in result.output and "the built-in default" in result.output
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text('mode = "sometimes"\n')
     result = runner.invoke(app, ["admin", "policy", "set", str(policy_file), *admin_args])
@@ -418,6 +422,10 @@ def test_admin_cli(server: ServerThread, alice: DeviceCredentials, tmp_path: Pat
         app, ["admin", "policy", "set", str(policy_file), *admin_args, "--confirm-widening"]
     )
     assert result.exit_code == 0 and "allowlist" in result.output
+    fetched = tmp_path / "fetched.toml"
+    result = runner.invoke(app, ["admin", "policy", "get", *admin_args, "--out", str(fetched)])
+    assert result.exit_code == 0, result.output
+    assert load_policy(fetched) == load_policy(policy_file)  # what was set comes back, ready to edit
 
     result = runner.invoke(app, ["admin", "audit", *admin_args, "--json"])
     assert result.exit_code == 0

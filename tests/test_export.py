@@ -256,7 +256,7 @@ def test_summary_file_and_return_value_agree_with_the_output(tmp_path: Path) -> 
 def test_viewer_escapes_titles_and_marks_the_click_in_percent(tmp_path: Path) -> None:
     build(tmp_path)
     page = (tmp_path / "out" / "index.html").read_text()
-    assert "<script>" not in page
+    assert page.count("<script>") == 1  # ours (a click shows the whole frame); none from the data
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in page
     # The click at (1000, 335) on a 1920x1080 frame.
     assert "left:52.083%;top:31.019%" in page
@@ -312,3 +312,29 @@ def test_reading_the_jsonl_back_gives_the_reduced_actions(tmp_path: Path) -> Non
     assert [[getattr(a, f) for f in fields] for a in read_back] == [
         [getattr(a, f) for f in fields] for a in expected
     ]
+
+
+def test_viewer_has_an_episode_index_compact_steps_and_plain_end_reasons(tmp_path: Path) -> None:
+    from demotrace.dataset.episodes import Gap
+    from demotrace.dataset.export.agentnet import decode_trajectories
+    from demotrace.dataset.export.viewer import END_REASONS, render_viewer
+
+    build(tmp_path)
+    (recorded,) = decode_trajectories((tmp_path / "out" / "trajectories.jsonl").read_bytes())
+    marked = msgspec.structs.replace(
+        recorded,
+        task_id="t-0001",
+        instruction="list files",
+        end_reason="task_end",
+        gaps=[Gap(1, 12.0, "denied app")],
+    )
+    assert decode_trajectories(msgspec.json.encode(marked)) == [marked]  # gaps survive the file
+    page = render_viewer([recorded, marked])
+    index = page[page.index("<nav>") : page.index("</nav>")]
+    assert 'href="#t-0001"' in index and f'href="#{recorded.task_id}"' in index
+    assert 'id="t-0001"' in page
+    assert "ended by" not in page and "task_end" not in page
+    assert END_REASONS["task_end"] in page
+    assert "12 s not captured here (denied app); the task went on after it" in page
+    steps = len(recorded.traj) + len(marked.traj)
+    assert page.count('<div class="step"') == steps  # one compact row per step, each image once

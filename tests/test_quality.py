@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -123,3 +124,40 @@ def test_report_has_a_plot_per_figure_and_escapes_user_data(tmp_path: Path) -> N
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "CREDIT_CARD" in page and "EMAIL" in page
     assert "http://" not in page.replace('"http://www.w3.org/', "")  # self-contained: namespaces only
+
+
+def test_histogram_bins_are_whole_numbers_and_a_single_length_is_one_narrow_bar() -> None:
+    from demotrace.dataset.report import histogram_edges
+
+    assert histogram_edges([5]) == [4.5, 5.5]
+    assert histogram_edges([2, 4, 4]) == [1.5, 2.5, 3.5, 4.5]
+    wide = histogram_edges([1, 64])
+    widths = {round(b - a, 6) for a, b in itertools.pairwise(wide)}
+    assert widths == {3.0} and len(wide) - 1 <= 30  # equal whole-number bins, at most 30
+    assert wide[0] == 0.5 and wide[-1] >= 64.5
+
+
+def test_report_count_axes_have_no_fractional_ticks() -> None:
+    import re
+
+    from demotrace.dataset.report import ReportFigures, render_report
+
+    figures = ReportFigures(
+        episodes=1,
+        steps=3,
+        actions_by_kind={"click": 2, "type": 1},
+        episode_lengths=[3],
+        steps_by_app={"XTerm": 3},
+        redactions_by_kind={"EMAIL": 1},
+        quality={"kept": 1, "too_short": 0},
+        instructions_by_source={"generated": 1},
+        frames_written=3,
+        steps_without_frame=0,
+        bytes_by_output={"images": 1_500_000, "index.html": 20_000},
+    )
+    page = render_report(figures)
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", page)  # text stays text in our SVGs
+    assert "1" in ticks and "2" in ticks
+    fractional = [tick for tick in ticks if re.fullmatch(r"\d+\.\d+", tick.strip())]
+    assert fractional == []  # 0.5 episodes would be nonsense
+    assert any(tick.strip().endswith("MB") for tick in ticks)  # sizes in bytes units, not 1e6

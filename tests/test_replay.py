@@ -21,6 +21,7 @@ from demotrace.dataset.export.agentnet import (
 from demotrace.dataset.replay import keycode_at_level, to_pixels, untypeable
 from demotrace.dataset.replay_plan import (
     KeyCall,
+    PlaceholderRule,
     PointerCall,
     ReplayError,
     ScrollCall,
@@ -28,6 +29,7 @@ from demotrace.dataset.replay_plan import (
     parse_code,
     plan_replay,
     redacted_steps,
+    resolve_placeholders,
     select_trajectories,
 )
 from demotrace.demo.desktop import VirtualDesktop
@@ -182,6 +184,33 @@ def test_steps_typing_placeholders_are_listed() -> None:
     assert [step.index for step in redacted_steps(steps)] == [0]
 
 
+def test_placeholders_are_filled_skipped_or_refused_before_any_input() -> None:
+    steps = plan_replay(
+        [
+            trajectory_of(
+                [
+                    "pyautogui.write(message='pay <CREDIT_CARD> now')",
+                    "pyautogui.write(message='to <EMAIL>')",
+                    "pyautogui.press('enter')",
+                ]
+            )
+        ]
+    )
+    with pytest.raises(ReplayError) as refused:
+        resolve_placeholders(steps, PlaceholderRule({}))
+    assert str(refused.value) == (
+        "steps type redaction placeholders (<CREDIT_CARD> in episode session-0000 step 0; <EMAIL> in "
+        "episode session-0000 step 1): give the text with --value CREDIT_CARD=TEXT, or leave those steps "
+        "out with --skip-redacted"
+    )
+    filled, skipped = resolve_placeholders(steps, PlaceholderRule({"CREDIT_CARD": "4111", "EMAIL": "a@b.c"}))
+    assert [call.text for step in filled[:2] for call in step.calls] == ["pay 4111 now", "to a@b.c"]  # type: ignore[union-attr]
+    assert "4111" not in filled[0].code and skipped == []
+    partly, skipped = resolve_placeholders(steps, PlaceholderRule({"EMAIL": "a@b.c"}, skip=True))
+    assert [step.index for step in partly] == [1, 2]
+    assert skipped == ["episode session-0000 step 0"]
+
+
 def test_keys_the_keyboard_cannot_type_are_reported_per_step() -> None:
     steps = plan_replay([trajectory_of(["pyautogui.write(message='café')", "pyautogui.press('enter')"])])
     keyboard = {**{char: 38 for char in "caf"}, "enter": 36}
@@ -288,16 +317,29 @@ def test_replay_drives_the_form_and_bad_input_sends_nothing(desktop: VirtualDesk
                 trajectory_of(["pyautogui.hotkey('ctrl', 's')"], task_id="s-0002"),
             ],
         )
+        # A placeholder is never typed as it is: without its value (or --skip-redacted) nothing runs.
+        unfilled = subprocess.run(replay_command(good), env=env, capture_output=True, text=True, timeout=60)
+        assert unfilled.returncode == 2
+        assert unfilled.stderr.strip().splitlines() == [
+            "error: steps type redaction placeholders (<EMAIL> in episode s-0000 step 1): give the text with "
+            "--value EMAIL=TEXT, or leave those steps out with --skip-redacted (nothing was replayed)"
+        ]
         replayed = subprocess.run(
-            replay_command(good, "--speed", "3"), env=env, capture_output=True, text=True, timeout=120
+            replay_command(good, "--speed", "3", "--value", "EMAIL=ada@example.org"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert replayed.returncode == 0, replayed.stderr
         assert "replayed 5 steps" in replayed.stderr
+        assert "ada@example.org" not in replayed.stderr  # typed, never printed
     finally:
         apps.stop()
     state = read_app_state(state_file)
-    # Nothing from the refused file reached the form; everything from the good one did, in order.
-    assert state["fields"] == {"name": text, "email": "", "notes": "second episode"}
+    # Nothing from the refused files reached the form; everything from the good one did, in order.
+    filled = text.replace("<EMAIL>", "ada@example.org")
+    assert state["fields"] == {"name": filled, "email": "", "notes": "second episode"}
     assert state["records"] == [state["fields"]]
     # A click into the empty notes is a click, not a drag that selects the line end.
     assert state["notes_selections"] == []

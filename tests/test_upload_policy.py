@@ -196,6 +196,11 @@ def test_no_uploads_on_a_metered_network_until_it_turns_unmetered(
         wait_until(lambda: held_because(uploader, "metered"))
         assert stored_count(data_dir) == 0
         assert spool.pending_count() == 8
+        # Nothing but the network's change ends this hold: status names it and gives no time.
+        status = uploader.status()
+        assert status["upload_wait"] == "metered network: uploads wait for an unmetered one"
+        assert status["upload_next_try"] is None
+        assert (status["uploaded_today_bytes"], status["daily_cap_bytes"]) == (0, 100_000_000)
 
         # Nothing times this hold out: only the gate's change can wake the uploader.
         gate.update_state(metered_network=False)
@@ -344,6 +349,9 @@ def test_an_old_trickle_goes_when_it_reaches_the_burst_age(
         wait_until(lambda: held_because(uploader, "burst"))
         assert uploader.last_decision is not None
         assert 0 < (uploader.last_decision.recheck_after_s or 0) <= 300
+        status = uploader.status()
+        assert status["upload_wait"].startswith("waiting to send in one burst (")
+        assert 0 < status["upload_next_try"] - clock() <= 300  # the burst goes by then at the latest
         clock.days = 1  # much later than 5 minutes; the timed wait is what wakes it in real life
         uploader.wake()
         wait_until(lambda: spool.pending_count() == 0)

@@ -166,6 +166,9 @@ def test_dead_server_loses_nothing_and_records_arrive_once(spool: Spool, data_di
         spool.append(records)
         wait_until(lambda: uploader.last_error is not None)
         assert "cannot reach" in (uploader.last_error or "")
+        status = uploader.status()  # what `demotrace status` shows: why, and when the next try is
+        assert "cannot reach" in status["upload_wait"]
+        assert status["upload_next_try"] is not None and status["upload_next_try"] > time.time() - 1
         assert spool.pending_count() == len(records)
         assert uploader.records_sent == 0
 

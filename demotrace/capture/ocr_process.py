@@ -40,7 +40,6 @@ _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.
 MAX_MESSAGE_BYTES = 1 << 20
 WORKER_NICENESS = 10
-_PR_SET_PDEATHSIG = 1
 
 BoxTuple = tuple[int, int, int, int]
 
@@ -112,6 +111,9 @@ class OcrProcessScrubber(FrameScrubber):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # its warnings go where the recorder's go
+            # Its own process group: a terminal's Ctrl+C is for the recorder, which ends the worker by
+            # closing its input once the last frame is scrubbed (and PDEATHSIG covers a killed recorder).
+            process_group=0,
         )
         return self._worker
 
@@ -189,15 +191,6 @@ class OcrProcessScrubber(FrameScrubber):
 # -- the worker ------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to end this worker if the recorder dies (a SIGKILL leaves no time to close pipes)."""
-    from demotrace.threads import libc_prctl
-
-    prctl = libc_prctl()
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
     """Answer requests until the input ends."""
     scrubber = FrameScrubber(settings=settings)
@@ -233,9 +226,13 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
 
 def main() -> None:
     from demotrace.memory import keep_heap_flat
+    from demotrace.processes import die_with_parent
     from demotrace.threads import name_os_thread
 
-    _die_with_parent()
+    die_with_parent()  # a SIGKILLed recorder leaves no time to close the pipes
+    # Started in a process group of its own; should a SIGINT reach it all the same (kill -INT -PGID of
+    # the recorder's group), the recorder still decides when it ends: no traceback, no lost frame.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     name_os_thread("dt-ocr-worker")
     keep_heap_flat()
     os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not

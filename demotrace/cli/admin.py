@@ -15,9 +15,10 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from demotrace.cli.shared import console, fail
+from demotrace.cli.shared import console, fail, stderr
 from demotrace.protocol import (
     ADMIN_AUDIT_PATH,
     ADMIN_DEVICE_REVOKE_PATH,
@@ -40,7 +41,9 @@ admin_devices_app = typer.Typer(help="Enrolled devices: list, revoke.", no_args_
 admin_app.add_typer(admin_policy_app, name="policy")
 admin_app.add_typer(admin_devices_app, name="devices")
 
-ServerOption = Annotated[str, typer.Option("--server", envvar="DEMOTRACE_SERVER", help="Collector URL.")]
+ServerOption = Annotated[
+    str, typer.Option("--server", metavar="URL", envvar="DEMOTRACE_SERVER", help="Collector URL.")
+]
 AdminTokenOption = Annotated[
     str,
     typer.Option("--admin-token", envvar="DEMOTRACE_ADMIN_TOKEN", help="The collector's admin token."),
@@ -200,6 +203,27 @@ def admin_devices_revoke(
     path = path_for(ADMIN_DEVICE_REVOKE_PATH, device_id=device_id)
     AdminClient(server, admin_token, admin).call("POST", path)
     console.print(f"Device {device_id} revoked: its uploads are refused from now on.")
+
+
+@admin_policy_app.command("get")
+def admin_policy_get(
+    server: ServerOption,
+    admin_token: AdminTokenOption,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the policy TOML to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Show the fleet's policy as TOML (edit it and give it back with `admin policy set`)."""
+    answer = AdminClient(server, admin_token).call("GET", ADMIN_POLICY_PATH)
+    text = str(answer["policy"])
+    source = answer.get("policy_source")
+    where = "the built-in default" if source == "default" else f"set {_when(answer.get('policy_updated_at'))}"
+    if out is not None:
+        out.write_text(text)
+        stderr.print(f"fleet policy ({escape(where)}) written to {escape(str(out))}", soft_wrap=True)
+        return
+    stderr.print(f"# fleet policy: {escape(where)}", soft_wrap=True)
+    print(text, end="" if text.endswith("\n") else "\n")  # plain text, ready for `> policy.toml`
 
 
 @admin_app.command("audit")

@@ -7,10 +7,12 @@ talks to the running recorder through its control socket.
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from demotrace.cli.shared import console, fail, stderr
@@ -68,6 +70,9 @@ def pause(
         except ControlError as error:
             raise fail(str(error)) from error
     answer = _call(socket_path, "pause", minutes=minutes)
+    if answer.get("paused") is False:
+        console.print("Nothing to pause: this device is exempt from recording, so nothing is recorded.")
+        return
     if answer.get("capped"):
         stderr.print(f"[yellow]note:[/] {answer['message']}")
     console.print(
@@ -77,27 +82,71 @@ def pause(
 
 def resume(socket_path: SocketOption = None) -> None:
     """Resume recording now."""
-    _call(socket_path, "resume")
-    console.print("Recording resumed.")
+    answer = _call(socket_path, "resume")
+    if answer.get("state") == "exempt":
+        console.print("Nothing to resume: this device is exempt from recording, so nothing is recorded.")
+    elif answer.get("was_paused") is False:
+        console.print("Recording was not paused: nothing changed.")
+    else:
+        console.print("Recording resumed.")
+
+
+def upload_line(answer: dict[str, Any]) -> str:
+    """What waits to upload, why, and when it goes: one line for `status`."""
+    pending = answer.get("spool_pending")
+    if pending is None:
+        return f"unknown ({answer.get('spool_error', 'the spool did not answer')})"
+    records = f"{pending} record{'' if pending == 1 else 's'}"
+    if not answer.get("uploads", True):
+        return f"{records}, kept on this device (no collector: nothing is uploaded)"
+    if pending == 0:
+        return "nothing"
+    wait = answer.get("upload_wait")
+    if not wait:
+        return f"{records}, uploading now"
+    next_try = answer.get("upload_next_try")
+    when = (
+        f"; next try at {_clock(next_try)}" if next_try is not None else "; they go as soon as that changes"
+    )
+    return f"{records}: {wait}{when}"
+
+
+def upload_bar(sent: int, cap: int) -> Table:
+    """Today's uploads against the daily cap, as a bar and in MB."""
+    from rich.progress_bar import ProgressBar
+
+    row = Table.grid(padding=(0, 1))
+    row.add_row(
+        ProgressBar(total=cap, completed=min(sent, cap), width=20), f"{sent / 1e6:.1f} of {cap / 1e6:g} MB"
+    )
+    return row
 
 
 def status(socket_path: SocketOption = None) -> None:
-    """Show whether the recorder records, is paused or exempt, and what waits to upload."""
+    """Show whether the recorder records, is paused or exempt, the open task, and why uploads wait."""
     answer = _call(socket_path, "status")
     state = answer.get("state", "unknown")
     colour = {"recording": "red", "paused": "yellow", "exempt": "green"}.get(state, "white")
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # wrapped, never cut: a path is there to be copied
     table.add_row("state", f"[bold {colour}]{state}[/]")
     if answer.get("paused_until"):
         remaining = float(answer.get("remaining_seconds") or 0)
         table.add_row("paused until", f"{_clock(answer['paused_until'])} ({remaining / 60:.1f} min left)")
+    if answer.get("task"):
+        table.add_row("task", escape(str(answer["task"])))
     table.add_row("policy", str(answer.get("policy_mode")))
     table.add_row(
         "pause",
         f"default {answer.get('pause_default_minutes'):g} min, max {answer.get('pause_max_minutes'):g} min",
     )
     if "spool_pending" in answer:
-        table.add_row("waiting to upload", str(answer["spool_pending"]))
+        table.add_row("waiting to upload", escape(upload_line(answer)))
+    if answer.get("daily_cap_bytes"):
+        table.add_row("uploaded today", upload_bar(answer["uploaded_today_bytes"], answer["daily_cap_bytes"]))
+    if answer.get("spool"):
+        table.add_row("spool", escape(str(answer["spool"])))
     problems = health_problems(answer)
     if problems:
         table.add_row("[bold yellow]problem[/]", "; ".join(problems))
@@ -125,31 +174,43 @@ def task_start(
     text: Annotated[str, typer.Argument(help="What the task is, in a few words.")],
     socket_path: SocketOption = None,
 ) -> None:
-    """Mark the start of a task (its text becomes the trajectory's instruction)."""
+    """Mark the start of a task (its text becomes the trajectory's instruction); ends an open one."""
+    if not text.strip():
+        raise fail('a task needs a description: demotrace task start "what you are about to do"')
     answer = _call(socket_path, "task_start", text=text)
-    console.print(f"Task started: {answer.get('text', text)}")
+    console.print(f"Task started: {escape(str(answer.get('text', text)))}")
+    if answer.get("ended"):
+        console.print(f"(the open task ended first: {escape(str(answer['ended']))})")
 
 
 @task_app.command("end")
 def task_end(socket_path: SocketOption = None) -> None:
     """Mark the end of the current task."""
-    _call(socket_path, "task_end")
-    console.print("Task ended.")
+    answer = _call(socket_path, "task_end")
+    if answer.get("ended"):
+        console.print(f"Task ended: {escape(str(answer['ended']))}")
+    else:
+        console.print("No task was open: nothing to end.")
 
 
 def tray(
     socket_path: SocketOption = None,
     portal: Annotated[
-        str | None, typer.Option("--portal", envvar="DEMOTRACE_PORTAL_URL", help="Portal URL to open.")
+        str | None,
+        typer.Option("--portal", metavar="URL", envvar="DEMOTRACE_PORTAL_URL", help="Portal URL to open."),
     ] = None,
 ) -> None:
     """Show the tray icon (red: recording, grey: paused) with pause, resume, status and task items."""
-    from demotrace.device.tray import run_tray
+    from demotrace.device.tray import TrayUnavailable, run_tray
 
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise fail("no $DISPLAY: the tray icon needs a desktop session")
     try:
         run_tray(socket_path, portal)
-    except Exception as error:  # pystray raises plain exceptions when there is no display or tray
-        raise fail(f"cannot show a tray icon: {error}", 3) from error
+    except TrayUnavailable as error:
+        raise fail(str(error)) from error
+    except Exception as error:  # pystray raises plain exceptions when it cannot reach the display
+        raise fail(f"cannot show a tray icon: {type(error).__name__}: {error}") from error
 
 
 def register_control_commands(app: typer.Typer) -> None:

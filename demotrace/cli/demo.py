@@ -14,11 +14,6 @@ import typer
 from demotrace.cli.shared import fail, stderr
 
 
-def data_dir() -> Path:
-    """Where ``up`` keeps its spool and collector: ``$XDG_DATA_HOME/demotrace``."""
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "demotrace"
-
-
 def demo(
     seconds: Annotated[float, typer.Option(help="Length of the scripted session.")] = 45.0,
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes everything.")] = Path("demo-out"),
@@ -32,17 +27,27 @@ def demo(
 
 def up(
     spool: Annotated[
-        Path | None, typer.Option("--spool", help="Spool folder (default: in XDG data).")
+        Path | None,
+        typer.Option("--spool", help="Spool folder (default: see `demotrace paths`)."),
     ] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Local collector folder.")] = None,
-    port: Annotated[int, typer.Option(help="Local collector port.")] = 8765,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Local collector folder (default: see `demotrace paths`)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Local collector port (on 127.0.0.1).")] = 8765,
 ) -> None:
-    """Record the real desktop into a local collector (on a machine with a display)."""
-    from demotrace.demo.run import record_local
+    """Record the real desktop into a local collector until Ctrl+C (on a machine with a display)."""
+    from demotrace.demo.local import LocalSetupError, record_local
+    from demotrace.device.client import TransportError
+    from demotrace.device.paths import default_collector_dir, default_spool_dir
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: `up` records a real desktop; use `demotrace demo` on a machine without one")
-    code = record_local(spool or data_dir() / "spool", data or data_dir() / "collector", port, console=stderr)
+    try:
+        spool, data = spool or default_spool_dir(), data or default_collector_dir()
+        code = record_local(spool, data, port, console=stderr)
+    except (LocalSetupError, TransportError) as error:
+        raise fail(str(error)) from error
     raise typer.Exit(code)
 
 

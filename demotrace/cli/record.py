@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from demotrace.cli.shared import CredentialsOption, KeyOption, SpoolOption, fail, stderr
-from demotrace.device.paths import config_dir
+from demotrace.device.paths import config_dir, default_spool_dir
 
 CaBundleOption = Annotated[
     Path | None,
@@ -29,21 +29,13 @@ AllowPlainHttpOption = Annotated[
 ]
 
 
-def local_device_id() -> str:
-    """A random id for this device, made once; never derived from the host or user name."""
-    path = config_dir() / "device_id"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    device_id = f"dev-{uuid.uuid4().hex[:16]}"
-    path.write_text(device_id + "\n")
-    return device_id
-
-
 def record(
-    spool: SpoolOption = Path("spool"),
+    spool: SpoolOption = None,
     server: Annotated[
-        str | None, typer.Option("--server", help="Collector URL: fleet policy, uploads in the background.")
+        str | None,
+        typer.Option(
+            "--server", metavar="URL", help="Collector URL: fleet policy, uploads in the background."
+        ),
     ] = None,
     key: KeyOption = None,
     credentials: CredentialsOption = None,
@@ -66,11 +58,12 @@ def record(
 ) -> None:
     """Record this display ($DISPLAY) until SIGINT/SIGTERM, then flush and exit."""
     from demotrace.device.agent import AgentConfig, encode_config
+    from demotrace.device.enrollment import local_device_id
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: record needs an X server (try `demotrace demo` on a machine without one)")
     config = AgentConfig(
-        spool=spool,
+        spool=spool or default_spool_dir(),
         key=key,
         config_dir=config_dir(),
         device_id=local_device_id(),
@@ -89,18 +82,49 @@ def record(
 
 
 def enroll(
-    server: Annotated[str, typer.Option("--server", help="Collector URL.")],
-    name: Annotated[str | None, typer.Option("--name", help="A label for this device.")] = None,
-    secret: Annotated[str | None, typer.Option("--secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")] = None,
+    server: Annotated[
+        str, typer.Option("--server", metavar="URL", help="Collector URL, like https://collector:8765.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="A label for this device (default: its random id).")
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            envvar="DEMOTRACE_ENROLLMENT_SECRET",
+            help="The collector's enrollment secret, from its admin (or $DEMOTRACE_ENROLLMENT_SECRET).",
+        ),
+    ] = None,
     credentials: CredentialsOption = None,
     ca_bundle: CaBundleOption = None,
     allow_plain_http: AllowPlainHttpOption = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Enroll again though this device is enrolled: it becomes a new device."),
+    ] = False,
 ) -> None:
     """Enroll this device with a collector; it gets its own upload token (and keeps --ca-bundle)."""
     from demotrace.device.client import TransportError
-    from demotrace.device.enrollment import default_credentials_path, save_credentials
+    from demotrace.device.enrollment import (
+        default_credentials_path,
+        load_credentials,
+        local_device_id,
+        save_credentials,
+    )
     from demotrace.device.enrollment import enroll as enroll_device
 
+    path = credentials or default_credentials_path()
+    if path.exists() and not force:
+        try:
+            kept = load_credentials(path)
+            known = f"with {kept.server_url} as {kept.device_id}"
+        except TransportError:
+            known = "(its credentials file is unreadable)"
+        raise fail(
+            f"this device is already enrolled {known}, credentials in {path}; enrolling again makes it "
+            "a new device: add --force to do that"
+        )
     try:
         device = enroll_device(
             server,
@@ -110,10 +134,9 @@ def enroll(
             allow_plain_http=allow_plain_http,
         )
     except TransportError as error:
-        raise fail(f"cannot enroll with {server}: {error}") from error
-    path = credentials or default_credentials_path()
+        raise fail(f"cannot enroll: {error}") from error
     save_credentials(device, path)
-    stderr.print(f"enrolled as {device.device_id}; credentials in {path}")
+    stderr.print(f"enrolled as {device.device_id}; credentials in {escape(str(path))}", soft_wrap=True)
 
 
 def register_record_commands(app: typer.Typer) -> None:

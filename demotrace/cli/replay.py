@@ -39,6 +39,25 @@ def replay(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Parse and check every step, list them, send no input.")
     ] = False,
+    values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--value",
+            metavar="KIND=TEXT",
+            help="Text to type for a redaction placeholder, like CREDIT_CARD=4111111111111111 (repeatable).",
+        ),
+    ] = None,
+    skip_redacted: Annotated[
+        bool,
+        typer.Option("--skip-redacted", help="Leave out steps that type a placeholder with no --value."),
+    ] = False,
+    type_placeholders: Annotated[
+        bool,
+        typer.Option(
+            "--type-placeholders",
+            help="Type placeholders as they are, like <EMAIL> (to compare a replay with its recording).",
+        ),
+    ] = False,
 ) -> None:
     """Replay recorded steps on a display: pyautogui code is parsed, checked and run, never exec'd."""
     import msgspec
@@ -47,11 +66,16 @@ def replay(
     from demotrace.dataset.replay import Pacing
     from demotrace.dataset.replay import replay as run_replay
     from demotrace.dataset.replay_plan import (
+        PlaceholderRule,
         ReplayError,
         ReplayStep,
         plan_replay,
-        redacted_steps,
+        resolve_placeholders,
         select_trajectories,
+    )
+
+    rule = (
+        None if type_placeholders else PlaceholderRule(placeholder_values(values or []), skip=skip_redacted)
     )
 
     try:
@@ -75,13 +99,16 @@ def replay(
         chosen = select_trajectories(trajectories, episode)
         if dry_run:
             steps = plan_replay(chosen)
+            skipped: list[str] = []
+            if rule is not None:
+                steps, skipped = resolve_placeholders(steps, rule)
             for position, step in enumerate(steps):
                 show(position, len(steps), step)
-            redacted = [step.label for step in redacted_steps(steps)]
             stderr.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
         else:
-            result = run_replay(chosen, display=display, pacing=Pacing().faster(speed), on_step=show)
-            redacted = result.redacted_steps
+            pacing = Pacing().faster(speed)
+            result = run_replay(chosen, display=display, pacing=pacing, on_step=show, placeholders=rule)
+            skipped = result.skipped_steps
             stderr.print(
                 f"replayed {result.steps} steps ({result.calls} pyautogui calls) from {len(chosen)} episodes "
                 f"on a {result.screen.width}x{result.screen.height} screen"
@@ -90,11 +117,23 @@ def replay(
         code = EXIT_STOPPED if started else EXIT_BAD_INPUT
         suffix = "" if started else " (nothing was replayed)"
         raise fail(f"{error}{suffix}", code) from error
-    if redacted:
+    if skipped:
         stderr.print(
-            f"[yellow]{len(redacted)} steps type redaction placeholders, not the original text:[/] "
-            + escape(", ".join(redacted))
+            f"[yellow]left out {len(skipped)} steps that type redaction placeholders:[/] "
+            + escape(", ".join(skipped))
         )
+
+
+def placeholder_values(given: list[str]) -> dict[str, str]:
+    """``--value KIND=TEXT`` options as {"KIND": "TEXT"}; a kind may be written <KIND> too."""
+    values: dict[str, str] = {}
+    for item in given:
+        kind, separator, text = item.partition("=")
+        kind = kind.strip().strip("<>")
+        if not separator or not kind:
+            raise fail(f"--value {item!r} must look like KIND=TEXT, such as EMAIL=ada@example.com")
+        values[kind.upper()] = text
+    return values
 
 
 def register_replay_commands(app: typer.Typer) -> None:

@@ -11,9 +11,10 @@ from demotrace.cli.shared import fail
 
 
 def server(
-    data: Annotated[Path, typer.Option("--data", help="Collector data folder (database and blobs).")] = Path(
-        "collector-data"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Collector data folder (default: see `demotrace paths`)."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     database_url: Annotated[
@@ -80,13 +81,14 @@ def server(
     from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
     from demotrace.collector.limits import CollectorLimits, MiB
     from demotrace.collector.server import ServerConfigError, serve
+    from demotrace.device.paths import default_collector_dir
 
     limits = CollectorLimits()
     if max_ingest_memory_mb is not None:
         limits = dataclasses.replace(limits, max_ingest_memory_bytes=max_ingest_memory_mb * MiB)
     try:
         serve(
-            data,
+            data or default_collector_dir(),
             host=host,
             port=port,
             database_url=database_url,

@@ -24,13 +24,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-SpoolOption = Annotated[Path, typer.Option("--spool", help="Spool folder (encrypted, on this device).")]
+def print_fields(rows: list[tuple[str, str]]) -> None:
+    """``name  value`` lines on stdout, names aligned, values whole (paths are there to be copied, so
+    they are never cut to the terminal's width). Values are plain text, not markup."""
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, value in rows:
+        console.print(f"{name:<{width}}  {escape(value)}", soft_wrap=True, highlight=False)
+
+
+SpoolOption = Annotated[
+    Path | None,
+    typer.Option("--spool", help="Spool folder, encrypted, on this device (default: see `demotrace paths`)."),
+]
 KeyOption = Annotated[
-    Path | None, typer.Option("--key", help="Spool key file (default: ~/.config/demotrace/spool.key).")
+    Path | None, typer.Option("--key", help="Spool key file (default: spool.key in the config folder).")
 ]
 CredentialsOption = Annotated[
     Path | None,
     typer.Option(
-        "--credentials", help="Device credentials from `enroll` (default: ~/.config/demotrace/device.json)."
+        "--credentials", help="Device credentials from `enroll` (default: device.json in the config folder)."
     ),
 ]

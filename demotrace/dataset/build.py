@@ -35,6 +35,7 @@ from demotrace.dataset.privacy import (
     scrub_actions,
     scrub_markers,
 )
+from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import QualityConfig, filter_episodes
 from demotrace.dataset.reduce import reduce_events
 from demotrace.dataset.sessions import SessionEvents, collect_sessions
@@ -101,6 +102,7 @@ def build_dataset(
     extra_names: KnownNames | None = None,
     describer: DescriberConfig | None = None,
     shard_limits: ShardLimits | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> BuildSummary:
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
 
@@ -109,6 +111,7 @@ def build_dataset(
     dataset folder (so the folder can be shared without it), created if absent.
     ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
     ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
+    ``progress``: told after each session and around each output (see ``dataset/progress.py``).
     """
     options = prepare_build(
         out_dir,
@@ -127,5 +130,15 @@ def build_dataset(
         extra_names,
     )
     whole_frames = resolving_loader(load_frame)  # delta frames come back as whole images
-    outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
-    return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+    outputs: list[SessionOutput] = []
+    steps = images = 0
+    progress(BuildProgress("sessions", 0, len(sessions)))
+    for done, session in enumerate(sessions, start=1):
+        output = process_session(session, options, scrubber, whole_frames)
+        outputs.append(output)
+        steps += sum(len(episode.actions) for episode in output.episodes)
+        images += len(output.image_files)
+        progress(BuildProgress("sessions", done, len(sessions), steps, images))
+    return write_dataset(
+        options, outputs, len(sessions), without_header, scrubber, whole_frames, progress=progress
+    )

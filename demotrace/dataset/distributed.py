@@ -21,6 +21,8 @@ themselves: on a multi-machine cluster it must be on storage every node mounts.
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -36,6 +38,7 @@ from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
+from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import QualityConfig
 from demotrace.dataset.sessions import session_events, session_order
 from demotrace.dataset.write import BuildSummary, SessionOutput, write_dataset
@@ -169,19 +172,32 @@ def ordered_outputs(rows: Iterable[Mapping[str, Any]]) -> list[SessionOutput]:
 
 
 @contextmanager
-def ray_runtime(num_cpus: int | None = None, address: str | None = None) -> Iterator[None]:
+def ray_runtime(
+    num_cpus: int | None = None, address: str | None = None, *, verbose: bool = False
+) -> Iterator[None]:
     """Ray for the length of a build: an already initialised Ray is used as it is (and left running);
-    otherwise a local one is started (or ``address`` joined) and, if local, shut down at the end."""
+    otherwise a local one is started (or ``address`` joined) and, if local, shut down at the end.
+    Unless ``verbose``, Ray's own logging (start-up, workers' output, Ray Data's plans) stays quiet."""
     import ray
 
     if ray.is_initialized():
         yield
         return
+    quiet: dict[str, Any] = {}
+    if not verbose:
+        quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+        # Ray Data sets its loggers' level from this variable when it is first imported; if it was
+        # imported already, the level is set here directly.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+        import ray.data
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if address is not None:
-        ray.init(address=address)
+        ray.init(address=address, **quiet)
         yield  # the cluster is the caller's: stay connected
         return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, **quiet)
     try:
         yield
     finally:
@@ -248,6 +264,8 @@ def build_dataset_ray(
     shard_limits: ShardLimits | None = None,
     num_cpus: int | None = None,
     address: str | None = None,
+    progress: ProgressCallback = no_progress,
+    verbose: bool = False,
 ) -> BuildSummary:
     """``build.build_dataset`` on Ray Data, same arguments and same output; frames come from a
     ``FrameSource`` each worker opens. ``num_cpus``: worker processes of a local Ray (default: all
@@ -263,12 +281,22 @@ def build_dataset_ray(
         shard_limits=shard_limits,
     )
     rows = _batch_rows(records)
-    with ray_runtime(num_cpus, address), _data_settings():
+    progress(BuildProgress("sessions", 0, 0))  # the count is known once Ray has grouped the batches
+    with ray_runtime(num_cpus, address, verbose=verbose), _data_settings():
         mapped = _map_sessions(rows, frames, options, extra_names)
+    steps = sum(len(episode.actions) for output in mapped.outputs for episode in output.episodes)
+    images = len({name for output in mapped.outputs for name in output.image_files})
+    progress(BuildProgress("sessions", mapped.sessions, mapped.sessions, steps, images))
     with frames.open() as raw_frames:  # the describer may send each episode's first frame
         load_frame = resolving_loader(raw_frames)
         return write_dataset(
-            options, mapped.outputs, mapped.sessions, mapped.without_header, mapped.scrubber, load_frame
+            options,
+            mapped.outputs,
+            mapped.sessions,
+            mapped.without_header,
+            mapped.scrubber,
+            load_frame,
+            progress=progress,
         )
 
 

@@ -2,8 +2,10 @@
 
 An episode is bounded by task markers the person set (task_start / task_end), by spans that were not
 captured (a trajectory with a hole would teach wrong transitions), and, outside marked tasks, by idle
-gaps. Inside a marked task an idle gap does not split: the person said where the task ends, and half
-a task under the whole task's instruction would be a wrong label.
+gaps. Inside a marked task neither an idle gap nor a span that was not captured (a look at a denied
+window, a pause) splits it: the person said where the task ends, and half a task under the whole task's
+instruction would be a wrong label. Such a span stays in the task as a ``Gap`` before the step that
+follows it, so a consumer sees exactly where the hole is.
 """
 
 from __future__ import annotations
@@ -20,11 +22,21 @@ from demotrace.protocol import NOT_CAPTURED_MARKER_KIND, STOP_MARKER_KIND
 DEFAULT_IDLE_GAP_S = 60.0
 # Marker kinds after which the input stream has a hole (or ends).
 INTERRUPTION_KINDS = frozenset({NOT_CAPTURED_MARKER_KIND, "paused", STOP_MARKER_KIND})
+# The holes a marked task keeps as gaps instead of ending (the recorder stopping still ends it).
+GAP_KINDS = frozenset({NOT_CAPTURED_MARKER_KIND, "paused"})
 _TITLE_LIMIT = 60
 
 # "described": written by a language model from the episode's (scrubbed) titles and actions.
 InstructionSource = Literal["marker", "generated", "described"]
 EndReason = Literal["task_end", "task_start", "idle", "interrupted", "end_of_session"]
+
+
+class Gap(msgspec.Struct):
+    """A span inside a marked task in which nothing was captured, before step ``before_step``."""
+
+    before_step: int  # index of the first step after the gap (== the number of steps before it)
+    seconds: float
+    reason: str  # the marker's reason ("window not allowed by policy", "paused"...), already scrubbed
 
 
 class Episode(msgspec.Struct):
@@ -39,6 +51,7 @@ class Episode(msgspec.Struct):
     end_wall: float
     instruction_source: InstructionSource
     end_reason: EndReason
+    gaps: list[Gap] = []
 
 
 @dataclass
@@ -46,6 +59,7 @@ class _Segment:
     marked_instruction: str | None = None
     in_task: bool = False
     actions: list[Action] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
     end_reason: EndReason = "end_of_session"
     start_wall: float = 0.0  # of the marker that opened it, if any
     end_wall: float = 0.0  # of the marker that closed it, if any
@@ -109,6 +123,9 @@ def _segments(timeline: Sequence[Marker | Action], idle_gap: float) -> list[_Seg
                 close("task_start", task, item.wall)
             elif item.kind == "task_end":
                 close("task_end", _Segment(start_wall=item.wall), item.wall)
+            elif current.in_task and item.kind in GAP_KINDS:
+                reason = item.text or item.kind
+                current.gaps.append(Gap(len(current.actions), round(item.duration, 3), reason))
             elif item.kind in INTERRUPTION_KINDS:
                 close("interrupted", _Segment(start_wall=item.wall), item.wall)
             continue
@@ -153,6 +170,8 @@ def split_episodes(
                 end_wall=max(start_wall, end_wall),
                 instruction_source="marker" if marked is not None else "generated",
                 end_reason=segment.end_reason,
+                # A gap after the last step is no hole between steps: the task ended in it.
+                gaps=[gap for gap in segment.gaps if gap.before_step < len(segment.actions)],
             )
         )
     return episodes

@@ -19,6 +19,7 @@ from demotrace.dataset.export.agentnet import ScreenSize, Trajectory
 from demotrace.dataset.replay_plan import (
     Call,
     KeyCall,
+    PlaceholderRule,
     PointerCall,
     ReplayError,
     ReplayStep,
@@ -26,6 +27,7 @@ from demotrace.dataset.replay_plan import (
     WriteCall,
     plan_replay,
     redacted_steps,
+    resolve_placeholders,
 )
 
 
@@ -194,6 +196,7 @@ class ReplayResult:
     calls: int
     screen: ScreenSize
     redacted_steps: list[str]  # labels of steps that typed a redaction placeholder
+    skipped_steps: list[str]  # labels of steps left out for their placeholders (PlaceholderRule.skip)
 
 
 def replay(
@@ -203,13 +206,19 @@ def replay(
     pacing: Pacing | None = None,
     screen: ScreenSize | None = None,
     on_step: Callable[[int, int, ReplayStep], None] | None = None,
+    placeholders: PlaceholderRule | None = None,
 ) -> ReplayResult:
     """Replay ``trajectories`` in order on ``display``, de-normalised to ``screen`` (default: its size).
 
     Everything is parsed and checked first; a ReplayError before any input means nothing was sent.
-    ``on_step(position, total, step)`` is called before each step runs.
+    ``on_step(position, total, step)`` is called before each step runs. ``placeholders``: values for
+    redaction placeholders, or skip their steps, or refuse (see ``PlaceholderRule``); None types them as
+    they are (what a fidelity measurement of the dataset itself wants).
     """
     steps = plan_replay(trajectories)
+    skipped: list[str] = []
+    if placeholders is not None:
+        steps, skipped = resolve_placeholders(steps, placeholders)
     gui = load_pyautogui(display)
     _fit_keyboard_mapping(gui)
     _skip_motionless_moves(gui)
@@ -238,4 +247,5 @@ def replay(
         calls=calls,
         screen=target,
         redacted_steps=[step.label for step in redacted_steps(steps)],
+        skipped_steps=skipped,
     )

@@ -25,7 +25,7 @@ PointerFunction = Literal[
 ]
 KeyFunction = Literal["press", "hotkey", "keyDown", "keyUp"]
 
-# A typed placeholder left by a redactor ("<EMAIL>"): replay types it literally.
+# A typed placeholder left by a redactor ("<EMAIL>"): see PlaceholderRule for what replay does with it.
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
 _BUTTONS: tuple[ButtonName, ...] = ("left", "right", "middle")
@@ -325,3 +325,58 @@ def redacted_steps(steps: Iterable[ReplayStep]) -> list[ReplayStep]:
         for step in steps
         if any(isinstance(call, WriteCall) and PLACEHOLDER.search(call.text) for call in step.calls)
     ]
+
+
+@dataclass(frozen=True)
+class PlaceholderRule:
+    """What replay does with a step that types a redaction placeholder: type the value given for its
+    kind (``values["CREDIT_CARD"]``), or leave the step out (``skip``); with neither, refuse."""
+
+    values: Mapping[str, str]
+    skip: bool = False
+
+
+def resolve_placeholders(
+    steps: Sequence[ReplayStep], rule: PlaceholderRule
+) -> tuple[list[ReplayStep], list[str]]:
+    """The steps to run, with placeholders replaced by their values, and the labels of skipped steps.
+
+    Raises ReplayError, before any input, when a placeholder has no value and skipping was not asked:
+    typing ``<CREDIT_CARD>`` into a real form is never what anyone wants."""
+    missing: dict[str, list[str]] = {}
+    runnable: list[ReplayStep] = []
+    skipped: list[str] = []
+    for step in steps:
+        kinds = {
+            match.group(0)[1:-1]
+            for call in step.calls
+            if isinstance(call, WriteCall)
+            for match in PLACEHOLDER.finditer(call.text)
+        }
+        unknown = sorted(kind for kind in kinds if kind not in rule.values)
+        if unknown and rule.skip:
+            skipped.append(step.label)
+            continue
+        for kind in unknown:
+            missing.setdefault(kind, []).append(step.label)
+        runnable.append(_filled(step, rule.values) if kinds else step)
+    if missing:
+        where = "; ".join(f"<{kind}> in {', '.join(labels)}" for kind, labels in sorted(missing.items()))
+        example = next(iter(sorted(missing)))
+        raise ReplayError(
+            f"steps type redaction placeholders ({where}): give the text with --value {example}=TEXT, "
+            "or leave those steps out with --skip-redacted"
+        )
+    return runnable, skipped
+
+
+def _filled(step: ReplayStep, values: Mapping[str, str]) -> ReplayStep:
+    def fill(call: Call) -> Call:
+        if not isinstance(call, WriteCall):
+            return call
+        return WriteCall(
+            PLACEHOLDER.sub(lambda match: values.get(match.group(0)[1:-1], match.group(0)), call.text)
+        )
+
+    # The code stays as recorded (it is what gets printed): the values are typed, never shown.
+    return ReplayStep(step.episode, step.index, step.code, tuple(fill(call) for call in step.calls))

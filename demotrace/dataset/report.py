@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import html
 import io
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import msgspec
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from demotrace.dataset.export.agentnet import Trajectory
 from demotrace.dataset.quality import placeholder_kinds
@@ -24,12 +27,13 @@ TOP_APPS = 15
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; background: #f6f6f8; }
-section { background: #fff; border: 1px solid #ddd; border-radius: 8px; margin: 1rem 0; padding: .5rem 1rem; }
+section { background: #fff; border: 1px solid #ddd; border-radius: 8px; margin: 1rem 0; padding: .5rem 1rem;
+          max-width: 1200px; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; }
 table { border-collapse: collapse; }
 td, th { padding: .2rem .8rem; text-align: left; border-bottom: 1px solid #eee; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.plot svg { max-width: 720px; height: auto; }
+.plot svg { max-width: 100%; height: auto; }
 .empty { color: #888; }
 """
 
@@ -78,24 +82,56 @@ def _svg(figure: Figure) -> str:
     return text[text.find("<svg") :]  # drop the XML prolog and doctype: the SVG sits inside HTML
 
 
-def _bar_plot(counts: Mapping[str, int], title: str, horizontal: bool = False) -> str:
-    figure = Figure(figsize=(7.0, max(2.5, 0.3 * len(counts) + 1) if horizontal else 3.2), layout="tight")
+# Wide and short: at 11 inches (~1050 px) a plot fills its section; the page never stretches one.
+PLOT_WIDTH_IN = 11.0
+PLOT_HEIGHT_IN = 3.0
+MAX_BINS = 30
+
+
+def _bar_plot(counts: Mapping[str, int], title: str, horizontal: bool = False, unit: str = "") -> str:
+    height = max(2.2, 0.28 * len(counts) + 0.9) if horizontal else PLOT_HEIGHT_IN
+    # Vertical bars keep a bar's width whatever their number: a lone bar is not stretched across the page.
+    width = PLOT_WIDTH_IN if horizontal else min(PLOT_WIDTH_IN, 2.5 + 0.9 * len(counts))
+    figure = Figure(figsize=(width, height), layout="tight")
     axes = figure.add_subplot()
     labels, values = list(counts), list(counts.values())
     if horizontal:
         axes.barh(labels[::-1], values[::-1], color="#0a84ff")
+        _whole_numbers(axes.xaxis)
+        if unit:  # sizes read as 12 kB, 1.3 MB rather than 1.3 × 1e6
+            axes.xaxis.set_major_formatter(EngFormatter(unit=unit))
     else:
-        axes.bar(labels, values, color="#0a84ff")
-        axes.tick_params(axis="x", labelrotation=30)
+        axes.bar(labels, values, color="#0a84ff", width=0.6)
+        axes.set_xlim(-0.8, len(labels) - 0.2)  # room beside the bars: a lone bar stays a bar
+        axes.tick_params(axis="x", labelrotation=30 if len(labels) > 8 else 0)
+        _whole_numbers(axes.yaxis)
     axes.set_title(title)
     return _svg(figure)
 
 
+def _whole_numbers(axis: Any) -> None:
+    """Counts are whole: no 0.5 episodes on a count axis."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def histogram_edges(values: Sequence[int], max_bins: int = MAX_BINS) -> list[float]:
+    """Bin edges for whole-number values: one bin per value, or whole-number bins of equal width when
+    the range is wider than ``max_bins``; each edge half-way between two numbers, so a bar is centred
+    on the values it counts and a single value gets a bar one unit wide, not the whole axis."""
+    low, high = min(values), max(values)
+    width = max(1, math.ceil((high - low + 1) / max_bins))
+    count = math.ceil((high - low + 1) / width)
+    return [low - 0.5 + width * index for index in range(count + 1)]
+
+
 def _histogram(values: Sequence[int]) -> str:
-    figure = Figure(figsize=(7.0, 3.2), layout="tight")
+    figure = Figure(figsize=(PLOT_WIDTH_IN, PLOT_HEIGHT_IN), layout="tight")
     axes = figure.add_subplot()
-    bins = min(30, max(1, len(set(values))))
-    axes.hist(values, bins=bins, color="#0a84ff")
+    edges = histogram_edges(values)
+    axes.hist(values, bins=edges, color="#0a84ff", edgecolor="white")
+    axes.set_xlim(edges[0] - 0.5, edges[-1] + 0.5)
+    _whole_numbers(axes.xaxis)
+    _whole_numbers(axes.yaxis)
     axes.set_title("episode lengths")
     axes.set_xlabel("steps per episode")
     axes.set_ylabel("episodes")
@@ -117,8 +153,8 @@ def _section(title: str, counts: Mapping[str, int], plot: Callable[[Mapping[str,
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def _bars(title: str, horizontal: bool = False) -> Callable[[Mapping[str, int]], str]:
-    return lambda counts: _bar_plot(counts, title, horizontal)
+def _bars(title: str, horizontal: bool = False, unit: str = "") -> Callable[[Mapping[str, int]], str]:
+    return lambda counts: _bar_plot(counts, title, horizontal, unit)
 
 
 def render_report(figures: ReportFigures, title: str = "demotrace dataset report") -> str:
@@ -140,7 +176,7 @@ def render_report(figures: ReportFigures, title: str = "demotrace dataset report
                 _bars("placeholders in typed text and titles"),
             ),
             _section("Frames", storage, _bars("frames")),
-            _section("Bytes by output", figures.bytes_by_output, _bars("bytes", horizontal=True)),
+            _section("Bytes by output", figures.bytes_by_output, _bars("bytes", horizontal=True, unit="B")),
             _section("Instruction sources", figures.instructions_by_source, _bars("episodes by source")),
         ]
     return (

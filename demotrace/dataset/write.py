@@ -21,6 +21,7 @@ from demotrace.dataset.export.viewer import render_viewer
 from demotrace.dataset.export.wds import WEBDATASET_DIR, write_webdataset_shards
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat
 from demotrace.dataset.privacy import Scrubber
+from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import DROP_REASONS, QualityCounts
 from demotrace.dataset.report import REPORT_FILE, ReportFigures, count_redactions, render_report, steps_by_app
 from demotrace.model import Frame
@@ -127,9 +128,11 @@ def write_dataset(
     sessions_without_header: int,
     scrubber: Scrubber,
     load_frame: Callable[[str], Frame | None],
+    *,
+    progress: ProgressCallback = no_progress,
 ) -> BuildSummary:
     """Describe (if asked), turn the sessions' episodes, in the order given, into trajectories and write
-    every export, the viewer, the report and the summary."""
+    every export, the viewer, the report and the summary; ``progress`` hears each output start and end."""
     out_dir, formats, shard_limits = options.out_dir, options.formats, options.shard_limits
     images_dir = options.images_dir
     kept = [episode for output in outputs for episode in output.episodes]
@@ -154,11 +157,13 @@ def write_dataset(
     trajectories_path = out_dir / TRAJECTORIES_FILE
     jsonl = b""
     if "agentnet" in formats:
+        progress(BuildProgress(TRAJECTORIES_FILE, 0, 1))
         jsonl = _jsonl(trajectories)
         _write_atomically(trajectories_path, jsonl)
         bytes_by_output["trajectories.jsonl"] = len(jsonl)
     adp_path = out_dir / ADP_DIR / ADP_FILE
     if "adp" in formats:
+        progress(BuildProgress("adp", 0, 1))
         adp = adp_jsonl(trajectories)
         _write_atomically(adp_path, adp)
         bytes_by_output["adp"] = len(adp)
@@ -169,6 +174,7 @@ def write_dataset(
 
     parquet_shards: list[Path] = []
     if "parquet" in formats:
+        progress(BuildProgress("parquet", 0, 1))
         parquet_shards = write_parquet_shards(
             step_records(trajectories),
             read_image,
@@ -179,6 +185,7 @@ def write_dataset(
         bytes_by_output["parquet"] = sum(shard.stat().st_size for shard in parquet_shards)
     webdataset_shards: list[Path] = []
     if "webdataset" in formats:
+        progress(BuildProgress("webdataset", 0, 1))
         webdataset_shards = write_webdataset_shards(
             step_records(trajectories),
             read_image,
@@ -188,6 +195,7 @@ def write_dataset(
         )
         bytes_by_output["webdataset"] = sum(shard.stat().st_size for shard in webdataset_shards)
 
+    progress(BuildProgress(VIEWER_FILE, 0, 1))
     viewer = render_viewer(trajectories).encode()
     viewer_path = out_dir / VIEWER_FILE
     _write_atomically(viewer_path, viewer)
@@ -201,6 +209,7 @@ def write_dataset(
     )
     redactions = count_redactions(trajectories)
     steps_without_frame = sum(1 for step in steps if step.image is None)
+    progress(BuildProgress(REPORT_FILE, 0, 1))
     report = render_report(
         ReportFigures(
             episodes=len(trajectories),
@@ -250,6 +259,7 @@ def write_dataset(
         webdataset_shards=len(webdataset_shards),
     )
     _write_atomically(out_dir / SUMMARY_FILE, summary_json(summary))
+    progress(BuildProgress("done", 1, 1, len(steps), frames_written))
     return summary
 
 

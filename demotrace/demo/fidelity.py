@@ -182,7 +182,8 @@ def replay_on_fresh_desktop(trajectories: Path, width: int, height: int, work: P
         apps = start_demo_apps(desktop, state_file)
         try:
             run = subprocess.run(
-                replay_command(trajectories),
+                # The dataset's placeholders are typed as they are and matched as "redacted" (above).
+                replay_command(trajectories, "--type-placeholders"),
                 env={**os.environ, "DISPLAY": desktop.display},
                 capture_output=True,
                 text=True,

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -24,9 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
-from demotrace.device.paths import config_dir
 from demotrace.model import Action
-from demotrace.policy import DEFAULT_FLEET_POLICY, DEFAULT_LOCAL_POLICY, CapturePolicy
+from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy
 from demotrace.protocol import ADMIN_NAME_HEADER, ADMIN_POLICY_PATH, HEALTH_PATH
 
 RECORDER_READY_LINE = "recording"
@@ -69,14 +69,16 @@ class ProcessOutput:
 
 
 def start_collector(
-    data: Path, port: int, admin_token: str | None = None
+    data: Path, port: int, admin_token: str | None = None, popen_options: dict[str, Any] | None = None
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
+    """``demotrace server`` on loopback, once it answers; ``popen_options`` go to ``subprocess.Popen``."""
     process = subprocess.Popen(
         demotrace_command("server", "--data", str(data), "--port", str(port)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "DEMOTRACE_ADMIN_TOKEN": admin_token or ""},
+        **(popen_options or {}),
     )
     output = ProcessOutput(process).start()
     url = f"http://127.0.0.1:{port}"
@@ -89,6 +91,8 @@ def start_collector(
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
+            output.ready.wait(5)  # its last lines say why
             raise RuntimeError(f"collector did not start:\n{output.text()}")
         time.sleep(0.1)
 
@@ -115,11 +119,11 @@ def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
 
 
 def start_collector_with_policy(
-    data: Path, port: int, policy: CapturePolicy
+    data: Path, port: int, policy: CapturePolicy, popen_options: dict[str, Any] | None = None
 ) -> tuple[subprocess.Popen[str], ProcessOutput, str]:
     """A collector whose fleet policy is set through its admin API, as an admin would; returns its URL."""
     admin_token = secrets.token_urlsafe(24)
-    collector, output = start_collector(data, port, admin_token)
+    collector, output = start_collector(data, port, admin_token, popen_options)
     url = f"http://127.0.0.1:{port}"
     try:
         set_fleet_policy(url, admin_token, policy)
@@ -292,30 +296,3 @@ def run_demo(out: Path, *, seconds: float, seed: int, console: Console) -> int:
     ok = result.recorder_exit == 0 and result.comparison.perfect and result.steps == result.steps_with_frame
     console.print("[bold green]demo ok[/]" if ok else "[bold red]demo found differences[/]")
     return 0 if ok else 1
-
-
-def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
-    """`demotrace up`: a local collector plus the recorder on the real $DISPLAY, until Ctrl+C."""
-    # A researcher's own collector: the local default (every app but the denylist), not a fleet's.
-    collector, _, url = start_collector_with_policy(data, port, DEFAULT_LOCAL_POLICY)
-    console.print(f"collector on {url} (data in {data}); recording $DISPLAY — Ctrl+C to stop")
-    config = config_dir()
-    recorder = subprocess.Popen(
-        demotrace_command(
-            "record",
-            "--spool",
-            str(spool),
-            "--server",
-            url,
-            "--credentials",
-            str(config / "local-device.json"),
-        )
-    )
-    try:
-        code = recorder.wait()
-    except KeyboardInterrupt:
-        code = stop_process(recorder)  # type: ignore[arg-type]
-    finally:
-        stop_process(collector)
-    console.print(f"build a dataset with: demotrace build --from-server {data} --out dataset")
-    return code

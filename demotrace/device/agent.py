@@ -65,7 +65,10 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     if path.exists():
         device = load_credentials(path)
         if device.server_url.rstrip("/") != server.rstrip("/"):
-            raise ValueError(f"{path} is enrolled with {device.server_url}, not {server}: run enroll")
+            raise ValueError(
+                f"{path} is enrolled with {device.server_url}, not {server}: enroll with that collector "
+                f"(demotrace enroll --server {server} --force), or record with --server {device.server_url}"
+            )
         if ca_bundle is not None or config.allow_plain_http:  # this run's flags win over enrolment's
             device = msgspec.structs.replace(
                 device,
@@ -159,10 +162,14 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
 
         control: list[LocalControl] = []
 
-        def health() -> dict[str, Any]:
-            """What `demotrace status` shows beyond pause and policy: why uploads fail, what was dropped."""
-            answer: dict[str, Any] = dict(store.room())
+        def status_details() -> dict[str, Any]:
+            """What `demotrace status` shows beyond pause and policy: the spool, why uploads wait (or
+            fail) and when they go, what was dropped."""
+            # Without an uploader (no collector) the records stay on this device.
+            answer: dict[str, Any] = {"spool": str(config.spool), "uploads": uploader is not None}
+            answer.update(store.room())
             if uploader is not None:
+                answer.update(uploader.status())
                 answer["upload_error"] = uploader.last_error
             return answer
 
@@ -174,7 +181,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                     socket_path=config.control_socket,
                     state_file=config.pause_state,
                     pending_count=store.pending_count,
-                    health=health,
+                    more_status=status_details,
                 ).start()
             )
 

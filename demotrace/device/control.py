@@ -50,7 +50,7 @@ def _read_line(reader: Any) -> bytes | None:
 
 def _task_text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ControlError('task_start needs "text": what the task is, in a few words')
+        raise ControlError("a task needs a description: say what you are doing, in a few words")
     text = " ".join(value.split())
     if len(text) > MAX_TASK_TEXT_CHARS:
         raise ControlError(f"task text is longer than {MAX_TASK_TEXT_CHARS} characters")
@@ -75,6 +75,9 @@ class ControlServer:
     ) -> None:
         self.controller = controller
         self.on_task_marker = on_task_marker
+        # The task the person marked as started and not yet ended (this recorder's run only).
+        self.open_task: str | None = None
+        self._task_lock = threading.Lock()
         self.path = path or default_socket_path()
         self._server = PrivateListener(self.path, self._serve, "demotrace-control")
         self._watchers: set[queue.SimpleQueue[dict[str, Any] | None]] = set()
@@ -152,11 +155,19 @@ class ControlServer:
         command = request.get("cmd")
         try:
             if command == "status":
-                return {"ok": True, **self.controller.status()}
+                return {"ok": True, **self.controller.status(), "task": self.open_task}
             if command == "pause":
                 minutes, capped = pause_minutes_for(request.get("minutes"), self.controller.gate.policy)
+                if self.controller.gate.state.exempt:
+                    # Nothing is recorded: a pause would change nothing, and saying "paused" would lie.
+                    return {"ok": True, "paused": False, "exempt": True}
                 paused_until = self.controller.pause(minutes)
-                answer: dict[str, Any] = {"ok": True, "paused_until": paused_until, "minutes": minutes}
+                answer: dict[str, Any] = {
+                    "ok": True,
+                    "paused": True,
+                    "paused_until": paused_until,
+                    "minutes": minutes,
+                }
                 if capped:
                     answer["capped"] = True
                     answer["message"] = (
@@ -165,20 +176,33 @@ class ControlServer:
                     )
                 return answer
             if command == "resume":
-                self.controller.resume()
-                return {"ok": True, **self.controller.status()}
+                was_paused = self.controller.resume()
+                return {"ok": True, "was_paused": was_paused, **self.controller.status()}
             if command in ("task_start", "task_end"):
                 if self.controller.gate.state.exempt:
                     raise ControlError("this device is exempt: nothing is recorded, so there is no task")
-                text = _task_text(request.get("text")) if command == "task_start" else ""
-                self.on_task_marker(command, text)
-                return {"ok": True, "kind": command, "text": text}
+                return self._task_marker(command, request.get("text"))
         except ControlError as error:
             return {"ok": False, "error": str(error)}
         return {
             "ok": False,
             "error": f"unknown command {command!r}: use pause, resume, status, task_start, task_end or watch",
         }
+
+    def _task_marker(self, command: str, text: object) -> dict[str, Any]:
+        """Start or end a task; the answer says which task ended, if any (a start ends the open one)."""
+        with self._task_lock:
+            previous = self.open_task
+            if command == "task_start":
+                started = _task_text(text)
+                self.on_task_marker(command, started)
+                self.open_task = started
+                return {"ok": True, "kind": command, "text": started, "ended": previous}
+            if previous is None:
+                return {"ok": True, "kind": command, "text": "", "ended": None}  # nothing to end: no marker
+            self.on_task_marker(command, "")
+            self.open_task = None
+            return {"ok": True, "kind": command, "text": "", "ended": previous}
 
     def _watch(self, conn: socket.socket) -> None:
         updates: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
@@ -219,7 +243,7 @@ class LocalControl:
         socket_path: Path | None = None,
         state_file: Path | None = None,
         pending_count: Callable[[], int] | None = None,
-        health: Callable[[], dict[str, Any]] | None = None,
+        more_status: Callable[[], dict[str, Any]] | None = None,
         notify: bool = True,
     ) -> None:
         on_change = None
@@ -231,8 +255,8 @@ class LocalControl:
             gate,
             state_file or default_pause_state_file(),
             pending_count=pending_count,
+            more_status=more_status,
             on_change=on_change,
-            health=health,
         )
         self.server = ControlServer(self.controller, on_task_marker, socket_path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,17 @@ class _EnrollResponse(msgspec.Struct):
 
 def default_credentials_path() -> Path:
     return config_dir() / CREDENTIALS_FILE
+
+
+def local_device_id() -> str:
+    """A random id for this device, made once; never derived from the host or user name."""
+    path = config_dir() / "device_id"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    device_id = f"dev-{uuid.uuid4().hex[:16]}"
+    path.write_text(device_id + "\n")
+    return device_id
 
 
 def enroll(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from demotrace.device.control_protocol import ControlError
+from demotrace.device.paths import state_dir
 from demotrace.files import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy
 
@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 
 def default_pause_state_file() -> Path:
     """In XDG state (not the runtime folder): a pause must survive a logout or reboot mid-pause too."""
-    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state_home / "demotrace" / PAUSE_STATE_FILE
+    return state_dir() / PAUSE_STATE_FILE
 
 
 # --- pure decisions ----------------------------------------------------------------------------------
@@ -123,14 +122,15 @@ class PauseController:
         clock: Callable[[], float] = time.time,
         *,
         pending_count: Callable[[], int] | None = None,
+        more_status: Callable[[], dict[str, Any]] | None = None,
         on_change: Callable[[PauseChange, float | None], None] | None = None,
-        health: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.gate = gate
         self.state_file = state_file
         self.clock = clock
         self.pending_count = pending_count
-        self.health = health  # the agent's own problems (upload errors, dropped frames), in status
+        # What the agent adds: where its spool is, why uploads wait and when they go, what was dropped.
+        self.more_status = more_status
         self.on_change = on_change
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -161,13 +161,15 @@ class PauseController:
         self._announce("paused", paused_until)
         return paused_until
 
-    def resume(self) -> None:
+    def resume(self) -> bool:
+        """End the pause now; returns whether there was one."""
         with self._lock:
             was_paused = self.gate.state.paused_until is not None
             self._clear()
         self.gate.update_state(paused_until=None)
         if was_paused:
             self._announce("resumed", None)
+        return was_paused
 
     def expire_now_if_due(self) -> bool:
         """Resume if the pause has run out by ``clock``; re-arm if the timer fired early. True if resumed."""
@@ -204,11 +206,11 @@ class PauseController:
             except Exception as error:  # status must answer even if the spool is in trouble
                 status["spool_pending"] = None
                 status["spool_error"] = str(error)
-        if self.health is not None:
+        if self.more_status is not None:
             try:
-                status.update(self.health())
-            except Exception as error:
-                status["health_error"] = str(error)
+                status.update(self.more_status())
+            except Exception as error:  # status must answer even if the agent's part fails
+                status["status_error"] = str(error)
         return status
 
     def close(self) -> None:

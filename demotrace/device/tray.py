@@ -91,7 +91,9 @@ class TrayActions:
 
     def pause(self, minutes: float | None) -> None:
         answer = self._safely("Cannot pause", lambda: self.client.pause(minutes))
-        if answer is not None and answer.get("capped"):
+        if answer is not None and answer.get("paused") is False:
+            self.tell("Nothing to pause", "This device is exempt from recording: nothing is recorded.")
+        elif answer is not None and answer.get("capped"):
             self.tell("Pause shortened", str(answer.get("message", "")))
 
     def resume(self) -> None:
@@ -172,6 +174,23 @@ def ask_task_text_with_tk() -> str | None:
         root.destroy()
 
 
+class TrayUnavailable(Exception):
+    """There is nowhere to show the icon; the message says what to use instead."""
+
+
+def xembed_tray_present(display: str | None = None) -> bool:
+    """Whether an XEmbed system tray runs on the screen (what pystray's X backend docks into)."""
+    from Xlib import X
+    from Xlib.display import Display
+
+    connection = Display(display)
+    try:
+        selection = connection.intern_atom(f"_NET_SYSTEM_TRAY_S{connection.get_default_screen()}")
+        return bool(connection.get_selection_owner(selection) != X.NONE)
+    finally:
+        connection.close()
+
+
 class Tray:
     """The running icon: follows the recorder's state through the socket's ``watch`` stream."""
 
@@ -201,8 +220,16 @@ class Tray:
             self._stop.wait(5.0)
 
     def run(self) -> None:
-        """Show the icon until stop() (blocks: pystray's loop runs on this thread)."""
+        """Show the icon until stop() (blocks: pystray's loop runs on this thread).
+
+        Raises TrayUnavailable when the desktop has no system tray to show it in."""
         import pystray
+
+        if pystray.Icon.__module__ == "pystray._xorg" and not xembed_tray_present():
+            raise TrayUnavailable(
+                "this desktop has no system tray (nothing owns the XEmbed tray selection): use "
+                "`demotrace status`, `pause` and `resume`, or add a tray to the panel"
+            )
 
         self.icon = pystray.Icon(
             "demotrace",

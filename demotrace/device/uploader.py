@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,6 +50,7 @@ from demotrace.device.upload_rules import (
     UploadPhase,
     UploadRules,
     backoff_delay,
+    daily_cap_bytes,
     local_day,
     seconds_until_next_local_day,
     upload_decision,
@@ -120,6 +122,7 @@ class Uploader:
         self.on_exempt = on_exempt
         self.last_error: str | None = None
         self.last_decision: UploadDecision | None = None
+        self.next_try: float | None = None  # wall time of the next attempt after a hold or a failure
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
         self._backlog = SpoolBacklogReader(spool.directory)
         self._client = collector_client(credentials, http=client, timeout=request_timeout)
@@ -233,6 +236,7 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, retry.retry_after)
                 self.last_error = retry.reason
+                self.next_try = self.clock() + delay
                 log.warning("upload paused, retrying in %.1f s: %s", delay, retry.reason)
                 if self._stopping.wait(delay):
                     break
@@ -241,11 +245,13 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, None)
                 self.last_error = f"{type(error).__name__}: {error}"
+                self.next_try = self.clock() + delay
                 log.exception("upload failed unexpectedly, retrying in %.1f s", delay)
                 if self._stopping.wait(delay):
                     break
                 continue
             self.last_decision = hold
+            self.next_try = None if hold.recheck_after_s is None else self.clock() + hold.recheck_after_s
             # stop() sets _stopping before waking us: if our clear() above swallowed its wake-up,
             # this check still sees the stop.
             if not self._stopping.is_set():
@@ -278,6 +284,30 @@ class Uploader:
         self.spool.drops_reported(counts)
         self._reported_disk_full = disk_full
         return True
+
+    def status(self) -> dict[str, Any]:
+        """Why pending records wait and when they go next, for ``demotrace status``.
+
+        ``upload_wait``: the reason of the last hold, or the last failure while retrying; None while
+        sending or with nothing to send. ``upload_next_try``: wall time of the next attempt, if known
+        (a hold that ends by itself or a retry); None means "as soon as the reason goes away"."""
+        return {**self._wait_status(), **self._volume_status()}
+
+    def _wait_status(self) -> dict[str, Any]:
+        decision = self.last_decision
+        if not self.running and not self.exempt:
+            return {"upload_wait": "the uploader is stopped", "upload_next_try": None}
+        if self.last_error is not None:
+            return {"upload_wait": self.last_error, "upload_next_try": self.next_try}
+        if decision is None or decision.send or decision.reason == "nothing to send":
+            return {"upload_wait": None, "upload_next_try": None}
+        return {"upload_wait": decision.reason, "upload_next_try": self.next_try}
+
+    def _volume_status(self) -> dict[str, Any]:
+        """Compressed bytes sent today, and today's cap (None without a gate: no cap)."""
+        sent = self.counter.sent_on(local_day(self.clock()))
+        cap = daily_cap_bytes(self.gate.policy) if self.gate is not None else None
+        return {"uploaded_today_bytes": sent, "daily_cap_bytes": cap}
 
     def _exempted(self) -> None:
         """The collector said this device is exempt: stop uploading and let the exemption be applied."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from demotrace.dataset.episodes import EndReason, Episode, InstructionSource
+from demotrace.dataset.episodes import EndReason, Episode, Gap, InstructionSource
 from demotrace.model import Action, ActionKind, PageElement
 
 _DECIMALS = 4
@@ -92,6 +92,7 @@ class Trajectory(msgspec.Struct):
     end_wall: float
     traj: list[TrajectoryStep]
     device_id: str = ""  # as in the header: a pseudonym in built datasets, to group by contributor
+    gaps: list[Gap] = []  # spans inside a marked task in which nothing was captured (episodes.Gap)
 
 
 def _normalised(value: int, size: int) -> float:
@@ -188,6 +189,7 @@ def episode_to_trajectory(episode: Episode, image_for: Callable[[str], ImageRef 
         end_wall=episode.end_wall,
         traj=steps,
         device_id=episode.header.device_id,
+        gaps=list(episode.gaps),
     )
 
 
