@@ -6,6 +6,7 @@ Nothing recorded may be lost, nothing may print a traceback and no process of ou
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -148,20 +149,26 @@ def steps_built(records: Iterator[object], load_frame: object, out: Path) -> int
     return summary.steps
 
 
-def assert_nothing_lost(up: Up, tmp_path: Path) -> None:
+def assert_nothing_lost(up: Up, tmp_path: Path, output: str) -> None:
+    """Everything the recorder wrote reached the collector (uploaded records leave the spool), and the
+    dataset built from the collector has every round of work, the last one included."""
     from demotrace.collector.reader import CollectorReader
     from demotrace.device.spool import open_spool
 
     spool = open_spool(up.spool, up.key)
     try:
         assert spool.pending_count() == 0, "records were left in the spool, not uploaded"
-        from_spool = steps_built(spool.batches(), spool.load_frame, tmp_path / "from-spool")
     finally:
         spool.close()
+    sent = re.search(r"uploaded (\d+) records", output)
+    assert sent is not None, output
+    out = tmp_path / "from-server"
     with CollectorReader(up.collector) as reader:
-        from_server = steps_built(reader.iter_batches(), reader.load_frame, tmp_path / "from-server")
-    assert from_spool >= 6, up.output()  # 3 rounds of click, type, Return
-    assert from_server == from_spool
+        assert sum(1 for _ in reader.rows()) == int(sent.group(1)), output
+        steps = steps_built(reader.iter_batches(), reader.load_frame, out)
+    typed = (out / "trajectories.jsonl").read_text()
+    assert steps >= 6, output  # 3 rounds of click, type, Return
+    assert all(f"echo step {index}" in typed for index in range(3)), typed
 
 
 def stop_and_check(up: Up, sending: object, tmp_path: Path) -> str:
@@ -177,7 +184,7 @@ def stop_and_check(up: Up, sending: object, tmp_path: Path) -> str:
     assert code == 0, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert_all_gone(processes)
-    assert_nothing_lost(up, tmp_path)
+    assert_nothing_lost(up, tmp_path, output)
     return output
 
 

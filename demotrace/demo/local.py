@@ -90,23 +90,32 @@ def ensure_local_credentials(data: Path, url: str) -> Path:
 class KeptData:
     spool: Path
     collector: Path
-    records: int
-    pending: int
+    uploaded: int  # records this run added to the collector
+    pending: int  # records still waiting in the spool (uploaded ones are deleted from it)
 
 
-def spool_counts(spool: Path) -> tuple[int, int]:
-    """Records in the spool and those not uploaded, read from its plaintext columns (no key needed)."""
-    import sqlite3
+def collector_record_count(data: Path) -> int:
+    """How many records the local collector holds (0 before its first start)."""
+    from demotrace.collector.reader import CollectorReader, ReaderError
 
-    from demotrace.device.spool import SPOOL_FILE
+    try:
+        with CollectorReader(data) as reader:
+            return sum(1 for _ in reader.rows())
+    except ReaderError:
+        return 0
+
+
+def spool_pending(spool: Path) -> int:
+    """Records in the spool not uploaded yet (no key needed: the backlog is in plaintext columns)."""
+    from demotrace.device.spool import SPOOL_FILE, SpoolBacklogReader
 
     if not (spool / SPOOL_FILE).exists():
-        return 0, 0
-    with sqlite3.connect(f"file:{spool / SPOOL_FILE}?mode=ro", uri=True) as db:
-        total, pending = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(uploaded_at IS NULL), 0) FROM records"
-        ).fetchone()
-    return int(total), int(pending)
+        return 0
+    reader = SpoolBacklogReader(spool)
+    try:
+        return reader.read().records
+    finally:
+        reader.close()
 
 
 class _StopRequest:
@@ -128,6 +137,7 @@ def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
     Returns the exit code: 0 after a clean stop, the recorder's code if it failed on its own.
     """
     check_port_free(port)
+    records_before = collector_record_count(data)
     stop = _StopRequest()
     # Handlers first: a signal during start-up must stop what has started, in order, too.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -171,7 +181,8 @@ def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
         recorder = None
         stop_process(collector)
         collector = None
-        _report(KeptData(spool, data, *spool_counts(spool)), console, clean=code == 0)
+        uploaded = collector_record_count(data) - records_before
+        _report(KeptData(spool, data, uploaded, spool_pending(spool)), console, clean=code == 0)
         return code
     finally:
         # Only on an error path are these still running: stop them in the same order.
@@ -194,14 +205,14 @@ def _last_line(text: str) -> str:
 
 
 def _report(kept: KeptData, console: Console, *, clean: bool) -> None:
-    if kept.records == 0:
+    uploaded = kept.uploaded
+    if uploaded + kept.pending == 0:
         _say(console, f"nothing was recorded (spool {kept.spool})")
         return
-    uploaded = kept.records - kept.pending
     _say(
         console,
-        f"kept {kept.records} records in the encrypted spool {kept.spool}; "
-        f"{uploaded} of them are in the collector {kept.collector}",
+        f"kept {uploaded + kept.pending} records: {uploaded} in the collector {kept.collector}, "
+        f"{kept.pending} waiting in the encrypted spool {kept.spool}",
     )
     if kept.pending:
         _say(
