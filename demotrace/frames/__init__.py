@@ -4,6 +4,8 @@ Shared by capture and dataset code: these modules import only the model, the wir
 standard library, msgspec, Pillow and numpy. Each imports only the ones listed before it.
 
 - ``settings``: ``EncodingSettings`` and the settings each power state gets (``choose_encoding``).
+- ``banded_png``: a whole screen as PNG in separately compressed bands of rows (the dataset's images:
+  a frame of a chain recompresses only the bands it changed).
 - ``pixels``: ``ScreenPixels``, a grab's own BGRX buffer, and the tile grid laid over it.
 - ``images``: one image as PNG or WebP bytes (``encode_adaptive`` goes lossy only where that is far
   smaller), PNG straight from screen pixels.
