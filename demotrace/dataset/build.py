@@ -13,18 +13,22 @@ OUT/report.html               plots: actions, episode lengths, apps, redactions,
 The path of a build: sessions → actions → scrubbed text and pseudonymous ids (privacy.py) → episodes →
 quality filter (quality.py) → optional model-written instructions (describe.py) → exports.
 Here: the per-session work and the local engine; sessions.py groups batches into sessions, options.py
-checks the settings and reads the key, images.py writes the frames, write.py writes everything else.
+checks the settings and reads the key, images.py writes the frames, write.py writes everything else,
+parallel.py spreads the sessions over a pool of processes when the frames come from a ``FrameSource``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
+from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.images import ImageWriter
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
+from demotrace.dataset.parallel import map_sessions_in_pool, usable_cores
 from demotrace.dataset.privacy import (
     KnownNames,
     Pseudonyms,
@@ -91,7 +95,7 @@ def process_session(
 
 def build_dataset(
     records: Iterable[Batch],
-    load_frame: Callable[[str], Frame | None],
+    frames: Callable[[str], Frame | None] | FrameSource,
     out_dir: Path,
     idle_gap: float = DEFAULT_IDLE_GAP_S,
     *,
@@ -101,8 +105,13 @@ def build_dataset(
     extra_names: KnownNames | None = None,
     describer: DescriberConfig | None = None,
     shard_limits: ShardLimits | None = None,
+    workers: int | None = None,
 ) -> BuildSummary:
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
+
+    ``frames``: a frame loader (``spool.load_frame``: sessions are built in this process), or a
+    ``FrameSource`` (sessions are built by a pool of ``workers`` processes, default one per usable
+    core, each opening the source itself). Either way the output is the same, byte for byte.
 
     ``formats``: which exports to write (images, summary, viewer and report are always written).
     ``pseudonym_key``: the secret of the id pseudonyms; by default ../.OUT.pseudonym-key beside the
@@ -126,6 +135,15 @@ def build_dataset(
         (session.header.device_id for session in sessions),
         extra_names,
     )
-    whole_frames = resolving_loader(load_frame)  # delta frames come back as whole images
-    outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
-    return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+    pool_size = min(workers if workers is not None else usable_cores(), len(sessions))
+    if isinstance(frames, FrameSource) and pool_size > 1:
+        outputs = list(map_sessions_in_pool(process_session, sessions, options, scrubber, frames, pool_size))
+        with frames.open() as raw_frames:  # the describer may send each episode's first frame
+            return write_dataset(
+                options, outputs, len(sessions), without_header, scrubber, resolving_loader(raw_frames)
+            )
+    with ExitStack() as stack:
+        raw = stack.enter_context(frames.open()) if isinstance(frames, FrameSource) else frames
+        whole_frames = resolving_loader(raw)  # delta frames come back as whole images
+        outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
+        return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
