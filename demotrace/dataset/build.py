@@ -19,7 +19,7 @@ parallel.py spreads the sessions over a pool of processes when the frames come f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -135,15 +135,29 @@ def build_dataset(
         (session.header.device_id for session in sessions),
         extra_names,
     )
-    pool_size = min(workers if workers is not None else usable_cores(), len(sessions))
+    count = len(sessions)
+    pool_size = min(workers if workers is not None else usable_cores(), count)
     if isinstance(frames, FrameSource) and pool_size > 1:
-        outputs = list(map_sessions_in_pool(process_session, sessions, options, scrubber, frames, pool_size))
+        mapped = map_sessions_in_pool(
+            process_session, _handed_over(sessions), options, scrubber, frames, pool_size
+        )
+        outputs = list(mapped)
         with frames.open() as raw_frames:  # the describer may send each episode's first frame
             return write_dataset(
-                options, outputs, len(sessions), without_header, scrubber, resolving_loader(raw_frames)
+                options, outputs, count, without_header, scrubber, resolving_loader(raw_frames)
             )
     with ExitStack() as stack:
         raw = stack.enter_context(frames.open()) if isinstance(frames, FrameSource) else frames
         whole_frames = resolving_loader(raw)  # delta frames come back as whole images
-        outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
-        return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+        outputs = [
+            process_session(session, options, scrubber, whole_frames) for session in _handed_over(sessions)
+        ]
+        return write_dataset(options, outputs, count, without_header, scrubber, whole_frames)
+
+
+def _handed_over(sessions: list[SessionEvents]) -> Iterator[SessionEvents]:
+    """The sessions in order, each dropped from the list as it is handed over: a session's events are
+    not kept once its output is built (they were the larger part of a build's memory growth)."""
+    sessions.reverse()
+    while sessions:
+        yield sessions.pop()

@@ -10,6 +10,7 @@ of CPU each); a worker opens its own frame store and never touches the parent's 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections import deque
@@ -70,16 +71,24 @@ def map_sessions_in_pool(
     workers: int,
 ) -> Iterator[SessionOutput]:
     """``process(session, ...)`` for every session on ``workers`` processes; outputs in session order."""
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_pool_context(),
-        initializer=_start_worker,
-        initargs=(process, options, scrubber, frames),
-    ) as pool:
-        pending: deque[Future[SessionOutput]] = deque()
-        for session in sessions:
-            pending.append(pool.submit(_process, session))
-            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+    # Forked workers share the parent's memory until they write to it, and a garbage collection in a
+    # worker writes to every object it visits: the parent's sessions, libraries and all would be copied
+    # into each worker (measured: peak memory of the tree +30 % from 8 to 24 sessions). Frozen objects
+    # are never visited.
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=_start_worker,
+            initargs=(process, options, scrubber, frames),
+        ) as pool:
+            pending: deque[Future[SessionOutput]] = deque()
+            for session in sessions:
+                pending.append(pool.submit(_process, session))
+                if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    finally:
+        gc.unfreeze()

@@ -1,7 +1,7 @@
 """Frames: the grabbed pixels, how they are encoded to fit the upload budget, and how they are rebuilt.
 
 Shared by capture and dataset code: these modules import only the model, the wire protocol, the
-standard library, msgspec, Pillow and numpy. Each imports only the ones listed before it.
+standard library, msgspec, Pillow, numpy and zlib-ng. Each imports only the ones listed before it.
 
 - ``settings``: ``EncodingSettings`` and the settings each power state gets (``choose_encoding``).
 - ``banded_png``: a whole screen as PNG in separately compressed bands of rows (the dataset's images:

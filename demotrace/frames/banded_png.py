@@ -8,10 +8,12 @@ bands' own. A delta that changes a few tiles invalidates only their bands; the o
 they are. Every row has PNG filter 0 (none), so a band's bytes depend on its own rows only. The result
 is an ordinary PNG: any reader decodes it.
 
-Measured on a real 1080p demo session (bench/build.py --encodings): zlib level 6 in 16-row bands
-gives ~52 KB per screen (Pillow's whole-image PNG at level 6: ~44 KB) at ~17 ms for all 68 bands; a
-delta dirties ~14 % of them, so ~2.5 ms per frame of a chain. Level 1 is ~3x faster per band but
-~60 % bigger; lossless WebP is 3x slower than Pillow's PNG even at effort 0.
+The bands are deflated by zlib-ng (the zlib format, SIMD matchers): measured on the demo session's
+real 1080p frames (``bench/build.py --encodings``), level 6 in 16-row bands gives ~52 KB per screen
+(Pillow's whole-image PNG at level 6: ~49 KB) in ~6 ms for all 68 bands, where the standard zlib takes
+~17 ms; a delta dirties ~14 % of the bands, so <1 ms of compression per frame of a chain. Lossless
+WebP is slower than Pillow's PNG even at effort 0, and zlib-ng's levels 1-4 save little time for
+~5-60 % more bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import struct
 import zlib
 
 import numpy
+from zlib_ng import zlib_ng
 
 BAND_ROWS = 16  # the recorder's tile size: a tile row is one band
 PNG_LEVEL = 6
@@ -106,6 +109,6 @@ class BandedPng:
         raw = numpy.zeros((rows.shape[0], self.width * 3 + 1), numpy.uint8)  # column 0: filter "none"
         raw[:, 1:] = rows.reshape(rows.shape[0], self.width * 3)
         data = raw.tobytes()
-        compressor = zlib.compressobj(self._level, zlib.DEFLATED, -zlib.MAX_WBITS)
-        deflated = compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
-        return deflated, zlib.adler32(data), len(data)
+        compressor = zlib_ng.compressobj(self._level, zlib_ng.DEFLATED, -zlib_ng.MAX_WBITS)
+        deflated = compressor.compress(data) + compressor.flush(zlib_ng.Z_FULL_FLUSH)
+        return deflated, zlib_ng.adler32(data), len(data)

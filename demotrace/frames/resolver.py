@@ -21,7 +21,7 @@ import msgspec
 import numpy
 from PIL import Image, ImageChops
 
-from demotrace.frames.banded_png import BandedPng
+from demotrace.frames.banded_png import PNG_LEVEL, BandedPng
 from demotrace.frames.delta import FrameCodecError, parse_delta, paste_tiles
 from demotrace.frames.images import CODEC_MEDIA_TYPES, encode_image
 from demotrace.frames.settings import EncodingSettings, ImageCodec
@@ -43,11 +43,18 @@ class FrameResolver:
     under the id of the frame it shows now. Resolving a frame walks back to a kept screen or a key frame
     and applies the deltas forward *in place*: the screen then shows the new frame and no longer the
     old one. So resolving a chain's frames in order (as a build does) decodes each frame once; going
-    back rebuilds from the key frame. Resolved deltas are ``output``: "png" (banded, see above) or
-    "webp-lossless". Frames that are whole images already are returned as stored.
+    back rebuilds from the key frame. Resolved deltas are ``output``: "png" (banded, see above, zlib
+    ``png_level``) or "webp-lossless". Frames that are whole images already are returned as stored.
     """
 
-    def __init__(self, load_frame: LoadFrame, *, cache_size: int = 4, output: ImageCodec = "png") -> None:
+    def __init__(
+        self,
+        load_frame: LoadFrame,
+        *,
+        cache_size: int = 4,
+        output: ImageCodec = "png",
+        png_level: int = PNG_LEVEL,
+    ) -> None:
         if output == "webp":
             raise ValueError(
                 "resolved frames are encoded losslessly: output must be 'png' or 'webp-lossless'"
@@ -56,6 +63,7 @@ class FrameResolver:
         self._cache_size = max(1, cache_size)
         self._screens: OrderedDict[str, BandedPng] = OrderedDict()
         self._output = output
+        self._png_level = png_level
         self.decoded = 0  # frames decoded or applied so far (cache misses): for tests and benchmarks
 
     def __call__(self, frame_id: str) -> Frame | None:
@@ -126,7 +134,7 @@ class FrameResolver:
                 raise FrameCodecError(
                     f"frame {frame.frame_id} ({frame.media_type}) does not decode: {error}"
                 ) from error
-            return BandedPng(numpy.array(image.convert("RGB")))
+            return BandedPng(numpy.array(image.convert("RGB")), level=self._png_level)
         if screen is None:
             raise FrameCodecError(f"delta frame {frame.frame_id} has no base frame")
         for top, bottom in paste_tiles(screen.pixels, parse_delta(frame.data)):
