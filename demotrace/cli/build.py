@@ -25,11 +25,17 @@ def build(
         ),
     ] = None,
     engine: Annotated[
-        str, typer.Option("--engine", help="local (one process) or ray (Ray Data over this machine's cores).")
+        str,
+        typer.Option("--engine", help="local (a process per core of this machine) or ray (Ray Data)."),
     ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes of the local engine (default: one per core)."),
+    ] = None,
 ) -> None:
     """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report)."""
     from demotrace.dataset.build import build_dataset
+    from demotrace.dataset.frame_sources import CollectorFrames, SpoolFrames
     from demotrace.dataset.options import ALL_FORMATS
 
     if (spool is None) == (from_server is None):
@@ -41,7 +47,7 @@ def build(
     if engine not in ("local", "ray"):
         raise fail(f"unknown --engine {engine} (known: local, ray)")
     if engine == "ray":
-        from demotrace.dataset.distributed import CollectorFrames, SpoolFrames, build_dataset_ray
+        from demotrace.dataset.distributed import build_dataset_ray
     if spool is not None:
         from demotrace.device.spool import SpoolError, open_spool
 
@@ -55,7 +61,12 @@ def build(
                 )
             else:
                 summary = build_dataset(
-                    store.batches(), store.load_frame, out, idle_gap=idle_gap, formats=chosen
+                    store.batches(),
+                    SpoolFrames(spool, key),
+                    out,
+                    idle_gap=idle_gap,
+                    formats=chosen,
+                    workers=workers,
                 )
         except SpoolError as error:
             raise fail(str(error)) from error
@@ -72,7 +83,12 @@ def build(
             )
         else:
             summary = build_dataset(
-                reader.iter_batches(), reader.load_frame, out, idle_gap=idle_gap, formats=chosen
+                reader.iter_batches(),
+                CollectorFrames(from_server),
+                out,
+                idle_gap=idle_gap,
+                formats=chosen,
+                workers=workers,
             )
     print_build_summary(summary)
 
