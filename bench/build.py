@@ -483,7 +483,10 @@ def main() -> int:
             f"images pixel-identical to {args.before}'s: {identical} of {total}; image bytes "
             f"{before['image_bytes'] / 1e6:.1f} MB before, {after['image_bytes'] / 1e6:.1f} MB after"
         )
-        console.print(f"one core, after / before: {before['wall'] / after['wall']:.1f}x the steps per second")
+        console.print(
+            f"one core, after / before: {before['cpu'] / after['cpu']:.1f}x the steps per CPU-second, "
+            f"{before['wall'] / after['wall']:.1f}x the steps per second of wall time"
+        )
     pools = [result for label, _, _, result in runs if "pool" in label]
     if len(pools) == 2:
         console.print(
