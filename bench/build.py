@@ -157,6 +157,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
         started = time.perf_counter()
         ray.init(num_cpus=spec["cores"], include_dashboard=False, logging_level=logging.ERROR)
+        import ray.data  # Ray Data sets up its loggers on import: quiet them after that
+
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         result["ray_start"] = time.perf_counter() - started
         try:
