@@ -311,7 +311,7 @@ def compare_encodings(collector: Path, console: Console) -> None:
             size += len(resolved.data) if resolved is not None else 0
         elapsed = time.process_time() - started
         table.add_row(
-            f"banded PNG, zlib {level}",
+            f"banded PNG, zlib-ng {level}",
             "whole chain: load, apply, encode",
             *_figures(elapsed, size, len(frames)),
         )
