@@ -1,245 +1,502 @@
-"""Dataset build throughput: the local engine on one core against Ray Data on two.
+"""Dataset build throughput on real 1080p frames: local engine (one core, then every core) and Ray.
 
-    .venv/bin/python bench/build.py                          # 40 sessions x 60 steps, seed 1
-    .venv/bin/python bench/build.py --sessions 200 --steps 100 --cpus 2
+    .venv/bin/python bench/build.py                        # 8 and 24 sessions, local and Ray
+    .venv/bin/python bench/build.py --before 12b9447       # and the same 8 sessions built by that commit
+    .venv/bin/python bench/build.py --encodings            # the image encodings compared on real frames
 
-Generates a synthetic fleet (seeded: N sessions of M steps — clicks, typing, hotkeys, scrolls — each step
-after its own small real PNG frame) in a real encrypted spool, builds every export from it with both
-engines, and prints steps per second per core. Ray's start-up (``ray.init``) is timed apart, and Ray
-builds twice: the first build also pays for starting and warming its worker processes.
+The frames are real: the demo's scripted session (`demotrace demo --seconds 180`: Xvfb 1920x1080,
+openbox, our Tk app and an xterm, a real recorder uploading to a real collector), recorded once and kept
+in --cache (~3.5 minutes the first time). A fleet of N sessions is that session N times over with fresh
+session, device, batch and frame ids, in a real encrypted spool. Every build runs in a process of its
+own (``--child``), so its peak memory is its whole process tree's (PSS sampled every 20 ms, pool workers
+and Ray's processes included); its CPU is its own and its children's. ``--before REF`` builds the same fleet
+with the code of commit REF, from a temporary git worktree, in the same run.
+
+Per core: steps per second of wall time divided by the cores the engine was given, and steps per
+CPU-second of the whole process tree (the same figure on an idle machine; on a shared one, the one
+that does not count other people's work). Ray's start-up
+(``ray.init``) is timed apart; it builds twice and the 2nd build is its figure (the 1st also starts and
+warms its worker processes).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import random
+import json
+import logging
+import os
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-from PIL import Image
+import psutil
 from rich.console import Console
 from rich.table import Table
 
-from demotrace.dataset.build import build_dataset
-from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
-from demotrace.device.spool import Spool, load_or_create_key
-from demotrace.model import (
-    Batch,
-    Button,
-    Event,
-    Frame,
-    FrameTaken,
-    Key,
-    Monitor,
-    Record,
-    Scroll,
-    SessionHeader,
-    Window,
-)
-
-WALL0 = 1_700_000_000.0
-SCREEN_W, SCREEN_H = 1280, 800
-FRAME_W, FRAME_H = 160, 100
-EVENTS_PER_BATCH = 50
 KEY = bytes(range(32))
-WORDS = ["report", "budget", "meeting", "invoice", "draft", "review", "plan", "notes"]
-APPS = [
-    ("libreoffice-writer", "Report.odt - LibreOffice Writer"),
-    ("firefox", "Inbox - Mail"),
-    ("xterm", "xterm"),
-]
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "demotrace-bench"
 
 
-def png_frame(rng: random.Random) -> bytes:
-    """A small screenshot-like PNG: a few flat rectangles (compresses like a real UI, unlike noise)."""
-    image = Image.new("RGB", (FRAME_W, FRAME_H), (240, 240, 240))
-    for _ in range(6):
-        left, top = rng.randrange(FRAME_W - 20), rng.randrange(FRAME_H - 10)
-        box = (left, top, left + rng.randrange(10, 60), top + rng.randrange(5, 30))
-        image.paste((rng.randrange(256), rng.randrange(256), rng.randrange(256)), box)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+# --- the recording and the fleet ----------------------------------------------------------------------
 
 
-def step_events(rng: random.Random, t: float) -> tuple[list[Event], float]:
-    """One action starting at ``t``, and when the next may start."""
+def recorded_session(cache: Path, seconds: int, seed: int, console: Console) -> Path:
+    """The collector data folder of one recorded demo session, recorded on the first call."""
+    folder = cache / f"demo-{seconds}s-seed{seed}"
+    if (folder / "collector" / "collector.db").is_file() or (folder / "done").is_file():
+        return folder / "collector"
+    console.print(f"recording the demo session once ({seconds} s of scripted input) into {folder} ...")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "demotrace.cli", "demo", "--seconds", str(seconds), "--seed", str(seed)]
+    subprocess.run([*command, "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
+    (folder / "done").write_text("recorded\n")
+    return folder / "collector"
 
-    def at(offset: float) -> tuple[float, float]:
-        return t + offset, WALL0 + t + offset
 
-    choice = rng.random()
-    if choice < 0.4:
-        x, y = rng.randrange(SCREEN_W), rng.randrange(SCREEN_H)
-        (t0, w0), (t1, w1) = at(0.0), at(0.05)
-        events: list[Event] = [
-            Button(t=t0, wall=w0, down=True, button="left", x=x, y=y),
-            Button(t=t1, wall=w1, down=False, button="left", x=x, y=y),
-        ]
-        return events, t + 1.0
-    if choice < 0.75:
-        events = []
-        for index, char in enumerate(" ".join(rng.sample(WORDS, 2))):
-            name = "space" if char == " " else char
-            (t0, w0), (t1, w1) = at(index * 0.1), at(index * 0.1 + 0.03)
-            events += [
-                Key(t=t0, wall=w0, down=True, key=name, char=char),
-                Key(t=t1, wall=w1, down=False, key=name, char=char),
+def write_fleet(collector: Path, sessions: int, spool_dir: Path, key_path: Path) -> int:
+    """The recorded session ``sessions`` times over, with fresh ids, into a new spool; returns its bytes."""
+    import msgspec
+
+    from demotrace.collector.reader import CollectorReader
+    from demotrace.device.spool import Spool, load_or_create_key
+    from demotrace.model import Batch, Frame, FrameTaken
+
+    with CollectorReader(collector) as reader:
+        batches, frames = list(reader.iter_batches()), list(reader.iter_frames())
+    spool = Spool(spool_dir, load_or_create_key(key_path))
+    day = 86_400.0
+    for copy in range(sessions):
+
+        def new(identifier: str, copy: int = copy) -> str:
+            return f"{identifier}-{copy:04d}"
+
+        spool.append(
+            [
+                msgspec.structs.replace(
+                    frame,
+                    frame_id=new(frame.frame_id),
+                    session_id=new(frame.session_id),
+                    device_id=new(frame.device_id),
+                    wall=frame.wall + copy * day,
+                    base_frame_id=new(frame.base_frame_id) if frame.base_frame_id else None,
+                )
+                for frame in frames
             ]
-        return events, t + 0.1 * len(events) / 2 + 2.5  # a pause after typing ends the text
-    if choice < 0.85:
-        (t0, w0), (t1, w1), (t2, w2), (t3, w3) = at(0.0), at(0.05), at(0.1), at(0.15)
-        events = [
-            Key(t=t0, wall=w0, down=True, key="ctrl_l"),
-            Key(t=t1, wall=w1, down=True, key="s", char="\x13", modifiers=["ctrl"]),
-            Key(t=t2, wall=w2, down=False, key="s", char="\x13", modifiers=["ctrl"]),
-            Key(t=t3, wall=w3, down=False, key="ctrl_l"),
-        ]
-        return events, t + 1.0
-    t0, w0 = at(0.0)
-    scroll = Scroll(t=t0, wall=w0, x=rng.randrange(SCREEN_W), y=rng.randrange(SCREEN_H), dx=0, dy=-3)
-    return [scroll], t + 1.0
+        )
+        copies: list[Batch | Frame] = []
+        for batch in batches:
+            events = [
+                msgspec.structs.replace(event, frame_id=new(event.frame_id), wall=event.wall + copy * day)
+                if isinstance(event, FrameTaken)
+                else msgspec.structs.replace(event, wall=event.wall + copy * day)
+                for event in batch.events
+            ]
+            header = batch.header
+            if header is not None:
+                header = msgspec.structs.replace(
+                    header,
+                    session_id=new(header.session_id),
+                    device_id=new(header.device_id),
+                    wall=header.wall + copy * day,
+                )
+            copies.append(
+                msgspec.structs.replace(
+                    batch,
+                    batch_id=new(batch.batch_id),
+                    session_id=new(batch.session_id),
+                    device_id=new(batch.device_id),
+                    events=events,
+                    header=header,
+                )
+            )
+        spool.append(copies)
+    size = spool.stats()["sealed_bytes"]
+    spool.close()
+    return size
 
 
-def synthetic_session(rng: random.Random, index: int, steps: int) -> list[Record]:
-    session_id, device_id = f"session-{index:05d}", f"device-{index % 17:03d}"
-    start = index * 10_000.0
-    app, title = APPS[index % len(APPS)]
-    events: list[Event] = [
-        Window(
-            t=start,
-            wall=WALL0 + start,
-            app=app,
-            title=title,
-            pid=1,
-            x=0,
-            y=0,
-            width=SCREEN_W,
-            height=SCREEN_H,
-        )
-    ]
-    frames: list[Record] = []
-    t = start + 1.0
-    for step in range(steps):
-        frame_id = f"{session_id}-frame-{step:05d}"
-        events.append(
-            FrameTaken(
-                t=t,
-                wall=WALL0 + t,
-                frame_id=frame_id,
-                left=0,
-                top=0,
-                width=FRAME_W,
-                height=FRAME_H,
-                trigger="key",
-            )
-        )
-        frames.append(
-            Frame(
-                frame_id=frame_id,
-                session_id=session_id,
-                device_id=device_id,
-                t=t,
-                wall=WALL0 + t,
-                left=0,
-                top=0,
-                width=FRAME_W,
-                height=FRAME_H,
-                media_type="image/png",
-                data=png_frame(rng),
-            )
-        )
-        action, t = step_events(rng, t)
-        events += action
-    header = SessionHeader(
-        session_id=session_id,
-        device_id=device_id,
-        platform="x11",
-        screen_width=SCREEN_W,
-        screen_height=SCREEN_H,
-        monitors=[Monitor(left=0, top=0, width=SCREEN_W, height=SCREEN_H)],
-        double_click_ms=400,
-        double_click_px=4,
-        t=start,
-        wall=WALL0 + start,
+# --- one build, in a process of its own ---------------------------------------------------------------
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one build as ``spec`` says; only the API the base commit has too for engine "loader"."""
+    import resource
+
+    from demotrace.dataset.build import build_dataset
+    from demotrace.device.spool import open_spool
+
+    spool_dir, key_path, out = Path(spec["spool"]), Path(spec["key"]), Path(spec["out"])
+
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    spool = open_spool(spool_dir, key_path)
+    result: dict[str, Any] = {}
+    if spec["engine"] == "ray":
+        import ray
+
+        from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+
+        def tree_cpu() -> float:
+            """CPU of this process and every live descendant: Ray's daemons and workers."""
+            total = 0.0
+            me = psutil.Process()
+            for process in [me, *me.children(recursive=True)]:
+                with suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            return total
+
+        started = time.perf_counter()
+        ray.init(num_cpus=spec["cores"], include_dashboard=False, logging_level=logging.ERROR)
+        import ray.data  # Ray Data sets up its loggers on import: quiet them after that
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        result["ray_start"] = time.perf_counter() - started
+        try:
+            for build in ("cold", "warm"):
+                started, cpu_started = time.perf_counter(), tree_cpu()
+                summary = build_dataset_ray(
+                    spool.batches(), SpoolFrames(spool_dir, key_path), out, pseudonym_key=KEY
+                )
+                result[f"wall_{build}"] = time.perf_counter() - started
+                result["cpu"] = tree_cpu() - cpu_started  # Ray's processes stay up between builds
+            result["wall"] = result["wall_warm"]
+        finally:
+            ray.shutdown()
+    else:
+        started, cpu_started = time.perf_counter(), cpu()
+        if spec["engine"] == "loader":
+            summary = build_dataset(spool.batches(), spool.load_frame, out, pseudonym_key=KEY)
+        else:
+            from demotrace.dataset.frame_sources import SpoolFrames
+
+            frames = SpoolFrames(spool_dir, key_path)
+            summary = build_dataset(spool.batches(), frames, out, pseudonym_key=KEY, workers=spec["cores"])
+        result["wall"] = time.perf_counter() - started
+        result["cpu"] = cpu() - cpu_started
+    spool.close()
+    result.update(steps=summary.steps, frames=summary.frames_written, image_bytes=summary.image_bytes)
+    result["out_bytes"] = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
+    return result
+
+
+class TreeRss:
+    """Samples the memory of a process and all its descendants every 20 ms and keeps the peak: the sum of
+    their proportional set sizes (PSS: a page shared by forked workers counts once, split among them;
+    a sum of RSS would count it once per worker)."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0
+        self._root = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            total = 0
+            try:
+                processes = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for process in processes:
+                with suppress(psutil.Error):
+                    total += process.memory_full_info().pss
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_build(spec: dict[str, Any], code: Path | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if code is not None:  # the other commit's demotrace first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", json.dumps(spec)], env=env, stdout=subprocess.PIPE, text=True
     )
-    batches: list[Record] = [
-        Batch(
-            batch_id=f"{session_id}-b{seq}",
-            session_id=session_id,
-            device_id=device_id,
-            seq=seq,
-            events=events[offset : offset + EVENTS_PER_BATCH],
-            header=header if seq == 0 else None,
+    sampler = TreeRss(process.pid)
+    stdout, _ = process.communicate()
+    peak = sampler.stop()
+    if process.returncode != 0:
+        raise RuntimeError(f"build {spec} failed with exit code {process.returncode}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_rss"] = peak
+    return result
+
+
+@contextmanager
+def worktree_of(ref: str) -> Iterator[Path]:
+    """The code of commit ``ref``, checked out in a temporary git worktree for the run."""
+    folder = Path(tempfile.mkdtemp(prefix="demotrace-bench-before-"))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), ref],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)],
+            check=False,
+            capture_output=True,
         )
-        for seq, offset in enumerate(range(0, len(events), EVENTS_PER_BATCH))
+
+
+# --- checks on the outputs ----------------------------------------------------------------------------
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """Every file of a dataset; report.html with matplotlib's random SVG ids renumbered in order."""
+    sys.path.insert(0, str(REPO))
+    from tests.test_distributed import report_without_ids
+
+    files = {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    files["report.html"] = report_without_ids(files["report.html"])
+    return files
+
+
+def same_dataset(first: Path, second: Path) -> bool:
+    return dataset_files(first) == dataset_files(second)
+
+
+def same_pixels(before: Path, after: Path) -> tuple[int, int]:
+    """How many of the images in ``before/images`` decode to exactly the pixels of ``after``'s."""
+    import numpy
+    from PIL import Image
+
+    names = sorted(path.name for path in (before / "images").iterdir())
+    same = 0
+    for name in names:
+        with Image.open(before / "images" / name) as old, Image.open(after / "images" / name) as new:
+            same += numpy.array_equal(numpy.asarray(old.convert("RGB")), numpy.asarray(new.convert("RGB")))
+    return same, len(names)
+
+
+# --- the image encodings, on the recorded frames ------------------------------------------------------
+
+
+def compare_encodings(collector: Path, console: Console) -> None:
+    import io
+    import zlib
+
+    import numpy
+    from PIL import Image
+
+    from demotrace.collector.reader import CollectorReader
+    from demotrace.frames.resolver import FrameResolver
+
+    with CollectorReader(collector) as reader:
+        frames = {frame.frame_id: frame for frame in reader.iter_frames()}
+    table = Table(title=f"image encodings on {len(frames)} real 1920x1080 frames (CPU per frame)")
+    for column in ("encoding", "what is timed", "ms/frame", "KB/frame"):
+        table.add_column(column, justify="left" if column in ("encoding", "what is timed") else "right")
+    for level in (1, 4, 6, 9):
+        resolver = FrameResolver(frames.get, png_level=level)
+        started, size = time.process_time(), 0
+        for frame_id in frames:
+            resolved = resolver.resolve(frame_id)
+            size += len(resolved.data) if resolved is not None else 0
+        elapsed = time.process_time() - started
+        table.add_row(
+            f"banded PNG, zlib-ng {level}",
+            "whole chain: load, apply, encode",
+            *_figures(elapsed, size, len(frames)),
+        )
+    images = [image for image in map(FrameResolver(frames.get).image, frames) if image is not None][::4]
+
+    def pillow(image: Image.Image, **options: Any) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, **options)
+        return buffer.getvalue()
+
+    candidates: list[tuple[str, Any]] = [
+        ("Pillow PNG level 6 (before)", lambda image: pillow(image, format="PNG", compress_level=6)),
+        ("Pillow PNG level 1", lambda image: pillow(image, format="PNG", compress_level=1)),
+        (
+            "WebP lossless effort 0, method 0",
+            lambda image: pillow(image, format="WEBP", lossless=True, quality=0, method=0),
+        ),
+        (
+            "WebP lossless effort 25, method 2",
+            lambda image: pillow(image, format="WEBP", lossless=True, quality=25, method=2),
+        ),
+        (
+            "zlib 1, filter none (whole image)",
+            lambda image: zlib.compress(
+                numpy.insert(numpy.asarray(image).reshape(image.height, -1), 0, 0, axis=1).tobytes(), 1
+            ),
+        ),
     ]
-    return frames + batches
+    for name, encode in candidates:
+        started, size = time.process_time(), 0
+        for image in images:
+            size += len(encode(image))
+        table.add_row(
+            name, "encode of a whole frame", *_figures(time.process_time() - started, size, len(images))
+        )
+    console.print(table)
 
 
-def write_fleet(spool: Spool, sessions: int, steps: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for index in range(sessions):
-        spool.append(synthetic_session(rng, index, steps))
+def _figures(seconds: float, size: int, count: int) -> tuple[str, str]:
+    return f"{seconds / count * 1000:.1f}", f"{size / count / 1000:.1f}"
+
+
+# --- the run ------------------------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=60, help="steps per session")
+    parser.add_argument("--seconds", type=int, default=180, help="length of the recorded demo session")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
-    parser.add_argument("--out", type=Path, default=None, help="keep the spool and datasets here")
-    args = parser.parse_args()
-    console = Console()
-    out = args.out or Path(tempfile.mkdtemp(prefix="demotrace-bench-build-"))
-    key_path = out / "spool.key"
-    spool = Spool(out / "spool", load_or_create_key(key_path))
-    started = time.perf_counter()
-    write_fleet(spool, args.sessions, args.steps, args.seed)
-    spool_mb = spool.stats()["sealed_bytes"] / 1e6
-    console.print(
-        f"fleet: {args.sessions} sessions x {args.steps} steps, seed {args.seed}, "
-        f"spool {spool_mb:.1f} MB, written in {time.perf_counter() - started:.1f} s"
+    parser.add_argument("--sessions", type=int, default=8, help="sessions of the fleet")
+    parser.add_argument(
+        "--large", type=int, default=24, help="sessions of the larger fleet (is memory flat?)"
     )
+    parser.add_argument("--cores", type=int, default=2, help="cores for the pool and for Ray")
+    parser.add_argument("--before", metavar="REF", help="also build with the code of this commit")
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--encodings", action="store_true", help="compare image encodings and stop")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the recording is kept")
+    parser.add_argument("--out", type=Path, default=None, help="keep spools and datasets here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    console = Console()
+    if not console.is_terminal:  # a log file: wide enough for the table
+        console = Console(width=150)
+    collector = recorded_session(args.cache, args.seconds, args.seed, console)
+    if args.encodings:
+        compare_encodings(collector, console)
+        return 0
+    out = args.out or Path(tempfile.mkdtemp(prefix="demotrace-bench-build-"))
+    fleets: dict[int, tuple[Path, Path, int]] = {}
+    for sessions in sorted({args.sessions, args.large}):
+        spool, key = out / f"spool-{sessions}", out / f"spool-{sessions}.key"
+        fleets[sessions] = (spool, key, write_fleet(collector, sessions, spool, key))
 
-    rows: list[tuple[str, int, float, int]] = []  # engine, cores, seconds, steps
-    started = time.perf_counter()
-    local = build_dataset(spool.batches(), spool.load_frame, out / "local", pseudonym_key=KEY)
-    rows.append(("local", 1, time.perf_counter() - started, local.steps))
+    def spec(engine: str, sessions: int, cores: int, name: str) -> dict[str, Any]:
+        spool, key, _ = fleets[sessions]
+        return {
+            "engine": engine,
+            "spool": str(spool),
+            "key": str(key),
+            "out": str(out / name),
+            "cores": cores,
+        }
 
-    import ray
+    runs: list[tuple[str, int, int, dict[str, Any]]] = []  # label, sessions, cores, result
+    if args.before:
+        with worktree_of(args.before) as code:
+            result = run_build(spec("loader", args.sessions, 1, "before"), code)
+            runs.append((f"before ({args.before}), local", args.sessions, 1, result))
+    runs.append(
+        (
+            "after, local, 1 process",
+            args.sessions,
+            1,
+            run_build(spec("local", args.sessions, 1, "local-1"), None),
+        )
+    )
+    for sessions in sorted({args.sessions, args.large}):
+        name = f"local-pool-{sessions}"
+        result = run_build(spec("local", sessions, args.cores, name), None)
+        runs.append((f"after, local, pool of {args.cores}", sessions, args.cores, result))
+    if not args.no_ray:
+        result = run_build(spec("ray", args.sessions, args.cores, "ray"), None)
+        runs.append((f"after, ray, {args.cores} CPUs (2nd build)", args.sessions, args.cores, result))
 
-    started = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False)
-    ray_start = time.perf_counter() - started
-    frames = SpoolFrames(out / "spool", key_path)
-    try:
-        for label in ("ray, 1st build (cold workers)", "ray, 2nd build"):
-            started = time.perf_counter()
-            summary = build_dataset_ray(spool.batches(), frames, out / "ray", pseudonym_key=KEY)
-            rows.append((label, args.cpus, time.perf_counter() - started, summary.steps))
-    finally:
-        ray.shutdown()
-        spool.close()
-
-    table = Table(title="dataset build (all exports)")
-    for column in ("engine", "cores", "seconds", "steps", "steps/s", "steps/s per core"):
-        table.add_column(column, justify="left" if column == "engine" else "right")
-    for engine, cores, seconds, steps in rows:
-        rate = steps / seconds if seconds > 0 else 0.0
-        table.add_row(engine, str(cores), f"{seconds:.2f}", str(steps), f"{rate:.0f}", f"{rate / cores:.0f}")
+    table = Table(
+        title=f"dataset build, all formats, real 1920x1080 frames ({args.seconds} s demo session x N)"
+    )
+    for column in (
+        "build",
+        "sessions",
+        "steps",
+        "cores",
+        "wall s",
+        "steps/s per core",
+        "steps per CPU-s",
+        "peak PSS MB",
+        "in MB/s",
+        "out MB/s",
+    ):
+        table.add_column(column, justify="left" if column == "build" else "right")
+    for label, sessions, cores, result in runs:
+        wall, steps = result["wall"], result["steps"]
+        cpu = result.get("cpu")
+        table.add_row(
+            label,
+            str(sessions),
+            str(steps),
+            str(cores),
+            f"{wall:.2f}",
+            f"{steps / wall / cores:.0f}",
+            f"{steps / cpu:.0f}" if cpu else "-",
+            f"{result['peak_rss'] / 1e6:.0f}",
+            f"{fleets[sessions][2] / 1e6 / wall:.1f}",
+            f"{result['out_bytes'] / 1e6 / wall:.1f}",
+        )
     console.print(table)
-    console.print(f"ray start-up (ray.init, num_cpus={args.cpus}): {ray_start:.1f} s, not in the rows above")
-    same = (out / "local" / "trajectories.jsonl").read_bytes() == (
-        out / "ray" / "trajectories.jsonl"
-    ).read_bytes()
-    console.print(f"trajectories.jsonl identical across engines: {same}   (outputs in {out})")
-    return 0 if same else 1
+    for label, _, _, result in runs:
+        if "ray_start" in result:
+            console.print(
+                f"{label}: ray.init {result['ray_start']:.1f} s, 1st build {result['wall_cold']:.2f} s "
+                "(neither in the table)"
+            )
+    ok = True
+    checks = [
+        (
+            "local 1 process",
+            out / "local-1",
+            f"local pool of {args.cores}",
+            out / f"local-pool-{args.sessions}",
+        )
+    ]
+    if not args.no_ray:
+        checks.append(
+            (f"local pool of {args.cores}", out / f"local-pool-{args.sessions}", "ray", out / "ray")
+        )
+    for first_label, first, second_label, second in checks:
+        same = same_dataset(first, second)
+        ok = ok and same
+        console.print(f"every output file byte-identical, {first_label} vs {second_label}: {same}")
+    if args.before:
+        identical, total = same_pixels(out / "before", out / "local-1")
+        ok = ok and identical == total
+        before, after = runs[0][3], runs[1][3]
+        console.print(
+            f"images pixel-identical to {args.before}'s: {identical} of {total}; image bytes "
+            f"{before['image_bytes'] / 1e6:.1f} MB before, {after['image_bytes'] / 1e6:.1f} MB after"
+        )
+        console.print(
+            f"one core, after / before: {before['cpu'] / after['cpu']:.1f}x the steps per CPU-second, "
+            f"{before['wall'] / after['wall']:.1f}x the steps per second of wall time"
+        )
+    pools = [result for label, _, _, result in runs if "pool" in label]
+    if len(pools) == 2:
+        console.print(
+            f"peak memory (PSS of the process tree), {args.large} sessions / {args.sessions} sessions: "
+            f"{pools[1]['peak_rss'] / pools[0]['peak_rss']:.2f}"
+        )
+    console.print(f"(spools and datasets in {out})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ One local Ray (2 CPUs) serves the whole module: it takes 15-20 s to start here.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_ray
-from demotrace.dataset.options import ShardLimits
+from demotrace.dataset.options import ShardLimits, prepare_build
+from demotrace.dataset.parallel import map_sessions_in_pool
+from demotrace.dataset.sessions import SessionEvents, collect_sessions
 from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker
 from tests.dataset_samples import WALL0, Recording, recording
@@ -134,3 +137,36 @@ def test_ray_build_of_nothing_writes_an_empty_dataset_like_the_local_build(
         summary = build_dataset_ray(batches, FrameMap({}), tmp_path / name / "ray", pseudonym_key=KEY)
         assert_same_dataset(tmp_path / name / "local", tmp_path / name / "ray")
         assert summary.steps == 0 and summary.sessions_without_header == len(batches)
+
+
+def test_the_local_engine_on_a_process_pool_writes_what_one_process_writes(tmp_path: Path) -> None:
+    key_path = tmp_path / "spool.key"
+    spool = Spool(tmp_path / "spool", load_or_create_key(key_path))
+    data = fleet()
+    spool.append(list(data.frames.values()))
+    spool.append(data.batches)
+    limits = ShardLimits(max_steps=4)
+    one = build_dataset(
+        spool.batches(), spool.load_frame, tmp_path / "one", pseudonym_key=KEY, shard_limits=limits
+    )
+    frames = SpoolFrames(tmp_path / "spool", key_path)
+    pooled = build_dataset(
+        spool.batches(), frames, tmp_path / "pool", pseudonym_key=KEY, shard_limits=limits, workers=2
+    )
+    spool.close()
+    assert_same_dataset(tmp_path / "one", tmp_path / "pool")
+    assert (
+        (pooled.sessions, pooled.steps, pooled.frames_written) == (4, 16, 15) == (one.sessions, one.steps, 15)
+    )
+
+
+def test_the_pool_maps_sessions_in_worker_processes_and_keeps_their_order(tmp_path: Path) -> None:
+    sessions, _ = collect_sessions(fleet().batches)
+    options = prepare_build(tmp_path, pseudonym_key=KEY)
+
+    def where(session: SessionEvents, *_: object) -> tuple[str, int]:
+        return session.session_id, os.getpid()
+
+    mapped = list(map_sessions_in_pool(where, sessions, options, None, FrameMap({}), 2))  # type: ignore[arg-type]
+    assert [session_id for session_id, _ in mapped] == [session.session_id for session in sessions]
+    assert os.getpid() not in {pid for _, pid in mapped}

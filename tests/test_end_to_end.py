@@ -64,13 +64,23 @@ def test_typed_text_is_not_in_the_spool_files(demo_run: DemoResult) -> None:
                 assert fragment.encode() not in raw, f"{fragment!r} is in the spool in plaintext"
 
 
-def test_spool_and_collector_hold_the_same_session(demo_run: DemoResult, tmp_path: Path) -> None:
+def test_every_record_reached_the_collector_and_left_the_spool(demo_run: DemoResult, tmp_path: Path) -> None:
     from demotrace.collector.reader import CollectorReader
     from demotrace.device.spool import open_spool
+    from demotrace.model import Marker
+    from demotrace.protocol import STOP_MARKER_KIND
 
     out = demo_run.dataset.parent
     spool = open_spool(out / "spool", out / "spool.key")
-    spooled = {batch.batch_id for batch in spool.batches()}
-    assert spool.pending_count() == 0, "the recorder stopped with records not uploaded"
-    uploaded = {batch.batch_id for batch in CollectorReader(out / "collector").iter_batches()}
-    assert spooled == uploaded
+    try:
+        assert spool.pending_count() == 0, "the recorder stopped with records not uploaded"
+        assert list(spool.batches()) == [], "uploaded records stay in the spool"
+    finally:
+        spool.close()
+    with CollectorReader(out / "collector") as reader:
+        batches = list(reader.iter_batches())
+    # One session, every batch of it (seq 0, 1, 2 ... with no gap), the last one closing it.
+    assert len({batch.session_id for batch in batches}) == 1
+    assert [batch.seq for batch in batches] == list(range(len(batches)))
+    last = [event for event in batches[-1].events if isinstance(event, Marker)]
+    assert last and last[-1].kind == STOP_MARKER_KIND

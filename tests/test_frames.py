@@ -302,8 +302,12 @@ def test_the_resolver_decodes_each_frame_of_a_chain_once() -> None:
     resolved = cold.resolve(frames[-1].frame_id)
     assert resolved is not None and pixels_of(resolved).tobytes() == images[-1].tobytes()
     assert cold.decoded == 10
+    # The chain's screen was updated in place: going back rebuilds from the key frame (nine frames).
     assert cold.resolve(frames[-2].frame_id) is not None
-    assert cold.decoded == 10  # still within the 4 most recent images
+    assert cold.decoded == 19
+    # A key frame is a whole image already: it comes back as stored, decoded by no one.
+    fresh = FrameResolver(store_of(frames).get, cache_size=4)
+    assert fresh.resolve(frames[0].frame_id) == frames[0] and fresh.decoded == 0
 
 
 def test_corrupt_or_mismatched_deltas_resolve_to_none_never_to_a_wrong_image() -> None:

@@ -46,8 +46,8 @@ import pytest
 import zstandard
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from demotrace.model import Batch, Frame, Key, Marker, Record, Window, decode_record
-from demotrace.protocol import record_id_of
+from demotrace.model import Batch, Frame, FrameTaken, Key, Marker, Record, Window, decode_record
+from demotrace.protocol import STOP_MARKER_KIND
 from demotrace.redact.text import placeholder, redact_text
 
 pytestmark = [pytest.mark.x11, pytest.mark.timeout(900)]
@@ -704,8 +704,14 @@ def _spool_records(scenario: Scenario) -> list[Record]:
         spool.close()
 
 
+def _through_the_spool(scenario: Scenario) -> list[Record]:
+    """Every record the spool held: those left in it, and those uploaded (then deleted from it, zeroed).
+    The uploader sends the spool's records as they are, so the upload bodies are the uploaded ones."""
+    return _spool_records(scenario) + uploaded_records(scenario.exchanges)
+
+
 def test_the_decrypted_spool_holds_no_value(scenario: Scenario) -> None:
-    records = _spool_records(scenario)
+    records = _through_the_spool(scenario)
     batches = [record for record in records if isinstance(record, Batch)]
     assert batches and any(isinstance(record, Frame) for record in records)
     markers = {e.text for b in batches for e in b.events if isinstance(e, Marker) and e.kind == "redacted"}
@@ -713,14 +719,14 @@ def test_the_decrypted_spool_holds_no_value(scenario: Scenario) -> None:
     assert typed_text(batches), "no typed character was spooled at all: the check would be vacuous"
 
     leaks = leaks_in_text(records_text(records), "decrypted spool events")
-    for path in _files(scenario.spool):
+    for path in _files(scenario.spool):  # at rest: what is left, and the zeroed room of what went
         leaks += leaks_in_bytes(path.read_bytes(), f"spool file {path.name}")
     assert not leaks, _report(leaks)
 
 
-def test_the_spooled_frames_show_no_value(scenario: Scenario) -> None:
-    frames = {record.frame_id: record for record in _spool_records(scenario) if isinstance(record, Frame)}
-    texts = scenario.ocr.read_all(frame_images(frames, "spool"))
+def test_the_spooled_and_uploaded_frames_show_no_value(scenario: Scenario) -> None:
+    frames = {record.frame_id: record for record in _through_the_spool(scenario) if isinstance(record, Frame)}
+    texts = scenario.ocr.read_all(frame_images(frames, "upload"))
     words = set().union(*(text.words() for text in texts.values()))
     assert {label.lower() for label in FORM_LABELS} <= words, "OCR does not read the form's labels"
     assert set(CANARY_WORDS) <= words, "OCR never read the canary typed next to the values"
@@ -733,10 +739,13 @@ def test_the_spooled_frames_show_no_value(scenario: Scenario) -> None:
 
 def test_the_upload_payloads_hold_no_value(scenario: Scenario) -> None:
     records = uploaded_records(scenario.exchanges)
-    spooled = {record_id_of(record) for record in _spool_records(scenario)}
-    assert spooled and {record_id_of(record) for record in records} == spooled, (
-        "not every record was uploaded"
-    )
+    assert records and _spool_records(scenario) == [], "not every record was uploaded"
+    # Every batch of the session went, in order, the last one closing it; every frame a batch names went.
+    batches = sorted((r for r in records if isinstance(r, Batch)), key=lambda batch: batch.seq)
+    assert [batch.seq for batch in batches] == list(range(len(batches))), "a batch was not uploaded"
+    assert any(isinstance(e, Marker) and e.kind == STOP_MARKER_KIND for e in batches[-1].events)
+    taken = {e.frame_id for b in batches for e in b.events if isinstance(e, FrameTaken)}
+    assert taken <= {r.frame_id for r in records if isinstance(r, Frame)}, "a frame was not uploaded"
 
     leaks = leaks_in_text(records_text(records), "decoded upload bodies")
     for index, exchange in enumerate(scenario.exchanges):
@@ -748,14 +757,6 @@ def test_the_upload_payloads_hold_no_value(scenario: Scenario) -> None:
             leaks += leaks_in_bytes(plain, f"decompressed body of {where}")
         leaks += leaks_in_text(json.dumps(exchange.request_headers), f"headers of {where}")
     assert not leaks, _report(leaks)
-
-
-def test_the_uploaded_frames_show_no_value(scenario: Scenario) -> None:
-    frames = {r.frame_id: r for r in uploaded_records(scenario.exchanges) if isinstance(r, Frame)}
-    assert frames
-    texts = scenario.ocr.read_all(frame_images(frames, "upload"))
-    leaks = [leak for name, text in texts.items() for leak in ocr_leaks(text, name)]
-    assert_no_screen_leaks(leaks, len(texts))
 
 
 # ----- 3. the collector's database and blobs ---------------------------------------------------------

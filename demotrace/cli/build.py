@@ -39,7 +39,7 @@ def build(
         typer.Option(
             "--engine",
             metavar="ENGINE",
-            help="local (one process) or ray (Ray Data over this machine's cores).",
+            help="local (a process per core of this machine) or ray (Ray Data).",
         ),
     ] = "local",
     overwrite: Annotated[
@@ -51,6 +51,10 @@ def build(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Ray's own logs (with --engine ray).")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes of the local engine (default: one per core)."),
+    ] = None,
 ) -> None:
     """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report).
 
@@ -84,13 +88,14 @@ def build(
         raise fail(f"{from_server} is not a collector data folder (no collector.db)")
     pseudonym_key, key_path = pseudonym_key_for(out)
     settings: dict[str, Any] = {"idle_gap": idle_gap, "formats": chosen, "pseudonym_key": pseudonym_key}
+    local_settings: dict[str, Any] = {"workers": workers}
     with staged_build(out) as staging, build_progress() as progress:
         settings["progress"] = progress
         if spool is not None:
-            summary = _from_spool(spool, key, staging, engine, settings, verbose)
+            summary = _from_spool(spool, key, staging, engine, settings, verbose, local_settings)
         else:
             assert from_server is not None
-            summary = _from_server(from_server, staging, engine, settings, verbose)
+            summary = _from_server(from_server, staging, engine, settings, verbose, local_settings)
         summary = moved_summary(summary, staging, out, key_path)
     if as_json:
         import msgspec
@@ -101,31 +106,44 @@ def build(
 
 
 def _from_spool(
-    spool: Path, key: Path | None, staging: Path, engine: str, settings: dict[str, Any], verbose: bool
+    spool: Path,
+    key: Path | None,
+    staging: Path,
+    engine: str,
+    settings: dict[str, Any],
+    verbose: bool,
+    local_settings: dict[str, Any],
 ) -> BuildSummary:
+    from demotrace.dataset.frame_sources import SpoolFrames
     from demotrace.device.spool import SpoolError, open_spool
 
     try:
         store = open_spool(spool, key)
         if engine == "ray":
-            from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+            from demotrace.dataset.distributed import build_dataset_ray
 
             frames = SpoolFrames(spool, key)
             return build_dataset_ray(store.batches(), frames, staging, verbose=verbose, **settings)
         from demotrace.dataset.build import build_dataset
 
-        return build_dataset(store.batches(), store.load_frame, staging, **settings)
+        return build_dataset(store.batches(), SpoolFrames(spool, key), staging, **settings, **local_settings)
     except SpoolError as error:
         raise fail(str(error)) from error
 
 
 def _from_server(
-    data: Path, staging: Path, engine: str, settings: dict[str, Any], verbose: bool
+    data: Path,
+    staging: Path,
+    engine: str,
+    settings: dict[str, Any],
+    verbose: bool,
+    local_settings: dict[str, Any],
 ) -> BuildSummary:
     from demotrace.collector.reader import CollectorReader
+    from demotrace.dataset.frame_sources import CollectorFrames
 
     if engine == "ray":
-        from demotrace.dataset.distributed import CollectorFrames, build_dataset_ray
+        from demotrace.dataset.distributed import build_dataset_ray
 
         with CollectorReader(data) as reader:
             batches = reader.iter_batches()
@@ -133,7 +151,9 @@ def _from_server(
     from demotrace.dataset.build import build_dataset
 
     with CollectorReader(data) as reader:
-        return build_dataset(reader.iter_batches(), reader.load_frame, staging, **settings)
+        return build_dataset(
+            reader.iter_batches(), CollectorFrames(data), staging, **settings, **local_settings
+        )
 
 
 @contextmanager

@@ -13,18 +13,22 @@ OUT/report.html               plots: actions, episode lengths, apps, redactions,
 The path of a build: sessions → actions → scrubbed text and pseudonymous ids (privacy.py) → episodes →
 quality filter (quality.py) → optional model-written instructions (describe.py) → exports.
 Here: the per-session work and the local engine; sessions.py groups batches into sessions, options.py
-checks the settings and reads the key, images.py writes the frames, write.py writes everything else.
+checks the settings and reads the key, images.py writes the frames, write.py writes everything else,
+parallel.py spreads the sessions over a pool of processes when the frames come from a ``FrameSource``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
+from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.images import ImageWriter
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
+from demotrace.dataset.parallel import map_sessions_in_pool, usable_cores
 from demotrace.dataset.privacy import (
     KnownNames,
     Pseudonyms,
@@ -92,7 +96,7 @@ def process_session(
 
 def build_dataset(
     records: Iterable[Batch],
-    load_frame: Callable[[str], Frame | None],
+    frames: Callable[[str], Frame | None] | FrameSource,
     out_dir: Path,
     idle_gap: float = DEFAULT_IDLE_GAP_S,
     *,
@@ -102,9 +106,14 @@ def build_dataset(
     extra_names: KnownNames | None = None,
     describer: DescriberConfig | None = None,
     shard_limits: ShardLimits | None = None,
+    workers: int | None = None,
     progress: ProgressCallback = no_progress,
 ) -> BuildSummary:
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
+
+    ``frames``: a frame loader (``spool.load_frame``: sessions are built in this process), or a
+    ``FrameSource`` (sessions are built by a pool of ``workers`` processes, default one per usable
+    core, each opening the source itself). Either way the output is the same, byte for byte.
 
     ``formats``: which exports to write (images, summary, viewer and report are always written).
     ``pseudonym_key``: the secret of the id pseudonyms; by default ../.OUT.pseudonym-key beside the
@@ -129,16 +138,53 @@ def build_dataset(
         (session.header.device_id for session in sessions),
         extra_names,
     )
-    whole_frames = resolving_loader(load_frame)  # delta frames come back as whole images
-    outputs: list[SessionOutput] = []
+    count = len(sessions)
+    pool_size = min(workers if workers is not None else usable_cores(), count)
+    progress(BuildProgress("sessions", 0, count))
+    if isinstance(frames, FrameSource) and pool_size > 1:
+        mapped = map_sessions_in_pool(
+            process_session, _handed_over(sessions), options, scrubber, frames, pool_size
+        )
+        outputs = _with_progress(mapped, count, progress)
+        with frames.open() as raw_frames:  # the describer may send each episode's first frame
+            return write_dataset(
+                options,
+                outputs,
+                count,
+                without_header,
+                scrubber,
+                resolving_loader(raw_frames),
+                progress=progress,
+            )
+    with ExitStack() as stack:
+        raw = stack.enter_context(frames.open()) if isinstance(frames, FrameSource) else frames
+        whole_frames = resolving_loader(raw)  # delta frames come back as whole images
+        built = (
+            process_session(session, options, scrubber, whole_frames) for session in _handed_over(sessions)
+        )
+        outputs = _with_progress(built, count, progress)
+        return write_dataset(
+            options, outputs, count, without_header, scrubber, whole_frames, progress=progress
+        )
+
+
+def _with_progress(
+    outputs: Iterable[SessionOutput], count: int, progress: ProgressCallback
+) -> list[SessionOutput]:
+    """The sessions' outputs in order, telling ``progress`` after each one."""
+    collected: list[SessionOutput] = []
     steps = images = 0
-    progress(BuildProgress("sessions", 0, len(sessions)))
-    for done, session in enumerate(sessions, start=1):
-        output = process_session(session, options, scrubber, whole_frames)
-        outputs.append(output)
+    for done, output in enumerate(outputs, start=1):
+        collected.append(output)
         steps += sum(len(episode.actions) for episode in output.episodes)
         images += len(output.image_files)
-        progress(BuildProgress("sessions", done, len(sessions), steps, images))
-    return write_dataset(
-        options, outputs, len(sessions), without_header, scrubber, whole_frames, progress=progress
-    )
+        progress(BuildProgress("sessions", done, count, steps, images))
+    return collected
+
+
+def _handed_over(sessions: list[SessionEvents]) -> Iterator[SessionEvents]:
+    """The sessions in order, each dropped from the list as it is handed over: a session's events are
+    not kept once its output is built (they were the larger part of a build's memory growth)."""
+    sessions.reverse()
+    while sessions:
+        yield sessions.pop()

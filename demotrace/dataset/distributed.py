@@ -13,9 +13,8 @@ The path of a distributed build:
    ``write.write_dataset`` (the optional describer runs there too: its give-up rule counts failures in
    a row across the whole dataset, so it must see the episodes in order).
 
-Frames: a spool or collector reader holds an open database connection and cannot be pickled, so the
-workers get a ``FrameSource`` — a small picklable spec (a collector data folder, a spool folder and its
-key path, or a frame map) — that each worker opens once. Workers write images into the dataset folder
+Frames: the workers get a ``frame_sources.FrameSource`` (a collector data folder, a spool folder and
+its key path, or a frame map) that each opens itself. Workers write images into the dataset folder
 themselves: on a multi-machine cluster it must be on storage every node mounts.
 """
 
@@ -24,18 +23,19 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from demotrace.dataset.build import dataset_scrubber, process_session
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
+from demotrace.dataset.frame_sources import CollectorFrames, FrameMap, FrameSource, SpoolFrames
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
 from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
@@ -43,65 +43,16 @@ from demotrace.dataset.quality import QualityConfig
 from demotrace.dataset.sessions import session_events, session_order
 from demotrace.dataset.write import BuildSummary, SessionOutput, write_dataset
 from demotrace.frames.resolver import resolving_loader
-from demotrace.model import Batch, Frame
+from demotrace.model import Batch
 
 if TYPE_CHECKING:
     import ray.data
 
-FrameLoader = Callable[[str], Frame | None]
+__all__ = ["CollectorFrames", "FrameMap", "FrameSource", "SpoolFrames", "build_dataset_ray", "ray_runtime"]
 
 # Rows cross Ray as pickled Python objects, not re-encoded structs: pickle keeps every value exactly as
 # the local engine sees it (an int in a float field stays an int), so the outputs are byte-identical.
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-
-class FrameSource(Protocol):
-    """A picklable description of where frames are; ``open()`` gives a loader for one worker."""
-
-    def open(self) -> AbstractContextManager[FrameLoader]: ...
-
-
-@dataclass(frozen=True)
-class CollectorFrames:
-    """Frames in a collector's data folder (its SQLite database, or ``database_url``, and blob folder)."""
-
-    data_dir: Path
-    database_url: str | None = None
-
-    @contextmanager
-    def open(self) -> Iterator[FrameLoader]:
-        from demotrace.collector.reader import CollectorReader
-
-        with CollectorReader(self.data_dir, self.database_url) as reader:
-            yield reader.load_frame
-
-
-@dataclass(frozen=True)
-class SpoolFrames:
-    """Frames in a device spool (decrypted with the key in ``key_path``, by default the user's)."""
-
-    spool_dir: Path
-    key_path: Path | None = None
-
-    @contextmanager
-    def open(self) -> Iterator[FrameLoader]:
-        from demotrace.device.spool import open_spool
-
-        spool = open_spool(self.spool_dir, self.key_path)
-        try:
-            yield spool.load_frame
-        finally:
-            spool.close()
-
-
-@dataclass(frozen=True)
-class FrameMap:
-    """Frames held in memory, copied to every worker: for small builds (tests, benchmarks)."""
-
-    frames: Mapping[str, Frame]
-
-    def open(self) -> AbstractContextManager[FrameLoader]:
-        return nullcontext(self.frames.get)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def _bitmap(tiles: list[int], count: int) -> bytes:
 
 
 def _tiles_of_bitmap(bits: bytes, count: int) -> list[int]:
-    return [index for index in range(count) if bits[index >> 3] >> (index & 7) & 1]
+    flags = numpy.unpackbits(numpy.frombuffer(bits, numpy.uint8), count=count, bitorder="little")
+    return [int(index) for index in numpy.flatnonzero(flags)]
 
 
 def encode_delta(
@@ -203,20 +204,22 @@ def parse_delta(data: bytes) -> DeltaPayload:
     return DeltaPayload(width, height, tile_size, tiles, tiles_image)
 
 
-def apply_delta(base: Image.Image, payload: DeltaPayload) -> Image.Image:
-    """A new image: ``base`` with the payload's tiles pasted in. The base is left untouched."""
-    if base.size != (payload.width, payload.height):
+def paste_tiles(pixels: numpy.ndarray, payload: DeltaPayload) -> list[tuple[int, int]]:
+    """Write the payload's tiles into ``pixels`` (a (height, width, 3) RGB array, changed in place) and
+    return the (top, bottom) row spans they cover, one per tile row. The inverse of ``pack_tiles``:
+    whole tiles in one scatter, the few that stick out past the right or bottom edge one by one."""
+    height, width = pixels.shape[0], pixels.shape[1]
+    if (width, height) != (payload.width, payload.height):
         raise FrameCodecError(
-            f"delta for a {payload.width}x{payload.height} image"
-            f" cannot apply to a {base.width}x{base.height} one"
+            f"delta for a {payload.width}x{payload.height} image cannot apply to a {width}x{height} one"
         )
-    result = base.copy()
     if not payload.tiles:
-        return result
+        return []
     size = payload.tile_size
-    columns, _ = tile_grid(payload.width, payload.height, size)
+    columns, _ = tile_grid(width, height, size)
     pack_columns = _pack_columns(len(payload.tiles), columns)
-    needed = (pack_columns * size, math.ceil(len(payload.tiles) / pack_columns) * size)
+    pack_rows = math.ceil(len(payload.tiles) / pack_columns)
+    needed = (pack_columns * size, pack_rows * size)
     try:
         opened = Image.open(io.BytesIO(payload.tiles_image))
         # Checked from the header, before decoding: the tiles image must be the size of its tiles.
@@ -231,8 +234,23 @@ def apply_delta(base: Image.Image, payload: DeltaPayload) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise FrameCodecError(f"delta tiles image does not decode: {error}") from error
-    packed = opened.convert("RGB")
-    for slot, index in enumerate(payload.tiles):
-        x, y, _, _ = tile_box(index, columns, size)
-        result.paste(packed.crop(tile_box(slot, pack_columns, size)), (x, y))
-    return result
+    packed = numpy.asarray(opened.convert("RGB"))[: pack_rows * size, : pack_columns * size]
+    slots = (
+        packed.reshape(pack_rows, size, pack_columns, size, 3)
+        .swapaxes(1, 2)
+        .reshape(pack_rows * pack_columns, size, size, 3)
+    )
+    indices = numpy.asarray(payload.tiles, numpy.int64)
+    tile_rows, tile_columns = indices // columns, indices % columns
+    full_columns, full_rows = width // size, height // size
+    whole = (tile_rows < full_rows) & (tile_columns < full_columns)
+    if whole.any():
+        grid = pixels[: full_rows * size, : full_columns * size].reshape(
+            full_rows, size, full_columns, size, 3
+        )
+        grid[tile_rows[whole], :, tile_columns[whole]] = slots[: len(indices)][whole]
+    for slot in numpy.flatnonzero(~whole):
+        x, y = int(tile_columns[slot]) * size, int(tile_rows[slot]) * size
+        block = pixels[y : y + size, x : x + size]
+        block[:] = slots[slot, : block.shape[0], : block.shape[1]]
+    return [(int(row) * size, int(row) * size + size) for row in numpy.unique(tile_rows)]

@@ -8,8 +8,6 @@ for re-encoding a scrubbed frame in its own media type.
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from typing import Literal
 
 # PngImagePlugin and WebPImagePlugin register the two formats frames are saved in, up front: else the
@@ -17,6 +15,7 @@ from typing import Literal
 # middle of a recording, and ~50 modules' memory for good).
 from PIL import Image, PngImagePlugin, WebPImagePlugin  # noqa: F401
 
+from demotrace.frames.banded_png import png_of_stream
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.settings import EncodingSettings, ImageCodec
 
@@ -87,14 +86,6 @@ def has_many_colours(image: Image.Image | ScreenPixels) -> bool:
     return view.getcolors(min(LOSSY_MIN_COLOURS, max(1, view.width * view.height // 10))) is None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_RGB_HEADER = struct.Struct(">IIBBBBB")  # width, height, bit depth 8, colour type 2 (RGB), 0, 0, 0
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
-
-
 def screen_png(pixels: ScreenPixels, level: int) -> bytes:
     """The pixels as an RGB PNG, compressed straight from their BGRX buffer.
 
@@ -104,15 +95,7 @@ def screen_png(pixels: ScreenPixels, level: int) -> bytes:
     packed as "BGR" puts the stored B, G, R out as R, G, B. Only the PNG container is written here.
     Same bytes as Pillow's PNG but for how the data is cut into IDAT chunks."""
     compressed = pixels.stored_view().tobytes("zip", "BGR", False, level)
-    header = _PNG_RGB_HEADER.pack(pixels.width, pixels.height, 8, 2, 0, 0, 0)
-    return b"".join(
-        (
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", compressed),
-            _png_chunk(b"IEND", b""),
-        )
-    )
+    return png_of_stream(pixels.width, pixels.height, compressed)
 
 
 def choose_media_type(thumbnail_colours: int | None) -> Literal["image/png", "image/webp"]:

@@ -1,9 +1,11 @@
 """Dataset side: every frame back as a full image, deltas rebuilt from their chain.
 
 ``resolving_loader(load_frame)`` wraps any frame loader so that every frame comes back as a full
-image (deltas are rebuilt from their chain, with an LRU cache of decoded images so a chain is decoded
-once). A frame whose chain is broken (a base missing or undecodable) resolves to None: never a wrong
-image. ``image_error`` measures how far a rebuilt image is from its original (tests, benchmarks).
+image. A frame that is a complete image already (a key frame, an old full frame) comes back as stored:
+no decode, no encode. A delta is applied in place to the pixels of its chain (one array per chain,
+no copy per frame) and written as a banded PNG (``banded_png``): only the bands its tiles touch are
+compressed again. A frame whose chain is broken (a base missing or undecodable) resolves to None:
+never a wrong image. ``image_error`` measures how far a rebuilt image is from its original.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+import numpy
 from PIL import Image, ImageChops
 
+from demotrace.frames.banded_png import PNG_LEVEL, BandedPng
 from demotrace.frames.bounds import check_image_header
-from demotrace.frames.delta import FrameCodecError, apply_delta, parse_delta
+from demotrace.frames.delta import FrameCodecError, parse_delta, paste_tiles
 from demotrace.frames.images import CODEC_MEDIA_TYPES, encode_image
 from demotrace.frames.settings import EncodingSettings, ImageCodec
 from demotrace.model import Frame
@@ -36,22 +40,32 @@ LoadFrame = Callable[[str], Frame | None]
 class FrameResolver:
     """Gives every frame as a full image Frame, rebuilding deltas from their chain.
 
-    Decoded images are kept in an LRU cache (``cache_size`` images, ~6 MB each at 1080p) so that
-    resolving a session's frames in order decodes each one once. Resolved frames are encoded as
-    ``output`` ("png" or "webp-lossless"). Key frames are returned as stored.
+    It keeps up to ``cache_size`` screens (~6 MB each at 1080p, plus their compressed PNG bands), each
+    under the id of the frame it shows now. Resolving a frame walks back to a kept screen or a key frame
+    and applies the deltas forward *in place*: the screen then shows the new frame and no longer the
+    old one. So resolving a chain's frames in order (as a build does) decodes each frame once; going
+    back rebuilds from the key frame. Resolved deltas are ``output``: "png" (banded, see above, zlib
+    ``png_level``) or "webp-lossless". Frames that are whole images already are returned as stored.
     """
 
-    def __init__(self, load_frame: LoadFrame, *, cache_size: int = 16, output: ImageCodec = "png") -> None:
+    def __init__(
+        self,
+        load_frame: LoadFrame,
+        *,
+        cache_size: int = 4,
+        output: ImageCodec = "png",
+        png_level: int = PNG_LEVEL,
+    ) -> None:
         if output == "webp":
             raise ValueError(
                 "resolved frames are encoded losslessly: output must be 'png' or 'webp-lossless'"
             )
         self._load_frame = load_frame
-        self._cache_size = cache_size
-        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._cache_size = max(1, cache_size)
+        self._screens: OrderedDict[str, BandedPng] = OrderedDict()
         self._output = output
-        self._output_settings = EncodingSettings(png_level=6, method=4)
-        self.decoded = 0  # frames decoded so far (cache misses): for tests and benchmarks
+        self._png_level = png_level
+        self.decoded = 0  # frames decoded or applied so far (cache misses): for tests and benchmarks
 
     def __call__(self, frame_id: str) -> Frame | None:
         return self.resolve(frame_id)
@@ -61,27 +75,31 @@ class FrameResolver:
         frame = self._load_frame(frame_id)
         if frame is None or frame.media_type != DELTA_MEDIA_TYPE:
             return frame
-        image = self.image(frame_id, frame)
-        if image is None:
+        screen = self._screen(frame_id, frame)
+        if screen is None:
             return None
+        if self._output == "png":
+            data = screen.png()
+        else:
+            data = encode_image(Image.fromarray(screen.pixels), self._output, EncodingSettings(method=4))
         return msgspec.structs.replace(
-            frame,
-            media_type=CODEC_MEDIA_TYPES[self._output],
-            data=encode_image(image, self._output, self._output_settings),
-            base_frame_id=None,
+            frame, media_type=CODEC_MEDIA_TYPES[self._output], data=data, base_frame_id=None
         )
 
     def image(self, frame_id: str, frame: Frame | None = None) -> Image.Image | None:
-        """The decoded pixels of a frame (a shared cached image: do not modify it), or None."""
-        # Walk back to a cached image or a key frame, then apply the deltas forward.
+        """The decoded pixels of a frame (a new image, the caller's to keep), or None."""
+        screen = self._screen(frame_id, frame)
+        return Image.fromarray(screen.pixels) if screen is not None else None
+
+    def _screen(self, frame_id: str, frame: Frame | None = None) -> BandedPng | None:
+        """The kept screen now showing ``frame_id``, rebuilt as needed, or None."""
+        # Walk back to a kept screen or a key frame, then apply the deltas forward.
         pending: list[tuple[str, Frame]] = []
         current_id: str | None = frame_id
-        base: Image.Image | None = None
+        screen: BandedPng | None = None
         while current_id is not None:
-            cached = self._images.get(current_id)
-            if cached is not None:
-                self._images.move_to_end(current_id)
-                base = cached
+            screen = self._screens.pop(current_id, None)
+            if screen is not None:
                 break
             current = (
                 frame if (frame is not None and current_id == frame_id) else self._load_frame(current_id)
@@ -95,15 +113,19 @@ class FrameResolver:
             pending.append((current_id, current))
             current_id = current.base_frame_id if current.media_type == DELTA_MEDIA_TYPE else None
         try:
-            for pending_id, pending_frame in reversed(pending):
-                base = self._decode(pending_frame, base)
-                self._remember(pending_id, base)
+            for _, pending_frame in reversed(pending):
+                screen = self._apply(pending_frame, screen)
         except FrameCodecError as error:
             log.warning("frame %s cannot be rebuilt: %s", frame_id, error)
             return None
-        return base
+        assert screen is not None  # the walk ends at a kept screen or a key frame
+        self._screens[frame_id] = screen
+        while len(self._screens) > self._cache_size:
+            self._screens.popitem(last=False)
+        return screen
 
-    def _decode(self, frame: Frame, base: Image.Image | None) -> Image.Image:
+    def _apply(self, frame: Frame, screen: BandedPng | None) -> BandedPng:
+        """``screen`` (None before a key frame) turned into ``frame``'s pixels."""
         self.decoded += 1
         # The header must say the frame's own (bounded) size before any pixel is allocated.
         check_image_header(frame.width, frame.height, frame.media_type, frame.data)
@@ -115,19 +137,15 @@ class FrameResolver:
                 raise FrameCodecError(
                     f"frame {frame.frame_id} ({frame.media_type}) does not decode: {error}"
                 ) from error
-            return image.convert("RGB")
-        if base is None:
+            return BandedPng(numpy.array(image.convert("RGB")), level=self._png_level)
+        if screen is None:
             raise FrameCodecError(f"delta frame {frame.frame_id} has no base frame")
-        return apply_delta(base, parse_delta(frame.data))
-
-    def _remember(self, frame_id: str, image: Image.Image) -> None:
-        self._images[frame_id] = image
-        self._images.move_to_end(frame_id)
-        while len(self._images) > self._cache_size:
-            self._images.popitem(last=False)
+        for top, bottom in paste_tiles(screen.pixels, parse_delta(frame.data)):
+            screen.changed(top, bottom)
+        return screen
 
 
-def resolving_loader(load_frame: LoadFrame, *, cache_size: int = 16, output: ImageCodec = "png") -> LoadFrame:
+def resolving_loader(load_frame: LoadFrame, *, cache_size: int = 4, output: ImageCodec = "png") -> LoadFrame:
     """Wrap a frame loader (``spool.load_frame``, ``CollectorReader.load_frame``): deltas come back whole."""
     return FrameResolver(load_frame, cache_size=cache_size, output=output).resolve
 

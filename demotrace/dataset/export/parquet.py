@@ -124,30 +124,44 @@ def write_parquet_shards(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[Path]:
     """Write the shards (a new shard once one reaches ``max_rows`` rows or ``max_bytes`` of images) and
-    return their paths; with no records, one empty shard, so the split still loads."""
+    return their paths; with no records, one empty shard, so the split still loads.
+
+    Rows are streamed out one row group (``ROW_GROUP_ROWS``) at a time: memory holds one group's images,
+    not a shard's (a shard may hold 256 MiB of them)."""
     directory.mkdir(parents=True, exist_ok=True)
     schema = parquet_schema()
     partials: list[Path] = []
-    rows: list[dict[str, Any]] = []
-    image_bytes = 0
+    writer: pq.ParquetWriter | None = None
+    group: list[dict[str, Any]] = []
+    shard_rows = shard_bytes = 0
 
-    def flush() -> None:
-        nonlocal image_bytes
-        partial = directory / f".shard-{len(partials):05d}.partial"
-        table = pa.Table.from_pylist(rows, schema=schema)
-        pq.write_table(table, partial, row_group_size=ROW_GROUP_ROWS)
-        partials.append(partial)
-        rows.clear()
-        image_bytes = 0
+    def write_group() -> None:
+        nonlocal writer
+        if writer is None:
+            partials.append(directory / f".shard-{len(partials):05d}.partial")
+            writer = pq.ParquetWriter(partials[-1], schema)
+        writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=ROW_GROUP_ROWS)
+        group.clear()
+
+    def close_shard() -> None:
+        nonlocal writer, shard_rows, shard_bytes
+        if group or writer is None:
+            write_group()
+        assert writer is not None
+        writer.close()
+        writer, shard_rows, shard_bytes = None, 0, 0
 
     for record in records:
         image = read_image(record.image_path) if record.image_path is not None else None
-        rows.append(_row(record, image))
-        image_bytes += len(image) if image is not None else 0
-        if len(rows) >= max_rows or image_bytes >= max_bytes:
-            flush()
-    if rows or not partials:
-        flush()
+        group.append(_row(record, image))
+        shard_rows += 1
+        shard_bytes += len(image) if image is not None else 0
+        if shard_rows >= max_rows or shard_bytes >= max_bytes:
+            close_shard()
+        elif len(group) >= ROW_GROUP_ROWS:
+            write_group()
+    if shard_rows or not partials:
+        close_shard()
     _remove_old_shards(directory)
     shards = [directory / shard_name(index, len(partials)) for index in range(len(partials))]
     for partial, shard in zip(partials, shards, strict=True):
