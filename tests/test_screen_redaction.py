@@ -138,25 +138,32 @@ def test_changed_regions_are_full_width_bands_around_what_changed() -> None:
 # --- Tesseract on rendered text ----------------------------------------------------------------------
 
 
-def test_boxes_cover_exactly_the_sensitive_words_and_the_scrubbed_frame_reads_clean() -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [OcrSettings(), OcrSettings(engine="cli", reader="bands"), OcrSettings(reader="bands")],
+    ids=["lines", "bands-cli", "bands-api"],
+)
+def test_boxes_cover_exactly_the_sensitive_words_and_the_scrubbed_frame_reads_clean(
+    settings: OcrSettings,
+) -> None:
     rendered = render(LINES)
-    boxes = find_sensitive_boxes(rendered.image)
+
+    result = scrub_frame(rendered.image, settings=settings)
 
     for secret_word in [*CARD.split(), EMAIL, API_KEY]:
         for ink in rendered.words[secret_word]:
-            assert covered(boxes, ink), f"{secret_word} at {ink} is not covered"
+            assert covered(result.boxes, ink), f"{secret_word} at {ink} is not covered"
     for ordinary_word in ORDINARY:
         for ink in rendered.words[ordinary_word]:
-            assert not any(box.intersects(ink) for box in boxes), f"{ordinary_word} was blacked out"
-
-    result = scrub_frame(rendered.image)
-    assert result.boxes == boxes
+            assert not any(box.intersects(ink) for box in result.boxes), f"{ordinary_word} was blacked out"
     text = read_text(result.image)
     assert_no_secret_visible(text)
     for ordinary_word in ORDINARY:
         assert ordinary_word in text
     # The input frame itself is left as it was: scrubbing returns a copy.
     assert CARD.split()[0] in read_text(rendered.image)
+    if settings.reader == "bands":
+        assert find_sensitive_boxes(rendered.image, settings=settings) == result.boxes
 
 
 def test_only_changed_bands_are_read_and_a_card_that_stayed_on_screen_stays_covered() -> None:
@@ -187,8 +194,11 @@ def test_only_changed_bands_are_read_and_a_card_that_stayed_on_screen_stays_cove
 
 
 def test_a_missing_tesseract_is_a_clear_error() -> None:
-    scrubber = FrameScrubber(settings=OcrSettings(tesseract="/nonexistent/tesseract"))
+    scrubber = FrameScrubber(settings=OcrSettings(engine="cli", reader="bands", tesseract="/nonexistent/t"))
     with pytest.raises(OcrError, match="not found"):
+        scrubber.scrub(render(LINES).image)
+    scrubber = FrameScrubber(settings=OcrSettings(language="xx"))  # the loaded engine: no model for "xx"
+    with pytest.raises(OcrError, match="no Tesseract model for 'xx'"):
         scrubber.scrub(render(LINES).image)
 
 
@@ -335,7 +345,7 @@ def test_a_frame_that_cannot_be_scrubbed_stays_held_and_the_others_are_released(
 def test_when_ocr_fails_every_held_frame_stays_held(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", os.urandom(32))
     spool.append([frame_record("f1", render(LINES).image, "image/png")], held=True)
-    scrubber = FrameScrubber(settings=OcrSettings(tesseract="/nonexistent/tesseract"))
+    scrubber = FrameScrubber(settings=OcrSettings(language="xx"))  # no such model: every read fails
     worker = DeferredScrubWorker(spool, scrubber).start()
     try:
         worker.resume()

@@ -15,6 +15,7 @@ split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from demotrace.redact.detectors import screen_detectors
 from demotrace.redact.detectors.base import Detector
 from demotrace.redact.lines import OcrWord, group_lines, line_height, split_token_gap
 from demotrace.redact.text import find_sensitive
+from demotrace.redact.text_lines import Columns, ink_runs
 
 # Kinds trusted only in the literal reading: the lenient one folds look-alikes beside numbers and joins
 # digit pieces, so a misread clock ("Nov 27 16:10:57" read as "2? 16310326") became a ten-digit number.
@@ -31,6 +33,11 @@ from demotrace.redact.text import find_sensitive
 LITERAL_READING_KINDS = frozenset({"NUMBER"})
 # A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
 SPREAD_GAP_LINE_HEIGHTS = 1.0
+# Around a value's measured ink (the columns are already one pixel wider than the glyphs each side).
+INK_MARGIN_PX = 1
+# Ink gaps narrower than this share of OCR's median word gap, or of the line height, are inside a token.
+TOKEN_GAP_SPACE_SHARE = 0.4
+TOKEN_GAP_LINE_HEIGHTS = 0.3
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
 # Wider at the sides: measured, Tesseract's word box can miss most of a first glyph's thin stroke (the
 # left leg of an "A": 5 px at 16 px text).
@@ -228,8 +235,92 @@ def words_to_cover(
     return [found for line in group_lines(words) for found in sensitive_words(line, detectors)]
 
 
+def token_gap(words: Sequence[OcrWord], line_height: int) -> int:
+    """Blank columns at least this wide part two tokens: most of the narrowest gap OCR saw between
+    words (a space), and never more than a third of the line height (letter spacing stays inside)."""
+    ordered = sorted(words, key=lambda word: word.box.left)
+    gaps = [b.box.left - a.box.right for a, b in itertools.pairwise(ordered) if b.box.left > a.box.right]
+    widest = round(TOKEN_GAP_LINE_HEIGHTS * line_height)
+    if gaps:
+        widest = min(widest, round(TOKEN_GAP_SPACE_SHARE * sorted(gaps)[len(gaps) // 2]))
+    return max(2, widest)
+
+
+def cover_line(
+    words: Sequence[OcrWord],
+    line: Box,
+    ink: Columns,
+    detectors: Sequence[Detector] | None,
+    width: int,
+    height: int,
+) -> list[Box]:
+    """The boxes to paint over one text line found in the pixels (``line``; ``ink``: which of its
+    columns hold ink), given the words OCR read in it.
+
+    A flagged word's cover spans the whole token of ink it sits in (no gap as wide as a space), and the
+    tokens beside it, a space away or closer, that OCR read nothing plain in: OCR drops pieces of values
+    (``Ema ne.doe@…`` for ``Email jane.doe@…``; a card's first group missing), and the ink it dropped is
+    still there. The cover spans the line's height.
+    """
+    flagged = words_to_cover(words, detectors)
+    if not flagged:
+        return []
+    sensitive = {id(found.word) for found in flagged}
+    plain = [word.box for word in words if id(word) not in sensitive]
+    runs = ink_runs(ink, line.left, token_gap(words, line.height))
+    reach = SPREAD_GAP_LINE_HEIGHTS * line.height
+    boxes: list[Box] = []
+    for found in flagged:
+        cover = word_cover(found.word, width, height)
+        left, right = found.word.box.left, found.word.box.right
+        touched = [index for index, (a, b) in enumerate(runs) if a < right and left < b]
+        if touched:
+            first, last = touched[0], touched[-1]
+            left, right = min(left, runs[first][0]), max(right, runs[last][1])
+            while (
+                first > 0
+                and left - runs[first - 1][1] <= reach
+                and not _read_as_plain(runs[first - 1], plain)
+            ):
+                first -= 1
+                left = runs[first][0]
+            while (
+                last + 1 < len(runs)
+                and runs[last + 1][0] - right <= reach
+                and not _read_as_plain(runs[last + 1], plain)
+            ):
+                last += 1
+                right = runs[last][1]
+        if not touched:  # OCR placed the word off the ink it found: trust its box, with the margin
+            boxes.append(cover)
+            continue
+        # The ink's own extent, with a pixel for anti-aliasing (no wide margin: the ink is measured),
+        # never over a word OCR read as plain text (a proportional font's space can be narrow enough
+        # for the token's ink to run into it).
+        word = found.word.box
+        left = max([left - INK_MARGIN_PX, *(box.right + 1 for box in plain if box.right <= word.left)])
+        right = min([right + INK_MARGIN_PX, *(box.left - 1 for box in plain if box.left >= word.right)])
+        boxes.append(
+            Box(
+                max(0, min(word.left, left)),
+                max(0, min(cover.top, line.top - MIN_BOX_MARGIN_PX)),
+                min(width, max(word.right, right)),
+                min(height, max(cover.bottom, line.bottom + MIN_BOX_MARGIN_PX)),
+            )
+        )
+    return boxes
+
+
+def _read_as_plain(run: tuple[int, int], plain: Sequence[Box]) -> bool:
+    """OCR read an unflagged word over most of this ink run."""
+    left, right = run
+    covered = sum(max(0, min(right, box.right) - max(left, box.left)) for box in plain)
+    return covered * 2 >= right - left
+
+
 __all__ = [
     "SensitiveWord",
+    "cover_line",
     "default_screen_detectors",
     "lenient_tokens",
     "sensitive_words",
