@@ -65,6 +65,10 @@ class Figures:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
     cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
     ocr_worker_peak_rss: int = 0  # the OCR worker process, apart from the recorder's own
+    tree_cpu_seconds: float = 0.0  # recorder + OCR worker(s) + any engine process: what the user pays
+    tree_peak_rss: int = 0  # the peaks of every process of the tree, summed
+    worker_cpu_seconds: float = 0.0  # the OCR worker(s) alone
+    engine_peak_rss: int = 0  # the largest short-lived engine process seen (tesseract CLI), sampled
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -165,6 +169,44 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def tree_cpu(process: psutil.Process) -> dict[int, float]:
+    """CPU of a process and of every live descendant, by pid, each with the children it reaped (an
+    ended Tesseract run counts in its parent's children times)."""
+    return cpu_with_children([process, *process.children(recursive=True)])
+
+
+class TreeSampler:
+    """Samples the resident set of a process tree twice a second on a thread: short-lived engine
+    processes (one Tesseract per strip) end before anyone can read their peak afterwards."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.engine_peak = 0
+        self.peak_sum = 0
+        self._process = process
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(psutil.Error):
+                total = 0
+                for member in [self._process, *self._process.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        rss = int(member.memory_info().rss)
+                        total += rss
+                        if member.name() not in (OCR_WORKER_NAME,) and member.pid != self._process.pid:
+                            self.engine_peak = max(self.engine_peak, rss)
+                self.peak_sum = max(self.peak_sum, total)
+
+
 @dataclass
 class Drive:
     actions: int
@@ -207,9 +249,10 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
         workers_before = cpu_with_children(ocr_workers(process))
+        tree_before = tree_cpu(process)
         ocr_before = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX)
         threads_before = cpu_by_thread(recorder.pid)
-        with RssSampler(recorder.pid) as rss:
+        with RssSampler(recorder.pid) as rss, TreeSampler(process) as tree_rss:
             driven = drive(desktop.display, work, [process], seconds, idle, seed)
         ocr_threads = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX) - ocr_before
         by_thread = {
@@ -222,6 +265,11 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         children += sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
         worker_peak = max((peak_rss_bytes(worker.pid) for worker in workers), default=0)
         peak = peak_rss_bytes(recorder.pid)
+        tree_after = tree_cpu(process)
+        tree_cpu_seconds = sum(cpu - tree_before.get(pid, 0.0) for pid, cpu in tree_after.items())
+        live = [process, *process.children(recursive=True)]
+        tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + tree_rss.engine_peak
+        worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
         exit_code = stop_process(recorder)
         stop_process(collector)
         if exit_code != 0:
@@ -249,6 +297,10 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             rss_samples=rss.samples,
             cpu_by_thread=by_thread,
             ocr_worker_peak_rss=worker_peak,
+            tree_cpu_seconds=tree_cpu_seconds,
+            tree_peak_rss=tree_peak,
+            worker_cpu_seconds=worker_cpu,
+            engine_peak_rss=tree_rss.engine_peak,
         )
 
 
@@ -272,6 +324,8 @@ def measure_baseline(seconds: float, idle: float, seed: int) -> Figures:
             peak_rss=peak,
             bytes_stored=baseline.bytes_written(),
             bytes_uploaded=baseline.bytes_written(),  # it would upload everything it wrote
+            tree_cpu_seconds=driven.cpu_seconds,
+            tree_peak_rss=peak,
         )
 
 
@@ -279,6 +333,17 @@ def report(figures: Figures) -> None:
     mib = 2**20
     print(f"== {figures.name}")
     print(f"  session: {figures.active_seconds:.1f} s active, {figures.actions} actions injected")
+    print(
+        f"  WHOLE PROCESS TREE: {figures.per_minute(figures.tree_cpu_seconds):.3f} CPU-s per active minute,"
+        f" summed peak RSS {figures.tree_peak_rss / 2**20:.1f} MiB"
+    )
+    if figures.worker_cpu_seconds or figures.engine_peak_rss:
+        print(
+            f"    of which the OCR worker process(es): {figures.per_minute(figures.worker_cpu_seconds):.3f}"
+            f" CPU-s per active minute (with any engine process it ran), peak RSS"
+            f" {figures.ocr_worker_peak_rss / 2**20:.1f} MiB; largest engine process seen"
+            f" {figures.engine_peak_rss / 2**20:.1f} MiB"
+        )
     recorder_cpu = figures.cpu_seconds - figures.ocr_thread_cpu_seconds
     if figures.ocr_thread_cpu_seconds or figures.ocr_child_cpu_seconds:
         recorder_per_minute = figures.per_minute(recorder_cpu)
@@ -353,6 +418,11 @@ def main() -> None:
     report(theirs)
     print("== demotrace / baseline (lower is better)")
     theirs_cpu = theirs.per_minute(theirs.cpu_seconds)
+    print(
+        "  WHOLE PROCESS TREE, CPU per active minute:"
+        f" {ratio(ours.per_minute(ours.tree_cpu_seconds), theirs_cpu)};"
+        f" summed peak RSS: {ratio(ours.tree_peak_rss, theirs.tree_peak_rss)}"
+    )
     ours_cpu = ours.per_minute(ours.cpu_seconds - ours.ocr_thread_cpu_seconds)
     ours_with_ocr = ours.per_minute(ours.cpu_seconds + ours.ocr_child_cpu_seconds)
     print(f"  CPU per active minute, without screen OCR: {ratio(ours_cpu, theirs_cpu)}")

@@ -26,6 +26,7 @@ import time
 from typing import IO, Literal
 
 import msgspec
+import numpy as np
 from PIL import Image
 
 from demotrace.capture.scrub import FrameScrubber
@@ -34,12 +35,14 @@ from demotrace.geometry import Box
 from demotrace.model import Monitor
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_image, blackout_pixels
-from demotrace.redact.scrubber import ScrubResult
+from demotrace.redact.scrubber import Grey, ScrubResult
 
 _LENGTH = struct.Struct("<I")
 # A request header or reply is small; anything bigger is a broken stream, not a message.
 MAX_MESSAGE_BYTES = 1 << 20
 WORKER_NICENESS = 10
+WORKER_MMAP_THRESHOLD_BYTES = 1 << 20
+WORKER_TRIM_THRESHOLD_BYTES = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
 BoxTuple = tuple[int, int, int, int]
@@ -95,6 +98,7 @@ class OcrProcessScrubber(FrameScrubber):
         super().__init__(settings=settings)
         self._worker: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._grey: np.ndarray | None = None  # reused: a grey frame per grab, not a new 2 MB block
 
     @property
     def worker_pid(self) -> int | None:
@@ -152,11 +156,11 @@ class OcrProcessScrubber(FrameScrubber):
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
         # Grey levels are all OCR reads: a quarter of the grab's bytes cross the pipe, converted band by
         # band (no frame-sized RGB copy on either side).
-        grey = pixels.grey_array()
-        request = OcrRequest(
-            "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, grey.nbytes, "L"
-        )
         with self._lock:
+            grey = self._grey = pixels.grey_array(self._grey)
+            request = OcrRequest(
+                "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, grey.nbytes, "L"
+            )
             reply = self._ask(request, grey.data)
         boxes = [Box(*found) for found in reply.boxes]
         if boxes:
@@ -216,10 +220,13 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
         pixels = _read_exactly(requests, request.pixel_bytes)
         try:
             size = (request.width, request.height)
-            if request.layout == "BGRX":
+            image: Image.Image | Grey
+            if request.layout == "L":  # the recorder's grey frame, read in place (no copy)
+                image = np.frombuffer(pixels, np.uint8).reshape(request.height, request.width)
+            elif request.layout == "BGRX":
                 image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
             else:
-                image = Image.frombuffer(request.layout, size, pixels, "raw", request.layout, 0, 1)
+                image = Image.frombytes("RGB", size, pixels)
             started = time.perf_counter()
             result = scrubber.find_boxes(image, Monitor(*request.monitor))
             reply = OcrReply(
@@ -239,7 +246,9 @@ def main() -> None:
 
     _die_with_parent()
     name_os_thread("dt-ocr-worker")
-    keep_heap_flat()
+    # Grey frames (2 MB at 1080p) and Tesseract's line images come and go: mapped from 1 MiB up and
+    # given back when freed, so the worker's resident set stays near what it uses.
+    keep_heap_flat(mmap_threshold=WORKER_MMAP_THRESHOLD_BYTES, trim_threshold=WORKER_TRIM_THRESHOLD_BYTES)
     os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not
     settings = msgspec.json.decode(sys.argv[1], type=OcrSettings) if len(sys.argv) > 1 else OcrSettings()
     # Replies get a descriptor of their own; anything a library prints goes to stderr, not into them.

@@ -28,7 +28,7 @@ from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors.base import Detector
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_pixels
-from demotrace.redact.scrubber import FoundBoxes, ScreenScrubber, ScrubResult
+from demotrace.redact.scrubber import FoundBoxes, Grey, ScreenScrubber, ScrubResult
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class ScrubError(Exception):
     """A frame cannot be scrubbed (undecodable pixels, unknown media type, OCR failure); it stays held."""
 
 
-def _key(monitor: Monitor | None, image: Image.Image) -> MonitorKey:
+def _key(monitor: Monitor | None, image: Image.Image | Grey) -> MonitorKey:
     if monitor is None:
-        return (0, 0, image.width, image.height)
+        height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape
+        return (0, 0, width, height)
     return (monitor.left, monitor.top, monitor.width, monitor.height)
 
 
@@ -118,8 +119,8 @@ class FrameScrubber:
         with self._lock:
             return self._stream(_key(monitor, image)).scrub(image)
 
-    def find_boxes(self, image: Image.Image, monitor: Monitor | None = None) -> FoundBoxes:
-        """The boxes to paint on one grabbed image (RGB, or grey: all OCR reads), without painting."""
+    def find_boxes(self, image: Image.Image | Grey, monitor: Monitor | None = None) -> FoundBoxes:
+        """The boxes to paint on one grabbed image (RGB, or grey levels: all OCR reads), without painting."""
         with self._lock:
             return self._stream(_key(monitor, image)).find(image)
 
@@ -131,7 +132,7 @@ class FrameScrubber:
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
         """Paint sensitive text black in place in a grab's pixels; returns the boxes painted. Raises
         OcrError like ``scrub``, and then the caller must not write the frame."""
-        boxes = self.find_boxes(Image.fromarray(pixels.grey_array()), monitor).boxes
+        boxes = self.find_boxes(pixels.grey_array(), monitor).boxes
         if boxes:
             blackout_pixels(pixels, boxes)
         return boxes

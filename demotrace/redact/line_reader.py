@@ -158,7 +158,7 @@ class LineReader:
                 found += self._line_boxes(grey, line)
         self.stats.frames += 1
         boxes = list(dict.fromkeys([*kept, *found]))
-        self.previous = grey.copy()
+        self.previous = grey  # the caller hands it over (a fresh array per frame)
         self.previous_boxes = boxes
         return boxes, regions
 

@@ -113,6 +113,14 @@ def _as_email(token: str) -> str | None:
     return None
 
 
+def _email_goes_on(previous: str, token: str) -> bool:
+    """An address cut where OCR saw a gap: ``jane.doe@example.`` then ``com`` (a cursor, a wide dot),
+    or ``jane.doe`` then ``@example.com``."""
+    if token.startswith("@"):
+        return previous[-1:].isalnum()
+    return "@" in previous and previous.endswith((".", "@")) and token[:1].isalnum()
+
+
 def lenient_tokens(texts: Sequence[str]) -> list[str]:
     """The words of a line as they probably were before OCR slipped: cleaned, and read as digits where
     they look like digits (``4lll``, ``IIII``) and are mostly digits or stand next to a number."""
@@ -151,7 +159,9 @@ def _readings(line: Sequence[OcrWord]) -> list[tuple[str, list[tuple[int, int]]]
             gap = word.box.left - previous.box.right
             # Two code-like pieces side by side are read as one token too: OCR splits keys where a
             # proportional font's gap is as wide as a space, and a card's groups may run together.
-            if gap >= tight_gap and not (_code_like(previous_token) and _code_like(token)):
+            if gap >= tight_gap and not (
+                (_code_like(previous_token) and _code_like(token)) or _email_goes_on(previous_token, token)
+            ):
                 lenient.append(" ")
                 lenient_at += 1
         literal.append(word.text)
@@ -294,17 +304,15 @@ def cover_line(
         if not touched:  # OCR placed the word off the ink it found: trust its box, with the margin
             boxes.append(cover)
             continue
-        # The ink's own extent, with a pixel for anti-aliasing (no wide margin: the ink is measured),
-        # never over a word OCR read as plain text (a proportional font's space can be narrow enough
-        # for the token's ink to run into it).
+        # The ink's own extent, with a pixel for anti-aliasing (no wide margin: the ink is measured). A
+        # word OCR read as plain text inside the same token is covered too: a token is one value
+        # ("jane," + "doeBexample,com" is one email).
         word = found.word.box
-        left = max([left - INK_MARGIN_PX, *(box.right + 1 for box in plain if box.right <= word.left)])
-        right = min([right + INK_MARGIN_PX, *(box.left - 1 for box in plain if box.left >= word.right)])
         boxes.append(
             Box(
-                max(0, min(word.left, left)),
+                max(0, min(word.left, left - INK_MARGIN_PX)),
                 max(0, min(cover.top, line.top - MIN_BOX_MARGIN_PX)),
-                min(width, max(word.right, right)),
+                min(width, max(word.right, right + INK_MARGIN_PX)),
                 min(height, max(cover.bottom, line.bottom + MIN_BOX_MARGIN_PX)),
             )
         )

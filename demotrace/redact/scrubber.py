@@ -98,8 +98,10 @@ def _unique(boxes: Iterable[Box]) -> list[Box]:
     return list(dict.fromkeys(boxes))
 
 
-def grey_pixels(image: Image.Image) -> Grey:
-    """The image's grey levels (what OCR reads) as a height x width array."""
+def grey_pixels(image: Image.Image | Grey) -> Grey:
+    """The image's grey levels (what OCR reads) as a height x width array (an array is taken as it is)."""
+    if not isinstance(image, Image.Image):
+        return image
     grey: Grey = np.asarray(image if image.mode == "L" else image.convert("L"))
     return grey
 
@@ -139,12 +141,15 @@ class ScreenScrubber:
             self.previous_image = image.copy()
             self.previous_boxes = list(boxes)
 
-    def find(self, image: Image.Image) -> FoundBoxes:
-        """The boxes to paint on this frame (the frame itself is left as it is)."""
+    def find(self, image: Image.Image | Grey) -> FoundBoxes:
+        """The boxes to paint on this frame, an image or its grey levels (kept as the previous frame:
+        do not change the array afterwards). The frame itself is left as it is."""
         started = time.perf_counter()
         if self.settings.reader == "lines":
             boxes, regions = self.lines.boxes(grey_pixels(image), incremental=self.incremental)
             return FoundBoxes(boxes, regions, time.perf_counter() - started)
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(image)
         previous = self.previous_image if self.incremental else None
         regions, kept = regions_to_read(image, previous, self.previous_boxes)
         found = find_sensitive_boxes(image, regions, self.detectors, self.settings) if regions else []
@@ -166,6 +171,7 @@ class ScreenScrubber:
 
 __all__ = [
     "FoundBoxes",
+    "Grey",
     "ScreenScrubber",
     "ScrubResult",
     "find_sensitive_boxes",

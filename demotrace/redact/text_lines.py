@@ -55,9 +55,12 @@ class TextLine:
 
 def glyph_edges(grey: Grey) -> Edges:
     """Where a pixel differs sharply from its right-hand neighbour (the last column never)."""
-    signed = grey.astype(np.int16)
+    left, right = grey[:, :-1], grey[:, 1:]
+    # |a - b| in uint8 as max - min: no int16 copies of a frame-sized array.
+    step = np.maximum(left, right)
+    step -= np.minimum(left, right)
     edges = np.zeros(grey.shape, dtype=bool)
-    edges[:, :-1] = np.abs(signed[:, 1:] - signed[:, :-1]) >= EDGE_LEVEL
+    edges[:, :-1] = step >= EDGE_LEVEL
     return edges
 
 
