@@ -65,6 +65,7 @@ class Figures:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
     cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
     ocr_worker_peak_rss: int = 0  # the OCR worker process, apart from the recorder's own
+    rss_kinds: dict[str, str] = field(default_factory=dict)  # process → its resident set by kind, at the end
     tree_cpu_seconds: float = 0.0  # recorder + OCR worker(s) + any engine process: what the user pays
     tree_peak_rss: int = 0  # the peaks of every process of the tree, summed
     worker_cpu_seconds: float = 0.0  # the OCR worker(s) alone
@@ -159,6 +160,17 @@ def cpu_with_children(processes: list[psutil.Process]) -> dict[int, float]:
             times = process.cpu_times()
             totals[process.pid] = times.user + times.system + times.children_user + times.children_system
     return totals
+
+
+def rss_kinds(pid: int) -> str:
+    """The resident set by kind now (anonymous: heap and buffers; file: code and libraries; shmem:
+    shared mappings such as grab buffers), for the report."""
+    kinds = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile", "RssShmem"):
+            kinds[name[3:].lower()] = int(value.split()[0]) / 1024
+    return ", ".join(f"{name} {mib:.1f}" for name, mib in kinds.items()) + " MiB"
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -270,6 +282,8 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         live = [process, *process.children(recursive=True)]
         tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + tree_rss.engine_peak
         worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
+        kinds = {"recorder": rss_kinds(process.pid)}
+        kinds.update({f"OCR worker {worker.pid}": rss_kinds(worker.pid) for worker in workers})
         exit_code = stop_process(recorder)
         stop_process(collector)
         if exit_code != 0:
@@ -301,6 +315,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             tree_peak_rss=tree_peak,
             worker_cpu_seconds=worker_cpu,
             engine_peak_rss=tree_rss.engine_peak,
+            rss_kinds=kinds,
         )
 
 
@@ -369,6 +384,8 @@ def report(figures: Figures) -> None:
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
     if figures.ocr_worker_peak_rss:
         print(f"  peak RSS of the OCR worker process: {figures.ocr_worker_peak_rss / mib:.1f} MiB")
+    for name, kinds in figures.rss_kinds.items():
+        print(f"  resident at the end, {name}: {kinds}")
     if figures.rss_samples:
         resident = [r for _, r in figures.rss_samples]
         print(

@@ -94,7 +94,13 @@ def prompt_user_host() -> str:
 
 
 def run_in(
-    desktop: VirtualDesktop, terminal: Terminal, command: str, tmp_path: Path, pending: str = ""
+    desktop: VirtualDesktop,
+    terminal: Terminal,
+    command: str,
+    tmp_path: Path,
+    pending: str = "",
+    *,
+    clear: bool = True,
 ) -> None:
     """Clear the terminal, run ``command`` (its output starts on row 0), then type ``pending`` at the new
     prompt without running it."""
@@ -102,7 +108,8 @@ def run_in(
     done.unlink(missing_ok=True)
     os.mkfifo(done)
     xdotool(desktop, "windowactivate", "--sync", terminal.window)
-    xdotool(desktop, "type", "--delay", "10", f"clear; {command}; echo ok > {done}\n")
+    first = "clear; " if clear else ""
+    xdotool(desktop, "type", "--delay", "10", f"{first}{command}; echo ok > {done}\n")
     with done.open() as fifo:
         assert fifo.read().strip() == "ok"
     if pending:

@@ -31,7 +31,7 @@ from demotrace.redact.lines import OcrWord
 from demotrace.redact.ocr_settings import OcrSettings
 from demotrace.redact.screen import cover_line
 from demotrace.redact.tesseract_api import loaded_api
-from demotrace.redact.text_lines import MAX_LINE_PX, TextLine, ink_box, lines_in
+from demotrace.redact.text_lines import MAX_LINE_PX, TextLine, lines_in
 
 # Lines shorter than this (X's 6x13 terminal font, 12 px UI text) are upscaled before OCR: at 1x
 # Tesseract misreads their digits and drops "@".
@@ -164,7 +164,7 @@ class LineReader:
 
     def _line_boxes(self, grey: Grey, line: TextLine) -> list[Box]:
         height, width = grey.shape
-        area = ink_box(line.box, width)
+        area = line.box
         crop = grey[area.top : area.bottom, area.left : area.right]
         key = line_key(crop, line.block)
         cached = self.cache.get(key)

@@ -15,7 +15,7 @@ split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged 
 from __future__ import annotations
 
 import functools
-import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,10 +33,9 @@ from demotrace.redact.text_lines import Columns, ink_runs
 LITERAL_READING_KINDS = frozenset({"NUMBER"})
 # A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
 SPREAD_GAP_LINE_HEIGHTS = 1.0
-# Around a value's measured ink (the columns are already one pixel wider than the glyphs each side).
-INK_MARGIN_PX = 1
-# Ink gaps narrower than this share of OCR's median word gap, or of the line height, are inside a token.
-TOKEN_GAP_SPACE_SHARE = 0.4
+# Around a value's measured ink: the faintest anti-aliased pixels are below the ink threshold.
+INK_MARGIN_PX = 2
+# Ink gaps narrower than this share of the line height are inside a token.
 TOKEN_GAP_LINE_HEIGHTS = 0.3
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
 # Wider at the sides: measured, Tesseract's word box can miss most of a first glyph's thin stroke (the
@@ -245,15 +244,11 @@ def words_to_cover(
     return [found for line in group_lines(words) for found in sensitive_words(line, detectors)]
 
 
-def token_gap(words: Sequence[OcrWord], line_height: int) -> int:
-    """Blank columns at least this wide part two tokens: most of the narrowest gap OCR saw between
-    words (a space), and never more than a third of the line height (letter spacing stays inside)."""
-    ordered = sorted(words, key=lambda word: word.box.left)
-    gaps = [b.box.left - a.box.right for a, b in itertools.pairwise(ordered) if b.box.left > a.box.right]
-    widest = round(TOKEN_GAP_LINE_HEIGHTS * line_height)
-    if gaps:
-        widest = min(widest, round(TOKEN_GAP_SPACE_SHARE * sorted(gaps)[len(gaps) // 2]))
-    return max(2, widest)
+def token_gap(line_height: int) -> int:
+    """Blank columns at least this wide part two tokens: a third of the line height, wider than any
+    letter spacing or the room around a ``.`` or ``@`` in a monospace font (3 px in X's 6x13), narrower
+    than a space (7 px there; 5-6 px in 16 px DejaVu Sans)."""
+    return max(2, math.ceil(TOKEN_GAP_LINE_HEIGHTS * line_height))
 
 
 def cover_line(
@@ -276,8 +271,9 @@ def cover_line(
     if not flagged:
         return []
     sensitive = {id(found.word) for found in flagged}
-    plain = [word.box for word in words if id(word) not in sensitive]
-    runs = ink_runs(ink, line.left, token_gap(words, line.height))
+    plain_words = [word for word in words if id(word) not in sensitive]
+    plain = [word.box for word in plain_words]
+    runs = ink_runs(ink, line.left, token_gap(line.height))
     reach = SPREAD_GAP_LINE_HEIGHTS * line.height
     boxes: list[Box] = []
     for found in flagged:
@@ -304,10 +300,18 @@ def cover_line(
         if not touched:  # OCR placed the word off the ink it found: trust its box, with the margin
             boxes.append(cover)
             continue
-        # The ink's own extent, with a pixel for anti-aliasing (no wide margin: the ink is measured). A
-        # word OCR read as plain text inside the same token is covered too: a token is one value
-        # ("jane," + "doeBexample,com" is one email).
+        # The ink's own extent, with a margin for anti-aliasing (the ink is measured). A word OCR read
+        # as plain text in the same token is covered too ("jane," + "doeBexample,com" is one email),
+        # unless letters or digits face each other across the gap: then it was a space, too narrow
+        # to part the ink in a small proportional font ("Lovelace 4111 …", "… corp-mail.de or call").
         word = found.word.box
+        text = found.word.text.strip(_EDGE_NOISE)
+        for other in plain_words:
+            other_text = other.text.strip(_EDGE_NOISE)
+            if other.box.right <= word.left and _words_apart(other_text, text):
+                left = max(left, other.box.right + 1 + INK_MARGIN_PX)
+            elif other.box.left >= word.right and _words_apart(text, other_text):
+                right = min(right, other.box.left - 1 - INK_MARGIN_PX)
         boxes.append(
             Box(
                 max(0, min(word.left, left - INK_MARGIN_PX)),
@@ -317,6 +321,11 @@ def cover_line(
             )
         )
     return boxes
+
+
+def _words_apart(before: str, after: str) -> bool:
+    """Two words OCR read side by side are separate words, not pieces of one token."""
+    return before[-1:].isalnum() and after[:1].isalnum()
 
 
 def _read_as_plain(run: tuple[int, int], plain: Sequence[Box]) -> bool:

@@ -45,8 +45,8 @@ Columns = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
 @dataclass(frozen=True)
 class TextLine:
-    """A line (or a block: ``block`` True) in frame coordinates; ``ink[i]``: column ``box.left + i``
-    holds ink."""
+    """A line (or a block: ``block`` True) in frame coordinates, as the pixels to crop; ``ink[i]``:
+    column ``box.left + i`` holds ink."""
 
     box: Box
     ink: Columns
@@ -169,13 +169,15 @@ def _join_rows(boxes: list[Box], rules: list[Box]) -> list[Box]:
     return sorted(joined, key=lambda b: (b.top, b.left))
 
 
-def ink_columns(edges: Edges, box: Box) -> Columns:
-    """Which columns of the line hold ink (an edge column marks the step between x and x + 1, so the
-    ink reaches one pixel further right)."""
-    columns = _any(edges[box.top : box.bottom, box.left : box.right], 0)
-    ink: Columns = columns.copy()
-    ink[1:] |= columns[:-1]
-    return ink
+def ink_columns(grey: Grey, box: Box) -> Columns:
+    """Which columns of a line's pixels (``box``, as cropped: see :func:`ink_box`) hold ink: a pixel
+    that differs from the line's background (its commonest level, the median) as much as a glyph
+    edge. Exact to the pixel, anti-aliased edges included."""
+    crop = grey[box.top : box.bottom, box.left : box.right]
+    background = np.uint8(np.median(crop))
+    step = np.maximum(crop, background)
+    step -= np.minimum(crop, background)
+    return _any(step >= EDGE_LEVEL, 0)
 
 
 def ink_runs(ink: Columns, left: int, gap: int) -> list[tuple[int, int]]:
@@ -183,23 +185,12 @@ def ink_runs(ink: Columns, left: int, gap: int) -> list[tuple[int, int]]:
     return [(left + start, left + end) for start, end in _runs(ink, gap)]
 
 
-def find_lines(edges: Edges, region: Box) -> list[TextLine]:
-    """The text lines and blocks inside ``region`` of a frame's edge map, in frame coordinates."""
+def find_lines(edges: Edges, region: Box) -> tuple[list[Box], list[Box]]:
+    """The text lines and the blocks (taller pieces no cut could split) inside ``region`` of an edge
+    map, in its coordinates."""
     cuts = _Cuts([], [], [])
     _cut(edges, region, cuts, 0)
-    found = [TextLine(box, ink_columns(edges, box)) for box in _join_rows(cuts.lines, cuts.rules)]
-    return found + [TextLine(box, ink_columns(edges, box), block=True) for box in cuts.blocks]
-
-
-def lines_in(grey: Grey, region: Box) -> list[TextLine]:
-    """The text lines and blocks in ``region`` of a grey frame, in frame coordinates (edges are computed
-    for the region only)."""
-    edges = glyph_edges(grey[region.top : region.bottom, region.left : region.right])
-    dx, dy = region.left, region.top
-    return [
-        TextLine(line.box.shifted(dx, dy), line.ink, line.block)
-        for line in find_lines(edges, Box(0, 0, region.width, region.height))
-    ]
+    return _join_rows(cuts.lines, cuts.rules), cuts.blocks
 
 
 def ink_box(box: Box, width: int) -> Box:
@@ -207,6 +198,19 @@ def ink_box(box: Box, width: int) -> Box:
     the last one reaches a pixel further right. Nothing around it is taken (a focus ring or a border
     beside the text would make the same line look new)."""
     return Box(box.left, box.top, min(width, box.right + 1), box.bottom)
+
+
+def lines_in(grey: Grey, region: Box) -> list[TextLine]:
+    """The text lines and blocks in ``region`` of a grey frame, in frame coordinates, each as the box
+    to crop (:func:`ink_box`) with its ink columns (edges are computed for the region only)."""
+    edges = glyph_edges(grey[region.top : region.bottom, region.left : region.right])
+    lines, blocks = find_lines(edges, Box(0, 0, region.width, region.height))
+    found: list[TextLine] = []
+    for boxes, block in ((lines, False), (blocks, True)):
+        for box in boxes:
+            crop = ink_box(box.shifted(region.left, region.top), region.right)
+            found.append(TextLine(crop, ink_columns(grey, crop), block))
+    return found
 
 
 __all__ = [
