@@ -11,82 +11,30 @@ MessagePack ``OcrRequest``, then the raw pixels for a scrub (RGB, or the grab's 
 answer is a 4-byte length and an ``OcrReply`` with the boxes to paint. The recorder paints them itself,
 so the pixels travel one way and the recorder makes no copy of them.
 
-    python -m demotrace.capture.ocr_process      # what the recorder starts; not for people
+The worker is ``capture/ocr_worker.py`` (``python -m demotrace.capture.ocr_worker``, what the recorder
+starts; not for people); the protocol is ``capture/ocr_protocol.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import struct
 import subprocess
 import sys
-import time
-from typing import IO, Literal
 
 import msgspec
 import numpy as np
 from PIL import Image
 
+from demotrace.capture.ocr_protocol import BoxTuple, OcrReply, OcrRequest, read_message, write_message
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Monitor
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_image, blackout_pixels
-from demotrace.redact.scrubber import Grey, ScrubResult
+from demotrace.redact.scrubber import ScrubResult
 
-_LENGTH = struct.Struct("<I")
-# A request header or reply is small; anything bigger is a broken stream, not a message.
-MAX_MESSAGE_BYTES = 1 << 20
-WORKER_NICENESS = 10
-WORKER_MMAP_THRESHOLD_BYTES = 1 << 20
-WORKER_TRIM_THRESHOLD_BYTES = 1 << 20
-_PR_SET_PDEATHSIG = 1
-
-BoxTuple = tuple[int, int, int, int]
-
-
-class OcrRequest(msgspec.Struct, tag=True):
-    op: Literal["scrub", "forget"]
-    monitor: BoxTuple = (0, 0, 0, 0)  # left, top, width, height
-    width: int = 0
-    height: int = 0
-    pixel_bytes: int = 0  # raw pixel bytes that follow the header
-    layout: Literal["RGB", "BGRX", "L"] = "RGB"  # BGRX: a grab's own bytes, 4 per pixel; L: grey
-
-
-class OcrReply(msgspec.Struct):
-    boxes: list[BoxTuple] = []
-    regions: list[BoxTuple] = []
-    ocr_seconds: float = 0.0
-    error: str = ""
-
-
-def _write_message(
-    stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray | memoryview = b""
-) -> None:
-    header = msgspec.msgpack.encode(message)
-    stream.write(_LENGTH.pack(len(header)))
-    stream.write(header)
-    if payload:
-        stream.write(payload)
-    stream.flush()
-
-
-def _read_exactly(stream: IO[bytes], count: int) -> bytes:
-    data = stream.read(count)
-    if data is None or len(data) != count:
-        raise EOFError(f"stream ended after {0 if data is None else len(data)} of {count} bytes")
-    return data
-
-
-def _read_message(stream: IO[bytes], kind: type[OcrRequest] | type[OcrReply]) -> OcrRequest | OcrReply:
-    (length,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-    if length > MAX_MESSAGE_BYTES:
-        raise EOFError(f"a {length}-byte message is not part of this protocol")
-    return msgspec.msgpack.decode(_read_exactly(stream, length), type=kind)
+WORKER_MODULE = "demotrace.capture.ocr_worker"
 
 
 class OcrProcessScrubber(FrameScrubber):
@@ -112,7 +60,7 @@ class OcrProcessScrubber(FrameScrubber):
             self.restarts += 1
         settings = msgspec.json.encode(self.settings).decode()
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "demotrace.capture.ocr_process", settings],
+            [sys.executable, "-m", WORKER_MODULE, settings],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # its warnings go where the recorder's go
@@ -123,8 +71,8 @@ class OcrProcessScrubber(FrameScrubber):
         worker = self._ensure_worker()
         assert worker.stdin is not None and worker.stdout is not None
         try:
-            _write_message(worker.stdin, request, payload)
-            reply = _read_message(worker.stdout, OcrReply)
+            write_message(worker.stdin, request, payload)
+            reply = read_message(worker.stdout, OcrReply)
         except (OSError, EOFError, msgspec.DecodeError) as error:
             self._stop_worker()  # whatever state it had is gone; the next frame starts a new one
             raise OcrError(f"the OCR worker failed ({error}); it is restarted for the next frame") from error
@@ -192,70 +140,4 @@ class OcrProcessScrubber(FrameScrubber):
             self._stop_worker()
 
 
-# -- the worker ------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to end this worker if the recorder dies (a SIGKILL leaves no time to close pipes)."""
-    from demotrace.threads import libc_prctl
-
-    prctl = libc_prctl()
-    if prctl is not None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer requests until the input ends."""
-    scrubber = FrameScrubber(settings=settings)
-    while True:
-        try:
-            request = _read_message(requests, OcrRequest)
-        except EOFError:
-            return
-        assert isinstance(request, OcrRequest)
-        if request.op == "forget":
-            scrubber.forget()
-            _write_message(replies, OcrReply())
-            continue
-        pixels = _read_exactly(requests, request.pixel_bytes)
-        try:
-            size = (request.width, request.height)
-            image: Image.Image | Grey
-            if request.layout == "L":  # the recorder's grey frame, read in place (no copy)
-                image = np.frombuffer(pixels, np.uint8).reshape(request.height, request.width)
-            elif request.layout == "BGRX":
-                image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
-            else:
-                image = Image.frombytes("RGB", size, pixels)
-            started = time.perf_counter()
-            result = scrubber.find_boxes(image, Monitor(*request.monitor))
-            reply = OcrReply(
-                [box.as_tuple() for box in result.boxes],
-                [region.as_tuple() for region in result.regions],
-                time.perf_counter() - started,
-            )
-        except (OcrError, ValueError) as error:
-            reply = OcrReply(error=str(error))
-        del pixels
-        _write_message(replies, reply)
-
-
-def main() -> None:
-    from demotrace.memory import keep_heap_flat
-    from demotrace.threads import name_os_thread
-
-    _die_with_parent()
-    name_os_thread("dt-ocr-worker")
-    # Grey frames (2 MB at 1080p) and Tesseract's line images come and go: mapped from 1 MiB up and
-    # given back when freed, so the worker's resident set stays near what it uses.
-    keep_heap_flat(mmap_threshold=WORKER_MMAP_THRESHOLD_BYTES, trim_threshold=WORKER_TRIM_THRESHOLD_BYTES)
-    os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not
-    settings = msgspec.json.decode(sys.argv[1], type=OcrSettings) if len(sys.argv) > 1 else OcrSettings()
-    # Replies get a descriptor of their own; anything a library prints goes to stderr, not into them.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(settings, sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()
+__all__ = ["WORKER_MODULE", "OcrProcessScrubber"]
