@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
@@ -106,16 +107,21 @@ def thread_cpu_seconds(pid: int, prefix: str) -> float:
     return sum(seconds for name, seconds in cpu_by_thread(pid).items() if name.startswith(prefix))
 
 
-class RssSampler:
-    """Samples a process's resident set once a second on a thread (to see a trend, not the peak)."""
+SamplerT = TypeVar("SamplerT", bound="Sampler")
 
-    def __init__(self, pid: int) -> None:
-        self.samples: list[tuple[float, int]] = []
-        self._pid = pid
+
+class Sampler:
+    """Calls ``sample`` every ``period`` seconds on a thread while the block runs."""
+
+    period = 1.0
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self: SamplerT) -> SamplerT:
+        self._started = time.monotonic()
         self._thread.start()
         return self
 
@@ -124,11 +130,25 @@ class RssSampler:
         self._thread.join()
 
     def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(1.0):
-            with contextlib.suppress(OSError, ValueError):
-                pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
-                self.samples.append((time.monotonic() - started, pages * os.sysconf("SC_PAGE_SIZE")))
+        while not self._stop.wait(self.period):
+            self.sample(time.monotonic() - self._started)
+
+    def sample(self, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Sampler):
+    """Samples a process's resident set once a second (to see a trend, not the peak)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.samples: list[tuple[float, int]] = []
+        self._pid = pid
+
+    def sample(self, seconds: float) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
+            self.samples.append((seconds, pages * os.sysconf("SC_PAGE_SIZE")))
 
 
 def rss_trend_per_10_minutes(samples: list[tuple[float, int]]) -> float:
@@ -187,36 +207,28 @@ def tree_cpu(process: psutil.Process) -> dict[int, float]:
     return cpu_with_children([process, *process.children(recursive=True)])
 
 
-class TreeSampler:
-    """Samples the resident set of a process tree twice a second on a thread: short-lived engine
-    processes (one Tesseract per strip) end before anyone can read their peak afterwards."""
+class TreeSampler(Sampler):
+    """Samples the resident set of a process tree twice a second: short-lived engine processes (one
+    Tesseract per strip) end before anyone can read their peak afterwards."""
+
+    period = 0.5
 
     def __init__(self, process: psutil.Process) -> None:
+        super().__init__()
         self.engine_peak = 0
         self.peak_sum = 0
         self._process = process
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            with contextlib.suppress(psutil.Error):
-                total = 0
-                for member in [self._process, *self._process.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        rss = int(member.memory_info().rss)
-                        total += rss
-                        if member.name() not in (OCR_WORKER_NAME,) and member.pid != self._process.pid:
-                            self.engine_peak = max(self.engine_peak, rss)
-                self.peak_sum = max(self.peak_sum, total)
+    def sample(self, seconds: float) -> None:
+        with contextlib.suppress(psutil.Error):
+            total = 0
+            for member in [self._process, *self._process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    rss = int(member.memory_info().rss)
+                    total += rss
+                    if member.name() != OCR_WORKER_NAME and member.pid != self._process.pid:
+                        self.engine_peak = max(self.engine_peak, rss)
+            self.peak_sum = max(self.peak_sum, total)
 
 
 @dataclass
