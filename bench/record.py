@@ -70,7 +70,8 @@ class Figures:
     tree_cpu_seconds: float = 0.0  # recorder + OCR worker(s) + any engine process: what the user pays
     tree_peak_rss: int = 0  # the peaks of every process of the tree, summed
     worker_cpu_seconds: float = 0.0  # the OCR worker(s) alone
-    engine_peak_rss: int = 0  # the largest short-lived engine process seen (tesseract CLI), sampled
+    engine_peak_rss: int = 0  # the largest child that ended during the run (tesseract CLI...), sampled
+    ended_children: int = 0  # children that ended during the run, each counted at its sampled peak
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -208,27 +209,28 @@ def tree_cpu(process: psutil.Process) -> dict[int, float]:
 
 
 class TreeSampler(Sampler):
-    """Samples the resident set of a process tree twice a second: short-lived engine processes (one
-    Tesseract per strip) end before anyone can read their peak afterwards."""
+    """Samples the resident set of every process of a tree twice a second, each under its pid: a
+    short-lived child (a Tesseract run per strip, a helper command) ends before anyone can read its
+    peak afterwards."""
 
     period = 0.5
 
     def __init__(self, process: psutil.Process) -> None:
         super().__init__()
-        self.engine_peak = 0
-        self.peak_sum = 0
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid → (name, highest resident set sampled)
         self._process = process
 
     def sample(self, seconds: float) -> None:
         with contextlib.suppress(psutil.Error):
-            total = 0
             for member in [self._process, *self._process.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     rss = int(member.memory_info().rss)
-                    total += rss
-                    if member.name() != OCR_WORKER_NAME and member.pid != self._process.pid:
-                        self.engine_peak = max(self.engine_peak, rss)
-            self.peak_sum = max(self.peak_sum, total)
+                    _, peak = self.peaks.get(member.pid, ("", 0))
+                    self.peaks[member.pid] = (member.name(), max(peak, rss))
+
+    def ended(self, alive: set[int]) -> list[tuple[str, int]]:
+        """The processes seen that ended before the end, with their sampled peaks."""
+        return [found for pid, found in self.peaks.items() if pid not in alive]
 
 
 @dataclass
@@ -292,7 +294,10 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         tree_after = tree_cpu(process)
         tree_cpu_seconds = sum(cpu - tree_before.get(pid, 0.0) for pid, cpu in tree_after.items())
         live = [process, *process.children(recursive=True)]
-        tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + tree_rss.engine_peak
+        # Each process of the tree at its own peak: the kernel's high-water mark for those still
+        # running, the sampled peak for those that ended (Tesseract runs, helper commands).
+        ended = tree_rss.ended({member.pid for member in live})
+        tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + sum(rss for _, rss in ended)
         worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
         kinds = {"recorder": rss_kinds(process.pid)}
         kinds.update({f"OCR worker {worker.pid}": rss_kinds(worker.pid) for worker in workers})
@@ -326,7 +331,8 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             tree_cpu_seconds=tree_cpu_seconds,
             tree_peak_rss=tree_peak,
             worker_cpu_seconds=worker_cpu,
-            engine_peak_rss=tree_rss.engine_peak,
+            engine_peak_rss=max((rss for _, rss in ended), default=0),
+            ended_children=len(ended),
             rss_kinds=kinds,
         )
 
@@ -368,8 +374,8 @@ def report(figures: Figures) -> None:
         print(
             f"    of which the OCR worker process(es): {figures.per_minute(figures.worker_cpu_seconds):.3f}"
             f" CPU-s per active minute (with any engine process it ran), peak RSS"
-            f" {figures.ocr_worker_peak_rss / 2**20:.1f} MiB; largest engine process seen"
-            f" {figures.engine_peak_rss / 2**20:.1f} MiB"
+            f" {figures.ocr_worker_peak_rss / 2**20:.1f} MiB; {figures.ended_children} short-lived"
+            f" children (the largest {figures.engine_peak_rss / 2**20:.1f} MiB)"
         )
     recorder_cpu = figures.cpu_seconds - figures.ocr_thread_cpu_seconds
     if figures.ocr_thread_cpu_seconds or figures.ocr_child_cpu_seconds:
@@ -402,7 +408,8 @@ def report(figures: Figures) -> None:
         resident = [r for _, r in figures.rss_samples]
         print(
             f"  RSS sampled every second: first {resident[0] / mib:.1f}, last {resident[-1] / mib:.1f},"
-            f" max {max(resident) / mib:.1f} MiB;"
+            f" max {max(resident) / mib:.1f} MiB"
+            f" (at {figures.rss_samples[resident.index(max(resident))][0]:.0f} s);"
             f" trend {rss_trend_per_10_minutes(figures.rss_samples) / mib:+.1f} MiB per 10 min"
             f" ({rss_trend_per_10_minutes(figures.rss_samples[len(figures.rss_samples) // 2 :]) / mib:+.1f}"
             " over the second half)"
