@@ -44,3 +44,13 @@ def test_this_identity_is_the_account_running_the_process() -> None:
     assert any(d.kind == "USER" for d in all_detectors()) and any(
         d.kind == "HOST" for d in screen_detectors()
     )
+
+
+def test_on_screen_a_login_glued_to_what_ocr_misread_is_still_found() -> None:
+    def found(text: str) -> list[str]:
+        detectors = screen_detectors(identity=JANE)
+        return [text[m.start : m.end] for d in detectors if d.kind in ("USER", "HOST") for m in d.find(text)]
+
+    assert found("ssh jdoeGlab-07|") == ["jdoe", "lab-07"]  # "@" read as "G", the cursor as "|"
+    assert found("labrador pivot") == []
+    assert redacted("jdoeGlab") == "jdoeGlab"  # typed text is exact: no OCR there

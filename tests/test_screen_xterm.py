@@ -164,11 +164,17 @@ def test_the_login_host_and_full_name_are_covered_in_a_prompt_and_a_title(
 ) -> None:
     login, host = prompt_user_host().split("@")
     identity = Identity((login,), (FULL_NAME,), (host,))
-    run_in(desktop, terminal, f"printf '\\033]0;Notes of {FULL_NAME}\\007'; echo done", tmp_path)
+    # The login and host typed at the prompt, the cursor right after them: OCR reads "root@vm█" as
+    # "rootGvm|" (no boundary left), and they must be covered all the same.
+    typed = f"ssh {login}@{host}"
+    title = f"printf '\\033]0;Notes of {FULL_NAME}\\007'; echo done"
+    run_in(desktop, terminal, title, tmp_path, pending=typed)
     frame = settled_grab(desktop)
     prompt_row = 1  # "done" on row 0, then the new prompt
     user_cells = terminal.cells(prompt_row, 0, len(login))
     host_cells = terminal.cells(prompt_row, len(login) + 1, len(host))
+    typed_at = len(f"{login}@{host}:~$ ssh ")
+    typed_cells = terminal.cells(prompt_row, typed_at, len(login) + 1 + len(host))
     title_bar = Box(terminal.grid.left, terminal.grid.top - 30, terminal.grid.right, terminal.grid.top - 2)
     assert ink(frame, user_cells) > 10 and ink(frame, host_cells) > 5
 
@@ -177,6 +183,7 @@ def test_the_login_host_and_full_name_are_covered_in_a_prompt_and_a_title(
 
     assert uncovered_ink(frame, result.boxes, user_cells) == 0, f"the login {login!r} is readable"
     assert uncovered_ink(frame, result.boxes, host_cells) == 0, f"the host {host!r} is readable"
+    assert uncovered_ink(frame, result.boxes, typed_cells) == 0, f"{typed!r} at the prompt is readable"
     assert any(box.intersects(title_bar) for box in result.boxes), "the full name in the title is not covered"
     # Not the whole title: "Notes of" stays.
     title_boxes = [box for box in result.boxes if box.intersects(title_bar)]

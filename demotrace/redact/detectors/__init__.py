@@ -18,7 +18,7 @@ from demotrace.redact.detectors.lenient.digit_run import DigitRunDetector
 from demotrace.redact.detectors.lenient.email import LenientEmailDetector
 from demotrace.redact.detectors.lenient.iban import LenientIbanDetector
 from demotrace.redact.detectors.lenient.secret import ScreenSecretDetector
-from demotrace.redact.detectors.own_identity import Identity, identity_detectors
+from demotrace.redact.detectors.own_identity import Identity, KnownValueDetector, identity_detectors
 from demotrace.redact.detectors.payment_card import PaymentCardDetector
 from demotrace.redact.detectors.phone import PhoneDetector
 from demotrace.redact.detectors.private_key import PrivateKeyDetector
@@ -48,9 +48,14 @@ def screen_detectors(phone_region: str = "US", identity: Identity | None = None)
     false positive only paints a box over a word on one frame."""
     # The high-entropy detector reads a shell prompt's path as a secret; ScreenSecretDetector judges
     # paths part by part and catches shorter tokens.
-    strict = [d for d in all_detectors(phone_region, identity) if not isinstance(d, HighEntropyDetector)]
+    strict = [
+        d
+        for d in all_detectors(phone_region, identity)
+        if not isinstance(d, HighEntropyDetector | KnownValueDetector)
+    ]
     return [
         *strict,
+        *identity_detectors(identity, screen=True),
         LenientIbanDetector(),
         LenientEmailDetector(),
         LenientApiKeyDetector(),

@@ -56,19 +56,26 @@ def this_identity() -> Identity:
     return Identity(_kept(logins), _kept(names), _kept(hosts))
 
 
+# On screen, values this long also match inside a token: OCR reads the "@" of "root@vm" as "G" or "B"
+# ("rootGvm"), which leaves no boundary; a shorter value ("vm") inside a word would be chance.
+SCREEN_INSIDE_TOKEN_CHARS = 4
+
+
 class KnownValueDetector:
     """Given values as whole tokens (no letter or digit touching either end), in any case; spaces inside
-    a value match any run of whitespace."""
+    a value match any run of whitespace. With ``inside_tokens``, values of
+    :data:`SCREEN_INSIDE_TOKEN_CHARS` or more characters match inside longer tokens too (screen text)."""
 
-    def __init__(self, kind: str, values: Iterable[str]) -> None:
+    def __init__(self, kind: str, values: Iterable[str], *, inside_tokens: bool = False) -> None:
         self._kind = kind
         ordered = sorted(set(values), key=len, reverse=True)  # the longest first: "Jane Doe" before "Jane"
-        alternatives = [r"\s+".join(re.escape(part) for part in value.split()) for value in ordered]
-        self._pattern = (
-            re.compile(rf"(?<![A-Za-z0-9])(?:{'|'.join(alternatives)})(?![A-Za-z0-9])", re.IGNORECASE)
-            if alternatives
-            else None
-        )
+        alternatives = []
+        for value in ordered:
+            pattern = r"\s+".join(re.escape(part) for part in value.split())
+            if not (inside_tokens and len(value) >= SCREEN_INSIDE_TOKEN_CHARS):
+                pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
+            alternatives.append(pattern)
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
     @property
     def kind(self) -> str:
@@ -80,12 +87,13 @@ class KnownValueDetector:
         return [Match(found.start(), found.end(), self._kind) for found in self._pattern.finditer(text)]
 
 
-def identity_detectors(identity: Identity | None = None) -> list[KnownValueDetector]:
-    """``<USER>`` for the login and full name, ``<HOST>`` for the host name (of this process if None)."""
+def identity_detectors(identity: Identity | None = None, *, screen: bool = False) -> list[KnownValueDetector]:
+    """``<USER>`` for the login and full name, ``<HOST>`` for the host name (of this process if None);
+    ``screen``: also inside tokens OCR glued together (see :data:`SCREEN_INSIDE_TOKEN_CHARS`)."""
     chosen = this_identity() if identity is None else identity
     return [
-        KnownValueDetector("USER", _kept([*chosen.logins, *chosen.full_names])),
-        KnownValueDetector("HOST", _kept(chosen.hosts)),
+        KnownValueDetector("USER", _kept([*chosen.logins, *chosen.full_names]), inside_tokens=screen),
+        KnownValueDetector("HOST", _kept(chosen.hosts), inside_tokens=screen),
     ]
 
 
