@@ -211,3 +211,40 @@ def test_the_login_and_host_typed_in_a_real_xterm_become_placeholders(
     assert redact_text(
         f"Notes of {FULL_NAME}", screen_detectors(identity=Identity((), (FULL_NAME,), ()))
     ).text == ("Notes of <USER>")
+
+
+SCROLLED_CARDS = ("4111 1111 1111 1111", "5555 5555 5555 4444", "4012 8888 8888 1881", "6011 1111 1111 1117")
+
+
+@pytest.mark.x11
+def test_a_terminal_scrolling_its_output_keeps_every_card_covered(
+    desktop: VirtualDesktop, terminal: Terminal, tmp_path: Path
+) -> None:
+    def lines(first: int, count: int) -> str:
+        return "".join(
+            f"row {n:02d} {SCROLLED_CARDS[n % len(SCROLLED_CARDS)]}\n" for n in range(first, first + count)
+        )
+
+    (tmp_path / "first.txt").write_text(lines(0, 12))
+    (tmp_path / "more.txt").write_text(lines(12, 3))
+    scrubber = FrameScrubber(screen_detectors(identity=Identity()))  # the rows hold no login
+    # Twelve lines into an eight-row terminal: it scrolls; then three more scroll it again.
+    run_in(desktop, terminal, f"cat {tmp_path / 'first.txt'}", tmp_path)
+    frames = [settled_grab(desktop)]
+    run_in(desktop, terminal, f"cat {tmp_path / 'more.txt'}", tmp_path, clear=False)
+    frames.append(settled_grab(desktop))
+
+    # On the second frame the typed command takes two rows and the new prompt one: four card rows.
+    for frame, expected_rows in zip(frames, (7, 4), strict=True):
+        boxes = scrubber.scrub_result(frame).boxes
+        card_rows = 0
+        for row in range(ROWS):
+            label = terminal.cells(row, 0, 3)
+            after_label = terminal.cells(row, 3, 1)
+            card = terminal.cells(row, len("row 00 "), len(SCROLLED_CARDS[0]))
+            if ink(frame, label) == 0 or ink(frame, after_label) > 0:
+                continue  # an empty row, or a prompt ("root@…" has no space after three letters)
+            card_rows += 1
+            assert uncovered_ink(frame, boxes, card) == 0, f"the card on row {row} is readable"
+            assert uncovered_ink(frame, boxes, label) > 0, f"the label on row {row} was covered"
+        assert card_rows == expected_rows
