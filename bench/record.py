@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
@@ -65,6 +66,12 @@ class Figures:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
     cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
     ocr_worker_peak_rss: int = 0  # the OCR worker process, apart from the recorder's own
+    rss_kinds: dict[str, str] = field(default_factory=dict)  # process → its resident set by kind, at the end
+    tree_cpu_seconds: float = 0.0  # recorder + OCR worker(s) + any engine process: what the user pays
+    tree_peak_rss: int = 0  # the peaks of every process of the tree, summed
+    worker_cpu_seconds: float = 0.0  # the OCR worker(s) alone
+    engine_peak_rss: int = 0  # the largest child that ended during the run (tesseract CLI...), sampled
+    ended_children: int = 0  # children that ended during the run, each counted at its sampled peak
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
@@ -101,16 +108,21 @@ def thread_cpu_seconds(pid: int, prefix: str) -> float:
     return sum(seconds for name, seconds in cpu_by_thread(pid).items() if name.startswith(prefix))
 
 
-class RssSampler:
-    """Samples a process's resident set once a second on a thread (to see a trend, not the peak)."""
+SamplerT = TypeVar("SamplerT", bound="Sampler")
 
-    def __init__(self, pid: int) -> None:
-        self.samples: list[tuple[float, int]] = []
-        self._pid = pid
+
+class Sampler:
+    """Calls ``sample`` every ``period`` seconds on a thread while the block runs."""
+
+    period = 1.0
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self: SamplerT) -> SamplerT:
+        self._started = time.monotonic()
         self._thread.start()
         return self
 
@@ -119,11 +131,25 @@ class RssSampler:
         self._thread.join()
 
     def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(1.0):
-            with contextlib.suppress(OSError, ValueError):
-                pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
-                self.samples.append((time.monotonic() - started, pages * os.sysconf("SC_PAGE_SIZE")))
+        while not self._stop.wait(self.period):
+            self.sample(time.monotonic() - self._started)
+
+    def sample(self, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Sampler):
+    """Samples a process's resident set once a second (to see a trend, not the peak)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.samples: list[tuple[float, int]] = []
+        self._pid = pid
+
+    def sample(self, seconds: float) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
+            self.samples.append((seconds, pages * os.sysconf("SC_PAGE_SIZE")))
 
 
 def rss_trend_per_10_minutes(samples: list[tuple[float, int]]) -> float:
@@ -157,12 +183,54 @@ def cpu_with_children(processes: list[psutil.Process]) -> dict[int, float]:
     return totals
 
 
+def rss_kinds(pid: int) -> str:
+    """The resident set by kind now (anonymous: heap and buffers; file: code and libraries; shmem:
+    shared mappings such as grab buffers), for the report."""
+    kinds = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile", "RssShmem"):
+            kinds[name[3:].lower()] = int(value.split()[0]) / 1024
+    return ", ".join(f"{name} {mib:.1f}" for name, mib in kinds.items()) + " MiB"
+
+
 def peak_rss_bytes(pid: int) -> int:
     # VmHWM is the kernel's own high-water mark: no sampling can miss the peak.
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def tree_cpu(process: psutil.Process) -> dict[int, float]:
+    """CPU of a process and of every live descendant, by pid, each with the children it reaped (an
+    ended Tesseract run counts in its parent's children times)."""
+    return cpu_with_children([process, *process.children(recursive=True)])
+
+
+class TreeSampler(Sampler):
+    """Samples the resident set of every process of a tree twice a second, each under its pid: a
+    short-lived child (a Tesseract run per strip, a helper command) ends before anyone can read its
+    peak afterwards."""
+
+    period = 0.5
+
+    def __init__(self, process: psutil.Process) -> None:
+        super().__init__()
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid → (name, highest resident set sampled)
+        self._process = process
+
+    def sample(self, seconds: float) -> None:
+        with contextlib.suppress(psutil.Error):
+            for member in [self._process, *self._process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    rss = int(member.memory_info().rss)
+                    _, peak = self.peaks.get(member.pid, ("", 0))
+                    self.peaks[member.pid] = (member.name(), max(peak, rss))
+
+    def ended(self, alive: set[int]) -> list[tuple[str, int]]:
+        """The processes seen that ended before the end, with their sampled peaks."""
+        return [found for pid, found in self.peaks.items() if pid not in alive]
 
 
 @dataclass
@@ -207,9 +275,10 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
         workers_before = cpu_with_children(ocr_workers(process))
+        tree_before = tree_cpu(process)
         ocr_before = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX)
         threads_before = cpu_by_thread(recorder.pid)
-        with RssSampler(recorder.pid) as rss:
+        with RssSampler(recorder.pid) as rss, TreeSampler(process) as tree_rss:
             driven = drive(desktop.display, work, [process], seconds, idle, seed)
         ocr_threads = thread_cpu_seconds(recorder.pid, OCR_THREAD_PREFIX) - ocr_before
         by_thread = {
@@ -222,6 +291,16 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         children += sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
         worker_peak = max((peak_rss_bytes(worker.pid) for worker in workers), default=0)
         peak = peak_rss_bytes(recorder.pid)
+        tree_after = tree_cpu(process)
+        tree_cpu_seconds = sum(cpu - tree_before.get(pid, 0.0) for pid, cpu in tree_after.items())
+        live = [process, *process.children(recursive=True)]
+        # Each process of the tree at its own peak: the kernel's high-water mark for those still
+        # running, the sampled peak for those that ended (Tesseract runs, helper commands).
+        ended = tree_rss.ended({member.pid for member in live})
+        tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + sum(rss for _, rss in ended)
+        worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
+        kinds = {"recorder": rss_kinds(process.pid)}
+        kinds.update({f"OCR worker {worker.pid}": rss_kinds(worker.pid) for worker in workers})
         exit_code = stop_process(recorder)
         stop_process(collector)
         if exit_code != 0:
@@ -249,6 +328,12 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             rss_samples=rss.samples,
             cpu_by_thread=by_thread,
             ocr_worker_peak_rss=worker_peak,
+            tree_cpu_seconds=tree_cpu_seconds,
+            tree_peak_rss=tree_peak,
+            worker_cpu_seconds=worker_cpu,
+            engine_peak_rss=max((rss for _, rss in ended), default=0),
+            ended_children=len(ended),
+            rss_kinds=kinds,
         )
 
 
@@ -272,6 +357,8 @@ def measure_baseline(seconds: float, idle: float, seed: int) -> Figures:
             peak_rss=peak,
             bytes_stored=baseline.bytes_written(),
             bytes_uploaded=baseline.bytes_written(),  # it would upload everything it wrote
+            tree_cpu_seconds=driven.cpu_seconds,
+            tree_peak_rss=peak,
         )
 
 
@@ -279,6 +366,17 @@ def report(figures: Figures) -> None:
     mib = 2**20
     print(f"== {figures.name}")
     print(f"  session: {figures.active_seconds:.1f} s active, {figures.actions} actions injected")
+    print(
+        f"  WHOLE PROCESS TREE: {figures.per_minute(figures.tree_cpu_seconds):.3f} CPU-s per active minute,"
+        f" summed peak RSS {figures.tree_peak_rss / 2**20:.1f} MiB"
+    )
+    if figures.worker_cpu_seconds or figures.engine_peak_rss:
+        print(
+            f"    of which the OCR worker process(es): {figures.per_minute(figures.worker_cpu_seconds):.3f}"
+            f" CPU-s per active minute (with any engine process it ran), peak RSS"
+            f" {figures.ocr_worker_peak_rss / 2**20:.1f} MiB; {figures.ended_children} short-lived"
+            f" children (the largest {figures.engine_peak_rss / 2**20:.1f} MiB)"
+        )
     recorder_cpu = figures.cpu_seconds - figures.ocr_thread_cpu_seconds
     if figures.ocr_thread_cpu_seconds or figures.ocr_child_cpu_seconds:
         recorder_per_minute = figures.per_minute(recorder_cpu)
@@ -304,11 +402,14 @@ def report(figures: Figures) -> None:
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
     if figures.ocr_worker_peak_rss:
         print(f"  peak RSS of the OCR worker process: {figures.ocr_worker_peak_rss / mib:.1f} MiB")
+    for name, kinds in figures.rss_kinds.items():
+        print(f"  resident at the end, {name}: {kinds}")
     if figures.rss_samples:
         resident = [r for _, r in figures.rss_samples]
         print(
             f"  RSS sampled every second: first {resident[0] / mib:.1f}, last {resident[-1] / mib:.1f},"
-            f" max {max(resident) / mib:.1f} MiB;"
+            f" max {max(resident) / mib:.1f} MiB"
+            f" (at {figures.rss_samples[resident.index(max(resident))][0]:.0f} s);"
             f" trend {rss_trend_per_10_minutes(figures.rss_samples) / mib:+.1f} MiB per 10 min"
             f" ({rss_trend_per_10_minutes(figures.rss_samples[len(figures.rss_samples) // 2 :]) / mib:+.1f}"
             " over the second half)"
@@ -353,6 +454,11 @@ def main() -> None:
     report(theirs)
     print("== demotrace / baseline (lower is better)")
     theirs_cpu = theirs.per_minute(theirs.cpu_seconds)
+    print(
+        "  WHOLE PROCESS TREE, CPU per active minute:"
+        f" {ratio(ours.per_minute(ours.tree_cpu_seconds), theirs_cpu)};"
+        f" summed peak RSS: {ratio(ours.tree_peak_rss, theirs.tree_peak_rss)}"
+    )
     ours_cpu = ours.per_minute(ours.cpu_seconds - ours.ocr_thread_cpu_seconds)
     ours_with_ocr = ours.per_minute(ours.cpu_seconds + ours.ocr_child_cpu_seconds)
     print(f"  CPU per active minute, without screen OCR: {ratio(ours_cpu, theirs_cpu)}")

@@ -17,14 +17,19 @@ against hits; time is per 1,000 characters through ``redact_text`` with every de
 OCR: synthetic 1920x1080 screens rendered with Pillow (DejaVu Sans, black on white, in two "windows"
 on a grey desktop; no X server needed): ordinary sentences with sensitive values (cards, emails, IBANs,
 API keys) among them. A session of frames adds one line per frame, as typing would. Each frame is
-scrubbed twice: whole (``scrub_frame`` with no previous frame) and incrementally (``ScreenScrubber``,
-only the changed bands read). Reported per mode, OCR upscale and font size: seconds per frame, share
-of the screen read, share of sensitive words fully covered, share of ordinary words blacked out.
+scrubbed twice: whole (``scrub_frame`` with no previous frame) and incrementally (``ScreenScrubber``:
+only what changed is read), by each path in the same run: the old one (a ``tesseract`` process per
+strip of the changed bands), the same bands through a loaded Tesseract, and the line reader without
+and with its cache. Reported per path, mode, OCR upscale and font size: CPU ms per frame (this process
+and its tesseract children) and its ratio to the old path, share of the screen read, share of
+sensitive words fully covered, share of ordinary words blacked out.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import random
 import string
 import time
@@ -360,16 +365,16 @@ def fully_covered(boxes: list[Box], ink: Box) -> bool:
 @dataclass
 class OcrScore:
     frames: int = 0
-    seconds: float = 0.0
+    cpu_seconds: float = 0.0
     area_read: float = 0.0
     sensitive: int = 0
     sensitive_covered: int = 0
     ordinary: int = 0
     ordinary_hit: int = 0
 
-    def add(self, seconds: float, regions: list[Box], boxes: list[Box], inks: list[Ink]) -> None:
+    def add(self, cpu_seconds: float, regions: list[Box], boxes: list[Box], inks: list[Ink]) -> None:
         self.frames += 1
-        self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
         self.area_read += sum(region.area for region in regions) / (SCREEN_SIZE[0] * SCREEN_SIZE[1])
         for ink in inks:
             if ink.sensitive:
@@ -386,35 +391,60 @@ def ocr_session(rng: random.Random, frames: int, first_lines: int) -> list[list[
     return [lines[: first_lines + index] for index in range(frames)]
 
 
+def cpu_now() -> float:
+    """CPU seconds of this process and of the children it waited for (``tesseract`` runs)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+# The paths compared: the first design (a ``tesseract`` process per strip of every changed band), the
+# same bands read by a loaded Tesseract, and the line reader (only changed lines, each distinct line
+# once) without and with its cache.
+OCR_PATHS = (
+    ("old: CLI, bands", OcrSettings(engine="cli", reader="bands")),
+    ("loaded, bands", OcrSettings(engine="api", reader="bands")),
+    ("lines, no cache", OcrSettings(reader="lines", line_cache_entries=0)),
+    ("new: lines", OcrSettings(reader="lines")),
+)
+
+
 def ocr_bench(seed: int, frames: int, scales: list[int], font_sizes: list[int]) -> None:
     print(
         f"\nOCR redaction, synthetic {SCREEN_SIZE[0]}x{SCREEN_SIZE[1]} screens (Pillow, DejaVu Sans), "
-        f"{frames} frames, one new line each"
+        f"{frames} frames, one new line each; CPU of this process and its tesseract children"
     )
     print(
-        f"{'mode':<12} {'scale':>5} {'font px':>7} {'s/frame':>8} {'read %':>7} "
+        f"{'path':<16} {'mode':<12} {'scale':>5} {'font px':>7} {'ms/frame':>9} {'read %':>7} "
         f"{'secret words':>12} {'covered %':>9} {'ordinary hit %':>14}"
     )
+    old_ms: dict[tuple[str, int, int], float] = {}
     for font_px in font_sizes:
         session = ocr_session(random.Random(seed), frames, first_lines=24)
         rendered = [render_screen(lines, font_px) for lines in session]
         for scale in scales:
-            settings = OcrSettings(scale=scale)
-            full, incremental = OcrScore(), OcrScore()
-            scrubber = ScreenScrubber(settings=settings)
-            for index, (image, inks) in enumerate(rendered):
-                whole = scrub_frame(image, settings=settings)
-                full.add(whole.ocr_seconds, whole.regions, whole.boxes, inks)
-                changed = scrubber.scrub(image)
-                if index > 0:  # the first frame has no previous one: it is read whole
-                    incremental.add(changed.ocr_seconds, changed.regions, changed.boxes, inks)
-            for name, score in (("full frame", full), ("changed only", incremental)):
-                print(
-                    f"{name:<12} {scale:>5} {font_px:>7} {score.seconds / score.frames:>8.2f} "
-                    f"{100 * score.area_read / score.frames:>7.1f} {score.sensitive:>12} "
-                    f"{100 * score.sensitive_covered / max(1, score.sensitive):>9.1f} "
-                    f"{100 * score.ordinary_hit / max(1, score.ordinary):>14.2f}"
-                )
+            for name, base in OCR_PATHS:
+                settings = dataclasses.replace(base, scale=scale)
+                full, incremental = OcrScore(), OcrScore()
+                scrubber = ScreenScrubber(settings=settings)
+                for index, (image, inks) in enumerate(rendered):
+                    started = cpu_now()
+                    whole = scrub_frame(image, settings=settings)
+                    full.add(cpu_now() - started, whole.regions, whole.boxes, inks)
+                    started = cpu_now()
+                    changed = scrubber.scrub(image)
+                    if index > 0:  # the first frame has no previous one: it is read whole
+                        incremental.add(cpu_now() - started, changed.regions, changed.boxes, inks)
+                for mode, score in (("full frame", full), ("changed only", incremental)):
+                    ms = 1000 * score.cpu_seconds / score.frames
+                    old_ms.setdefault((mode, scale, font_px), ms)
+                    ratio = ms / old_ms[(mode, scale, font_px)]
+                    print(
+                        f"{name:<16} {mode:<12} {scale:>5} {font_px:>7} {ms:>9.1f} "
+                        f"{100 * score.area_read / score.frames:>7.1f} {score.sensitive:>12} "
+                        f"{100 * score.sensitive_covered / max(1, score.sensitive):>9.1f} "
+                        f"{100 * score.ordinary_hit / max(1, score.ordinary):>14.2f}"
+                        f"   x{ratio:.3f} of old"
+                    )
     print("(changed only: frames 2 onwards; the first has no previous frame and is read whole)")
 
 

@@ -76,6 +76,10 @@ class Box:
             min(height, self.bottom + margin),
         )
 
+    def shifted(self, dx: int, dy: int) -> Box:
+        """Moved by ``dx`` right and ``dy`` down."""
+        return Box(self.left + dx, self.top + dy, self.right + dx, self.bottom + dy)
+
     def as_tuple(self) -> tuple[int, int, int, int]:
         return self.left, self.top, self.right, self.bottom
 

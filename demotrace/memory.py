@@ -30,7 +30,9 @@ MMAP_THRESHOLD_BYTES = 4 << 20  # below a 1080p frame (8 MB), above the per-fram
 TRIM_THRESHOLD_BYTES = 8 << 20  # free heap kept before any is given back
 
 
-def keep_heap_flat() -> None:
+def keep_heap_flat(
+    mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
+) -> None:
     """Tune glibc malloc for this process; call early, before threads start. A no-op elsewhere."""
     if not sys.platform.startswith("linux"):
         return
@@ -43,7 +45,7 @@ def keep_heap_flat() -> None:
         return  # musl and other C libraries have no mallopt
     for parameter, value in (
         (_M_ARENA_MAX, ARENA_MAX),
-        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
-        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+        (_M_MMAP_THRESHOLD, mmap_threshold),
+        (_M_TRIM_THRESHOLD, trim_threshold),
     ):
         mallopt(parameter, value)

@@ -29,8 +29,10 @@ from typing import Any
 from demotrace.frames.pixels import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
 
-# Frame buffers kept for reuse: a grab, one waiting for OCR, one in OCR and the encoder's delta base.
-FRAME_BUFFERS = 4
+# Frame buffers kept for reuse: a grab, one in OCR or encoding, and the encoder's delta base. (Four
+# while OCR took a second a frame and one more usually waited for it; now a frame's OCR takes tens of
+# ms, and a burst that outruns it gets one-off mappings.)
+FRAME_BUFFERS = 3
 
 
 @dataclass(eq=False)

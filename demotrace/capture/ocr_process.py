@@ -11,23 +11,21 @@ MessagePack ``OcrRequest``, then the raw pixels for a scrub (RGB, or the grab's 
 answer is a 4-byte length and an ``OcrReply`` with the boxes to paint. The recorder paints them itself,
 so the pixels travel one way and the recorder makes no copy of them.
 
-    python -m demotrace.capture.ocr_process      # what the recorder starts; not for people
+The worker is ``capture/ocr_worker.py`` (``python -m demotrace.capture.ocr_worker``, what the recorder
+starts; not for people); the protocol is ``capture/ocr_protocol.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import struct
 import subprocess
 import sys
-import time
-from typing import IO, Literal
 
 import msgspec
+import numpy as np
 from PIL import Image
 
+from demotrace.capture.ocr_protocol import BoxTuple, OcrReply, OcrRequest, read_message, write_message
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.geometry import Box
@@ -36,53 +34,7 @@ from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_image, blackout_pixels
 from demotrace.redact.scrubber import ScrubResult
 
-_LENGTH = struct.Struct("<I")
-# A request header or reply is small; anything bigger is a broken stream, not a message.
-MAX_MESSAGE_BYTES = 1 << 20
-WORKER_NICENESS = 10
-
-BoxTuple = tuple[int, int, int, int]
-
-
-class OcrRequest(msgspec.Struct, tag=True):
-    op: Literal["scrub", "forget"]
-    monitor: BoxTuple = (0, 0, 0, 0)  # left, top, width, height
-    width: int = 0
-    height: int = 0
-    pixel_bytes: int = 0  # raw pixel bytes that follow the header
-    layout: Literal["RGB", "BGRX"] = "RGB"  # BGRX: a grab's own bytes, 4 per pixel
-
-
-class OcrReply(msgspec.Struct):
-    boxes: list[BoxTuple] = []
-    regions: list[BoxTuple] = []
-    ocr_seconds: float = 0.0
-    error: str = ""
-
-
-def _write_message(
-    stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray | memoryview = b""
-) -> None:
-    header = msgspec.msgpack.encode(message)
-    stream.write(_LENGTH.pack(len(header)))
-    stream.write(header)
-    if payload:
-        stream.write(payload)
-    stream.flush()
-
-
-def _read_exactly(stream: IO[bytes], count: int) -> bytes:
-    data = stream.read(count)
-    if data is None or len(data) != count:
-        raise EOFError(f"stream ended after {0 if data is None else len(data)} of {count} bytes")
-    return data
-
-
-def _read_message(stream: IO[bytes], kind: type[OcrRequest] | type[OcrReply]) -> OcrRequest | OcrReply:
-    (length,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-    if length > MAX_MESSAGE_BYTES:
-        raise EOFError(f"a {length}-byte message is not part of this protocol")
-    return msgspec.msgpack.decode(_read_exactly(stream, length), type=kind)
+WORKER_MODULE = "demotrace.capture.ocr_worker"
 
 
 class OcrProcessScrubber(FrameScrubber):
@@ -94,6 +46,7 @@ class OcrProcessScrubber(FrameScrubber):
         super().__init__(settings=settings)
         self._worker: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._grey: np.ndarray | None = None  # reused: a grey frame per grab, not a new 2 MB block
 
     @property
     def worker_pid(self) -> int | None:
@@ -107,7 +60,7 @@ class OcrProcessScrubber(FrameScrubber):
             self.restarts += 1
         settings = msgspec.json.encode(self.settings).decode()
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "demotrace.capture.ocr_process", settings],
+            [sys.executable, "-m", WORKER_MODULE, settings],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # its warnings go where the recorder's go
@@ -121,8 +74,8 @@ class OcrProcessScrubber(FrameScrubber):
         worker = self._ensure_worker()
         assert worker.stdin is not None and worker.stdout is not None
         try:
-            _write_message(worker.stdin, request, payload)
-            reply = _read_message(worker.stdout, OcrReply)
+            write_message(worker.stdin, request, payload)
+            reply = read_message(worker.stdout, OcrReply)
         except (OSError, EOFError, msgspec.DecodeError) as error:
             self._stop_worker()  # whatever state it had is gone; the next frame starts a new one
             raise OcrError(f"the OCR worker failed ({error}); it is restarted for the next frame") from error
@@ -152,12 +105,14 @@ class OcrProcessScrubber(FrameScrubber):
         return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
 
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
-        # The grab's bytes go to the worker as they are: no RGB copy on the recorder's side.
-        request = OcrRequest(
-            "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, len(pixels.data), "BGRX"
-        )
+        # Grey levels are all OCR reads: a quarter of the grab's bytes cross the pipe, converted band by
+        # band (no frame-sized RGB copy on either side).
         with self._lock:
-            reply = self._ask(request, pixels.data)
+            grey = self._grey = pixels.grey_array(self._grey)
+            request = OcrRequest(
+                "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, grey.nbytes, "L"
+            )
+            reply = self._ask(request, grey.data)
         boxes = [Box(*found) for found in reply.boxes]
         if boxes:
             blackout_pixels(pixels, boxes)
@@ -188,60 +143,4 @@ class OcrProcessScrubber(FrameScrubber):
             self._stop_worker()
 
 
-# -- the worker ------------------------------------------------------------------------------------
-
-
-def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer requests until the input ends."""
-    scrubber = FrameScrubber(settings=settings)
-    while True:
-        try:
-            request = _read_message(requests, OcrRequest)
-        except EOFError:
-            return
-        assert isinstance(request, OcrRequest)
-        if request.op == "forget":
-            scrubber.forget()
-            _write_message(replies, OcrReply())
-            continue
-        pixels = _read_exactly(requests, request.pixel_bytes)
-        try:
-            size = (request.width, request.height)
-            if request.layout == "BGRX":
-                image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
-            else:
-                image = Image.frombytes("RGB", size, pixels)
-            started = time.perf_counter()
-            result = scrubber.scrub_result(image, Monitor(*request.monitor))
-            reply = OcrReply(
-                [box.as_tuple() for box in result.boxes],
-                [region.as_tuple() for region in result.regions],
-                time.perf_counter() - started,
-            )
-        except (OcrError, ValueError) as error:
-            reply = OcrReply(error=str(error))
-        del pixels
-        _write_message(replies, reply)
-
-
-def main() -> None:
-    from demotrace.memory import keep_heap_flat
-    from demotrace.processes import die_with_parent
-    from demotrace.threads import name_os_thread
-
-    die_with_parent()  # a SIGKILLed recorder leaves no time to close the pipes
-    # Started in a process group of its own; should a SIGINT reach it all the same (kill -INT -PGID of
-    # the recorder's group), the recorder still decides when it ends: no traceback, no lost frame.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    name_os_thread("dt-ocr-worker")
-    keep_heap_flat()
-    os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not
-    settings = msgspec.json.decode(sys.argv[1], type=OcrSettings) if len(sys.argv) > 1 else OcrSettings()
-    # Replies get a descriptor of their own; anything a library prints goes to stderr, not into them.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(settings, sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()
+__all__ = ["WORKER_MODULE", "OcrProcessScrubber"]

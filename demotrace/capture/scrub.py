@@ -28,7 +28,7 @@ from demotrace.model import Frame, Monitor
 from demotrace.redact.detectors.base import Detector
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_pixels
-from demotrace.redact.scrubber import ScreenScrubber, ScrubResult
+from demotrace.redact.scrubber import FoundBoxes, Grey, ScreenScrubber, ScrubResult
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ class ScrubError(Exception):
     """A frame cannot be scrubbed (undecodable pixels, unknown media type, OCR failure); it stays held."""
 
 
-def _key(monitor: Monitor | None, image: Image.Image) -> MonitorKey:
+def _key(monitor: Monitor | None, image: Image.Image | Grey) -> MonitorKey:
     if monitor is None:
-        return (0, 0, image.width, image.height)
+        height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape
+        return (0, 0, width, height)
     return (monitor.left, monitor.top, monitor.width, monitor.height)
 
 
@@ -106,15 +107,22 @@ class FrameScrubber:
         self._by_monitor: dict[MonitorKey, ScreenScrubber] = {}
         self._lock = threading.Lock()
 
+    def _stream(self, key: MonitorKey) -> ScreenScrubber:
+        scrubber = self._by_monitor.get(key)
+        if scrubber is None:
+            scrubber = ScreenScrubber(self.detectors, self.settings, incremental=self.incremental)
+            self._by_monitor[key] = scrubber
+        return scrubber
+
     def scrub_result(self, image: Image.Image, monitor: Monitor | None = None) -> ScrubResult:
         """Scrub one grabbed image of ``monitor`` (None: a single-monitor stream keyed by size)."""
-        key = _key(monitor, image)
         with self._lock:
-            scrubber = self._by_monitor.get(key)
-            if scrubber is None:
-                scrubber = ScreenScrubber(self.detectors, self.settings, incremental=self.incremental)
-                self._by_monitor[key] = scrubber
-            return scrubber.scrub(image)
+            return self._stream(_key(monitor, image)).scrub(image)
+
+    def find_boxes(self, image: Image.Image | Grey, monitor: Monitor | None = None) -> FoundBoxes:
+        """The boxes to paint on one grabbed image (RGB, or grey levels: all OCR reads), without painting."""
+        with self._lock:
+            return self._stream(_key(monitor, image)).find(image)
 
     def scrub(self, image: Image.Image, monitor: Monitor | None = None) -> Image.Image:
         """The image with its sensitive text painted black (a new image); raises OcrError if Tesseract
@@ -124,7 +132,7 @@ class FrameScrubber:
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
         """Paint sensitive text black in place in a grab's pixels; returns the boxes painted. Raises
         OcrError like ``scrub``, and then the caller must not write the frame."""
-        boxes = self.scrub_result(pixels.image(), monitor).boxes
+        boxes = self.find_boxes(pixels.grey_array(), monitor).boxes
         if boxes:
             blackout_pixels(pixels, boxes)
         return boxes

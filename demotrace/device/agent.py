@@ -11,7 +11,6 @@ CLI's libraries (typer, rich, pydantic, pygments: ~20 MB resident, measured with
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from demotrace.capture.recorder import Recorder, record_until_signal
 from demotrace.capture.scrub import DeferredScrubWorker
 from demotrace.device.spool import Spool, open_spool
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
+from demotrace.redact.ocr_settings import OcrError
+from demotrace.redact.tesseract_api import tessdata_folder
 
 if TYPE_CHECKING:
     from demotrace.device.enrollment import DeviceCredentials
@@ -110,8 +111,10 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     local_policy = load_policy(config.policy) if config.policy is not None else None
     store: Spool = open_spool(config.spool, config.key, config.spool_quota_bytes)
     gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
-    if shutil.which("tesseract") is None:
-        say("warning: tesseract-ocr is missing: frames cannot be scrubbed and are dropped")
+    try:
+        tessdata_folder()  # the loaded engine needs Debian's model (tesseract-ocr-eng)
+    except OcrError as error:
+        say(f"warning: {error}: frames cannot be scrubbed and are dropped")
     # Frames taken on battery are held in the spool unscrubbed (encrypted, never uploaded) and
     # scrubbed by this worker once the device is back on mains power.
     # OCR runs in worker processes (started on first use): see capture/ocr_process.py.

@@ -75,6 +75,21 @@ class ScreenPixels:
         For reading bytes whatever their colour (PNG packing as "BGR", counting colours); no copy."""
         return Image.frombuffer("RGBX", self.size, self.data, "raw", "RGBX", 0, 1)  # type: ignore[arg-type]
 
+    def grey_array(self, out: numpy.ndarray | None = None, rows: int = 64) -> numpy.ndarray:
+        """The pixels' grey levels (Pillow's "L" weights), a (height, width) uint8 array (written into
+        ``out`` when it has that shape): converted a band of ``rows`` at a time, so no frame-sized RGB
+        copy is ever made."""
+        shape = (self.height, self.width)
+        grey = out if out is not None and out.shape == shape else numpy.empty(shape, numpy.uint8)
+        stride = self.width * SCREEN_BYTES_PER_PIXEL
+        view = memoryview(self.data)
+        for top in range(0, self.height, rows):
+            bottom = min(self.height, top + rows)
+            band = view[top * stride : bottom * stride]
+            image = Image.frombuffer("RGB", (self.width, bottom - top), band, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
+            grey[top:bottom] = numpy.asarray(image.convert("L"))
+        return grey
+
     def rgb_array(self) -> numpy.ndarray:
         """The pixels as a (height, width, 3) RGB view of the buffer (no copy; read-only use)."""
         bgrx = numpy.frombuffer(self.data, numpy.uint8).reshape(

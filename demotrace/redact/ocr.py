@@ -23,33 +23,14 @@ from PIL import Image
 
 from demotrace.geometry import Box
 from demotrace.redact.lines import OcrWord
+from demotrace.redact.ocr_settings import OCR_SCALE, OcrError, OcrSettings
+from demotrace.redact.tesseract_api import loaded_api
 
 # Gap between stacked bands on the OCR canvas, so no line reads across two bands.
 BAND_GAP_PX = 16
-OCR_SCALE = 2
 # Tallest canvas handed to one Tesseract run, and the overlap of strips cut from taller regions.
 OCR_STRIP_PX = 400
 OCR_STRIP_OVERLAP_PX = 48
-# Tesseract "sparse text": finds words anywhere, in any layout (screens are not pages).
-OCR_PAGE_SEGMENTATION = 11
-# Leptonica's adaptive Otsu: one global threshold loses small light-on-white text next to a dark
-# desktop (measured: a whole xterm of 6x13 text went missing with the default method).
-OCR_THRESHOLDING_METHOD = 1
-OCR_TIMEOUT_SECONDS = 120.0
-
-
-class OcrError(RuntimeError):
-    """Tesseract is missing, failed, or printed something we cannot read."""
-
-
-@dataclass(frozen=True)
-class OcrSettings:
-    scale: int = OCR_SCALE
-    page_segmentation: int = OCR_PAGE_SEGMENTATION
-    thresholding_method: int = OCR_THRESHOLDING_METHOD
-    language: str = "eng"
-    tesseract: str = "tesseract"
-    timeout_s: float = OCR_TIMEOUT_SECONDS
 
 
 def parse_tsv(tsv: str, scale: int = 1) -> list[OcrWord]:
@@ -188,10 +169,14 @@ def ocr_words(
     words: list[OcrWord] = []
     for group in _canvas_groups(strips):
         canvas, slots = stack_regions(image, group)
-        words += _unstack(
-            parse_tsv(run_tesseract(_for_ocr(canvas, chosen.scale), chosen), chosen.scale), slots
-        )
+        words += _unstack(_read_canvas(_for_ocr(canvas, chosen.scale), chosen), slots)
     return _without_duplicates(words)
+
+
+def _read_canvas(canvas: Image.Image, settings: OcrSettings) -> list[OcrWord]:
+    if settings.engine == "api":
+        return loaded_api(settings).read(np.asarray(canvas), settings.scale, sparse=True)
+    return parse_tsv(run_tesseract(canvas, settings), settings.scale)
 
 
 def _strips(region: Box) -> list[Box]:
@@ -237,4 +222,4 @@ def _without_duplicates(words: Sequence[OcrWord]) -> list[OcrWord]:
     return kept
 
 
-__all__ = ["OcrError", "OcrSettings", "ocr_words", "parse_tsv", "run_tesseract", "stack_regions"]
+__all__ = ["OCR_SCALE", "OcrError", "OcrSettings", "ocr_words", "parse_tsv", "run_tesseract", "stack_regions"]

@@ -15,6 +15,7 @@ split off a flagged value (``Jd@Fs2Ga7Ex`` after a key's first half) is flagged 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from demotrace.redact.detectors import screen_detectors
 from demotrace.redact.detectors.base import Detector
 from demotrace.redact.lines import OcrWord, group_lines, line_height, split_token_gap
 from demotrace.redact.text import find_sensitive
+from demotrace.redact.text_lines import Columns, ink_runs
 
 # Kinds trusted only in the literal reading: the lenient one folds look-alikes beside numbers and joins
 # digit pieces, so a misread clock ("Nov 27 16:10:57" read as "2? 16310326") became a ten-digit number.
@@ -31,6 +33,10 @@ from demotrace.redact.text import find_sensitive
 LITERAL_READING_KINDS = frozenset({"NUMBER"})
 # A word this close to a flagged one (in line heights: about one space) may be a piece of the same value.
 SPREAD_GAP_LINE_HEIGHTS = 1.0
+# Around a value's measured ink: the faintest anti-aliased pixels are below the ink threshold.
+INK_MARGIN_PX = 2
+# Ink gaps narrower than this share of the line height are inside a token.
+TOKEN_GAP_LINE_HEIGHTS = 0.3
 # Margin around a sensitive word's box: anti-aliasing and OCR boxes that clip a glyph edge.
 # Wider at the sides: measured, Tesseract's word box can miss most of a first glyph's thin stroke (the
 # left leg of an "A": 5 px at 16 px text).
@@ -106,6 +112,14 @@ def _as_email(token: str) -> str | None:
     return None
 
 
+def _email_goes_on(previous: str, token: str) -> bool:
+    """An address cut where OCR saw a gap: ``jane.doe@example.`` then ``com`` (a cursor, a wide dot),
+    or ``jane.doe`` then ``@example.com``."""
+    if token.startswith("@"):
+        return previous[-1:].isalnum()
+    return "@" in previous and previous.endswith((".", "@")) and token[:1].isalnum()
+
+
 def lenient_tokens(texts: Sequence[str]) -> list[str]:
     """The words of a line as they probably were before OCR slipped: cleaned, and read as digits where
     they look like digits (``4lll``, ``IIII``) and are mostly digits or stand next to a number."""
@@ -144,7 +158,9 @@ def _readings(line: Sequence[OcrWord]) -> list[tuple[str, list[tuple[int, int]]]
             gap = word.box.left - previous.box.right
             # Two code-like pieces side by side are read as one token too: OCR splits keys where a
             # proportional font's gap is as wide as a space, and a card's groups may run together.
-            if gap >= tight_gap and not (_code_like(previous_token) and _code_like(token)):
+            if gap >= tight_gap and not (
+                (_code_like(previous_token) and _code_like(token)) or _email_goes_on(previous_token, token)
+            ):
                 lenient.append(" ")
                 lenient_at += 1
         literal.append(word.text)
@@ -228,8 +244,100 @@ def words_to_cover(
     return [found for line in group_lines(words) for found in sensitive_words(line, detectors)]
 
 
+def token_gap(line_height: int) -> int:
+    """Blank columns at least this wide part two tokens: a third of the line height, wider than any
+    letter spacing or the room around a ``.`` or ``@`` in a monospace font (3 px in X's 6x13), narrower
+    than a space (7 px there; 5-6 px in 16 px DejaVu Sans)."""
+    return max(2, math.ceil(TOKEN_GAP_LINE_HEIGHTS * line_height))
+
+
+def cover_line(
+    words: Sequence[OcrWord],
+    line: Box,
+    ink: Columns,
+    detectors: Sequence[Detector] | None,
+    width: int,
+    height: int,
+) -> list[Box]:
+    """The boxes to paint over one text line found in the pixels (``line``; ``ink``: which of its
+    columns hold ink), given the words OCR read in it.
+
+    A flagged word's cover spans the whole token of ink it sits in (no gap as wide as a space), and the
+    tokens beside it, a space away or closer, that OCR read nothing plain in: OCR drops pieces of values
+    (``Ema ne.doe@…`` for ``Email jane.doe@…``; a card's first group missing), and the ink it dropped is
+    still there. The cover spans the line's height.
+    """
+    flagged = words_to_cover(words, detectors)
+    if not flagged:
+        return []
+    sensitive = {id(found.word) for found in flagged}
+    plain_words = [word for word in words if id(word) not in sensitive]
+    plain = [word.box for word in plain_words]
+    runs = ink_runs(ink, line.left, token_gap(line.height))
+    reach = SPREAD_GAP_LINE_HEIGHTS * line.height
+    boxes: list[Box] = []
+    for found in flagged:
+        cover = word_cover(found.word, width, height)
+        left, right = found.word.box.left, found.word.box.right
+        touched = [index for index, (a, b) in enumerate(runs) if a < right and left < b]
+        if touched:
+            first, last = touched[0], touched[-1]
+            left, right = min(left, runs[first][0]), max(right, runs[last][1])
+            while (
+                first > 0
+                and left - runs[first - 1][1] <= reach
+                and not _read_as_plain(runs[first - 1], plain)
+            ):
+                first -= 1
+                left = runs[first][0]
+            while (
+                last + 1 < len(runs)
+                and runs[last + 1][0] - right <= reach
+                and not _read_as_plain(runs[last + 1], plain)
+            ):
+                last += 1
+                right = runs[last][1]
+        if not touched:  # OCR placed the word off the ink it found: trust its box, with the margin
+            boxes.append(cover)
+            continue
+        # The ink's own extent, with a margin for anti-aliasing (the ink is measured). A word OCR read
+        # as plain text in the same token is covered too ("jane," + "doeBexample,com" is one email),
+        # unless letters or digits face each other across the gap: then it was a space, too narrow
+        # to part the ink in a small proportional font ("Lovelace 4111 …", "… corp-mail.de or call").
+        word = found.word.box
+        text = found.word.text.strip(_EDGE_NOISE)
+        for other in plain_words:
+            other_text = other.text.strip(_EDGE_NOISE)
+            if other.box.right <= word.left and _words_apart(other_text, text):
+                left = max(left, other.box.right + 1 + INK_MARGIN_PX)
+            elif other.box.left >= word.right and _words_apart(text, other_text):
+                right = min(right, other.box.left - 1 - INK_MARGIN_PX)
+        boxes.append(
+            Box(
+                max(0, min(word.left, left - INK_MARGIN_PX)),
+                max(0, min(cover.top, line.top - MIN_BOX_MARGIN_PX)),
+                min(width, max(word.right, right + INK_MARGIN_PX)),
+                min(height, max(cover.bottom, line.bottom + MIN_BOX_MARGIN_PX)),
+            )
+        )
+    return boxes
+
+
+def _words_apart(before: str, after: str) -> bool:
+    """Two words OCR read side by side are separate words, not pieces of one token."""
+    return before[-1:].isalnum() and after[:1].isalnum()
+
+
+def _read_as_plain(run: tuple[int, int], plain: Sequence[Box]) -> bool:
+    """OCR read an unflagged word over most of this ink run."""
+    left, right = run
+    covered = sum(max(0, min(right, box.right) - max(left, box.left)) for box in plain)
+    return covered * 2 >= right - left
+
+
 __all__ = [
     "SensitiveWord",
+    "cover_line",
     "default_screen_detectors",
     "lenient_tokens",
     "sensitive_words",

@@ -18,15 +18,18 @@ from demotrace.redact.detectors.lenient.digit_run import DigitRunDetector
 from demotrace.redact.detectors.lenient.email import LenientEmailDetector
 from demotrace.redact.detectors.lenient.iban import LenientIbanDetector
 from demotrace.redact.detectors.lenient.secret import ScreenSecretDetector
+from demotrace.redact.detectors.own_identity import Identity, KnownValueDetector, identity_detectors
 from demotrace.redact.detectors.payment_card import PaymentCardDetector
 from demotrace.redact.detectors.phone import PhoneDetector
 from demotrace.redact.detectors.private_key import PrivateKeyDetector
 from demotrace.redact.detectors.us_ssn import UsSsnDetector
 
 
-def all_detectors(phone_region: str = "US") -> list[Detector]:
-    """One instance of every detector, phone numbers read with ``phone_region`` as the default region."""
+def all_detectors(phone_region: str = "US", identity: Identity | None = None) -> list[Detector]:
+    """One instance of every detector, phone numbers read with ``phone_region`` as the default region,
+    and the person's own login, full name and host name (``identity``; this process's if None)."""
     return [
+        *identity_detectors(identity),
         PrivateKeyDetector(),
         JwtDetector(),
         ApiKeyDetector(),
@@ -39,15 +42,20 @@ def all_detectors(phone_region: str = "US") -> list[Detector]:
     ]
 
 
-def screen_detectors(phone_region: str = "US") -> list[Detector]:
+def screen_detectors(phone_region: str = "US", identity: Identity | None = None) -> list[Detector]:
     """The detectors for text read off the screen by OCR: every typed-text detector but the high-entropy
     one, plus the lenient screen-only ones (see ``lenient``), which trade precision for recall since a
     false positive only paints a box over a word on one frame."""
     # The high-entropy detector reads a shell prompt's path as a secret; ScreenSecretDetector judges
     # paths part by part and catches shorter tokens.
-    strict = [d for d in all_detectors(phone_region) if not isinstance(d, HighEntropyDetector)]
+    strict = [
+        d
+        for d in all_detectors(phone_region, identity)
+        if not isinstance(d, HighEntropyDetector | KnownValueDetector)
+    ]
     return [
         *strict,
+        *identity_detectors(identity, screen=True),
         LenientIbanDetector(),
         LenientEmailDetector(),
         LenientApiKeyDetector(),

@@ -56,6 +56,8 @@ SPECIFICITY: dict[str, int] = {
     "NUMBER": 45,
     "PHONE": 40,
     "SECRET": 10,
+    "USER": 20,
+    "HOST": 20,
 }
 DEFAULT_SPECIFICITY = 30
 

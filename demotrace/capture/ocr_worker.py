@@ -1,0 +1,93 @@
+"""The OCR worker process: reads frames from its stdin and answers with the boxes to paint.
+
+Lean on purpose: it imports the screen redaction and nothing of the recorder (no encoder, no spool),
+since every module it loads is resident for the whole session. It runs at a lower CPU priority, dies
+with the recorder, and keeps a loaded Tesseract, the last grey frame of each monitor and the line
+cache (``redact/line_reader.py``) in memory only.
+
+    python -m demotrace.capture.ocr_worker SETTINGS_JSON      # what the recorder starts; not for people
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import IO
+
+import msgspec
+import numpy as np
+from PIL import Image
+
+from demotrace.capture.ocr_protocol import OcrReply, OcrRequest, read_exactly, read_message, write_message
+from demotrace.redact.ocr_settings import OcrError, OcrSettings
+from demotrace.redact.scrubber import Grey, ScreenScrubber
+
+WORKER_NICENESS = 10
+# Grey frames (2 MB at 1080p) and Tesseract's line images come and go: mapped from 1 MiB up and given
+# back when freed, so the worker's resident set stays near what it uses.
+WORKER_MMAP_THRESHOLD_BYTES = 1 << 20
+WORKER_TRIM_THRESHOLD_BYTES = 1 << 20
+
+
+def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Answer requests until the input ends."""
+    by_monitor: dict[tuple[int, int, int, int], ScreenScrubber] = {}
+    while True:
+        try:
+            request = read_message(requests, OcrRequest)
+        except EOFError:
+            return
+        assert isinstance(request, OcrRequest)
+        if request.op == "forget":
+            by_monitor.clear()
+            write_message(replies, OcrReply())
+            continue
+        pixels = read_exactly(requests, request.pixel_bytes)
+        try:
+            size = (request.width, request.height)
+            image: Image.Image | Grey
+            if request.layout == "L":  # the recorder's grey frame, read in place (no copy)
+                image = np.frombuffer(pixels, np.uint8).reshape(request.height, request.width)
+            elif request.layout == "BGRX":
+                image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
+            else:
+                image = Image.frombytes("RGB", size, pixels)
+            started = time.perf_counter()
+            scrubber = by_monitor.get(request.monitor)
+            if scrubber is None:
+                scrubber = by_monitor[request.monitor] = ScreenScrubber(settings=settings)
+            result = scrubber.find(image)
+            reply = OcrReply(
+                [box.as_tuple() for box in result.boxes],
+                [region.as_tuple() for region in result.regions],
+                time.perf_counter() - started,
+            )
+        except (OcrError, ValueError) as error:
+            reply = OcrReply(error=str(error))
+        del pixels
+        write_message(replies, reply)
+
+
+def main() -> None:
+    from demotrace.memory import keep_heap_flat
+    from demotrace.processes import die_with_parent
+    from demotrace.threads import name_os_thread
+
+    die_with_parent()  # a SIGKILLed recorder leaves no time to close the pipes
+    # Started in a process group of its own; should a SIGINT reach it all the same (kill -INT -PGID of
+    # the recorder's group), the recorder still decides when it ends: no traceback, no lost frame.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    name_os_thread("dt-ocr-worker")
+    keep_heap_flat(mmap_threshold=WORKER_MMAP_THRESHOLD_BYTES, trim_threshold=WORKER_TRIM_THRESHOLD_BYTES)
+    os.nice(WORKER_NICENESS)  # OCR waits; the person's own programs do not
+    settings = msgspec.json.decode(sys.argv[1], type=OcrSettings) if len(sys.argv) > 1 else OcrSettings()
+    # Replies get a descriptor of their own; anything a library prints goes to stderr, not into them.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(settings, sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
