@@ -37,6 +37,9 @@ ADMIN_EXEMPTIONS_PATH = f"{API_PREFIX}/admin/exemptions"
 ADMIN_EXEMPTION_DECISION_PATH = f"{API_PREFIX}/admin/exemptions/{{request_id}}/{{decision}}"
 ADMIN_POLICY_PATH = f"{API_PREFIX}/admin/policy"
 ADMIN_AUDIT_PATH = f"{API_PREFIX}/admin/audit"
+ADMIN_PEOPLE_PATH = f"{API_PREFIX}/admin/people"
+ADMIN_PERSON_DELETE_PATH = f"{API_PREFIX}/admin/people/{{person_id}}/delete"
+ADMIN_RETENTION_RUN_PATH = f"{API_PREFIX}/admin/retention/run"
 
 
 def path_for(template: str, **ids: str) -> str:

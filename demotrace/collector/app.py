@@ -22,7 +22,11 @@ Wire protocol (v1):
   with ``Retry-After`` (seconds), before its body is read.
 - Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
-  ``PUT|GET /v1/admin/policy`` (TOML), ``GET /v1/admin/audit``.
+  ``PUT|GET /v1/admin/policy`` (TOML), ``GET /v1/admin/audit``, ``GET /v1/admin/people``,
+  ``POST /v1/admin/people/{person_id}/delete`` (everything of that person's devices, key first),
+  ``POST /v1/admin/retention/run`` (a retention sweep now; it also runs on a schedule).
+- Enrolment may name the person the device is for: ``{"device_name", "person_id"}`` (a pseudonym);
+  without one the device gets a person of its own. Exemptions and deletions cover a person's devices.
 """
 
 from __future__ import annotations
@@ -64,14 +68,19 @@ from demotrace.collector.ingest import (
     StoreOutcome,
     parse_enroll_request,
 )
+from demotrace.collector.people import PeopleService
+from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.store import (
-    BLOBS_FOLDER,
     BlobStore,
-    LocalBlobStore,
+    KeyRing,
+    MasterKey,
     MetadataStore,
     default_database_url,
+    load_master_key,
+    open_blob_store,
 )
-from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.store.exemption_store import ExemptionStore
+from demotrace.collector.store.migrate import check_at_head
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import (
     MAX_UPLOAD_CHUNK_BYTES,
@@ -87,7 +96,10 @@ from demotrace.protocol import (
     ADMIN_EXEMPTION_DECISION_PATH,
     ADMIN_EXEMPTIONS_PATH,
     ADMIN_NAME_HEADER,
+    ADMIN_PEOPLE_PATH,
+    ADMIN_PERSON_DELETE_PATH,
     ADMIN_POLICY_PATH,
+    ADMIN_RETENTION_RUN_PATH,
     DEVICE_EXEMPTION_APPLIED_PATH,
     DEVICE_POLICY_PATH,
     ENROLL_PATH,
@@ -168,36 +180,55 @@ def create_app(
     enrollment_secret: str | None = None,
     *,
     blob_store: BlobStore | None = None,
+    blobs_url: str | None = None,
+    master_key: MasterKey | None = None,
+    migrate: bool = True,
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     admin_token: str | None = None,
     max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
 ) -> FastAPI:
-    """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise.
+    """A collector storing into ``data_dir``: SQLite ``collector.db``, ``blobs/`` and ``master.key`` unless
+    told otherwise (``database_url``; ``blob_store`` or ``blobs_url``, such as ``s3://bucket/prefix``;
+    ``master_key``, else ``$DEMOTRACE_MASTER_KEY``). The database is migrated to this code's schema first
+    unless ``migrate`` is off (a worker whose starter migrated it). Retention sweeps every
+    ``retention_interval_s`` (None: only when an admin asks).
 
     At most ``max_concurrent_ingests`` upload bodies (records and chunks) are read and stored at once;
     more answer 503 ``busy`` with ``Retry-After``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
-    blobs = blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER)
+    metadata = MetadataStore.from_url(database_url or default_database_url(data_dir), migrate=migrate)
+    if not migrate:
+        check_at_head(metadata.engine)
+    blobs = blob_store if blob_store is not None else open_blob_store(blobs_url, data_dir)
+    keyring = KeyRing(metadata.engine, master_key or load_master_key(None, data_dir))
     exemption_store = ExemptionStore(metadata.engine)
     guard = UploadGuard(exemption_store, blobs)
     ingest = IngestService(
         metadata,
         blobs,
         upload_guard=guard,
+        keyring=keyring,
         enrollment_secret=enrollment_secret,
         max_body_bytes=max_body_bytes,
         max_record_bytes=max_record_bytes,
     )
     uploads = ResumableUploads(ingest, data_dir / UPLOADS_FOLDER)
     exemptions = ExemptionService(exemption_store, blobs, partial_uploads=uploads, admin_token=admin_token)
+    people = PeopleService(metadata, exemption_store, blobs, partial_uploads=uploads)
+    retention = RetentionService(metadata, exemption_store, blobs)
     ingest_slots = IngestSlots(max_concurrent_ingests)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        schedule = None
+        if retention_interval_s is not None:
+            schedule = RetentionSchedule(retention, retention_interval_s).start()
         yield
+        if schedule is not None:
+            schedule.stop()
         metadata.close()
 
     app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
@@ -221,12 +252,16 @@ def create_app(
     @app.post(ENROLL_PATH, status_code=201)
     async def enroll(request: Request) -> dict[str, str]:
         body = await _read_body(request, MAX_ENROLL_BODY_BYTES)
-        device_name = parse_enroll_request(body)
+        asked = parse_enroll_request(body)
         enrollment = await run_in_threadpool(
-            ingest.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
+            ingest.enroll, asked.device_name, request.headers.get(ENROLLMENT_SECRET_HEADER), asked.person_id
         )
-        log.info("enrolled device %s (%s)", enrollment.device_id, device_name)
-        return {"device_id": enrollment.device_id, "token": enrollment.token}
+        log.info("enrolled device %s (%s)", enrollment.device_id, asked.device_name)
+        return {
+            "device_id": enrollment.device_id,
+            "token": enrollment.token,
+            "person_id": enrollment.person_id,
+        }
 
     @app.put(RECORD_PATH)
     async def put_record(record_id: str, request: Request) -> Response:
@@ -247,6 +282,7 @@ def create_app(
 
     _add_upload_routes(app, ingest, uploads, ingest_slots)
     _add_exemption_routes(app, ingest, exemptions)
+    _add_people_routes(app, exemptions, people, retention)
     return app
 
 
@@ -374,3 +410,37 @@ def _add_exemption_routes(app: FastAPI, ingest: IngestService, exemptions: Exemp
     ) -> list[dict[str, object]]:
         await admin_of(request)
         return await run_in_threadpool(exemptions.audit, limit, device_id)
+
+
+def _add_people_routes(
+    app: FastAPI, exemptions: ExemptionService, people: PeopleService, retention: RetentionService
+) -> None:
+    """People and the deletion of their data; retention on demand (admins)."""
+    app.state.people = people
+    app.state.retention = retention
+
+    async def admin_of(request: Request) -> str:
+        await run_in_threadpool(exemptions.authenticate_admin, request.headers.get("authorization"))
+        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
+
+    @app.get(ADMIN_PEOPLE_PATH)
+    async def list_people(request: Request) -> list[dict[str, object]]:
+        await admin_of(request)
+        return await run_in_threadpool(people.list_people)
+
+    @app.post(ADMIN_PERSON_DELETE_PATH)
+    async def delete_person(person_id: str, request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        return await run_in_threadpool(people.delete_person_data, person_id, admin)
+
+    @app.post(ADMIN_RETENTION_RUN_PATH)
+    async def run_retention(request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        result = await run_in_threadpool(retention.sweep, f"admin:{admin}")
+        return {
+            "retention_days": result.retention_days,
+            "cutoff": result.cutoff,
+            "deleted_records": result.records,
+            "deleted_sessions": result.sessions,
+            "deleted_blobs": result.blobs,
+        }

@@ -1,13 +1,22 @@
-"""Running the collector: in the foreground (``demotrace server``) or on a background thread (tests,
-demos, embedding), and the checks that refuse an unsafe exposure before anything is opened.
+"""Running the collector: in the foreground (``demotrace server``, one process or several workers
+behind one address) or on a background thread (tests, demos, embedding), and the checks that refuse an
+unsafe exposure before anything is opened.
+
+Several workers (``workers > 1``) are processes that share the listening socket; they share state only
+through the database and the blob store (and, on one host, the folder of unfinished resumable uploads).
+The starting process migrates the database and settles the master key first, so no worker races
+another over either.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import socket
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import uvicorn
@@ -15,6 +24,9 @@ from fastapi import FastAPI
 
 from demotrace.collector.app import create_app
 from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
+from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S
+from demotrace.collector.store import MetadataStore, default_database_url, load_master_key
+from demotrace.collector.store.migrate import MigrationResult
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -55,32 +67,103 @@ def check_enrollment_exposure(host: str, enrollment_secret: str | None, open_enr
     log.warning("enrolment is open to anyone who can reach %s (--open-enrollment)", host)
 
 
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything a collector process needs to build its app: handed to worker processes as JSON."""
+
+    data_dir: str
+    database_url: str | None = None
+    blobs_url: str | None = None
+    master_key_path: str | None = None
+    enrollment_secret: str | None = None
+    admin_token: str | None = None
+    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S
+
+    def create_app(self, migrate: bool = True) -> FastAPI:
+        data_dir = Path(self.data_dir)
+        key_path = Path(self.master_key_path) if self.master_key_path else None
+        return create_app(
+            data_dir,
+            database_url=self.database_url,
+            enrollment_secret=self.enrollment_secret,
+            blobs_url=self.blobs_url,
+            master_key=load_master_key(key_path, data_dir),
+            migrate=migrate,
+            retention_interval_s=self.retention_interval_s,
+            admin_token=self.admin_token,
+            max_concurrent_ingests=self.max_concurrent_ingests,
+        )
+
+
+_SETTINGS_ENV = "DEMOTRACE_COLLECTOR_WORKER_SETTINGS"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn's factory): settings from the starter, no migration."""
+    settings = CollectorSettings(**json.loads(os.environ[_SETTINGS_ENV]))
+    return settings.create_app(migrate=False)
+
+
+def migrate_database(data_dir: Path, database_url: str | None = None) -> MigrationResult:
+    """Bring the collector's database to this code's schema (``demotrace server migrate``)."""
+    from demotrace.collector.store.migrate import upgrade_database
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore.from_url(database_url or default_database_url(data_dir), migrate=False)
+    try:
+        return upgrade_database(store.engine)
+    finally:
+        store.close()
+
+
 def serve(
     data_dir: Path,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
     database_url: str | None = None,
+    blobs_url: str | None = None,
+    master_key_path: Path | None = None,
     enrollment_secret: str | None = None,
     open_enrollment: bool = False,
     log_level: str = "info",
     admin_token: str | None = None,
     max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
+    workers: int = 1,
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S,
 ) -> None:
     """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
 
     Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
     enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure).
+    ``workers`` > 1 runs that many processes on one address (the database is migrated first, here).
     """
     check_enrollment_exposure(host, enrollment_secret, open_enrollment)
-    app = create_app(
-        data_dir,
+    settings = CollectorSettings(
+        data_dir=str(data_dir.resolve()),
         database_url=database_url,
+        blobs_url=blobs_url,
+        master_key_path=str(master_key_path) if master_key_path else None,
         enrollment_secret=enrollment_secret,
         admin_token=admin_token,
         max_concurrent_ingests=max_concurrent_ingests,
+        retention_interval_s=retention_interval_s,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    if workers <= 1:
+        uvicorn.run(settings.create_app(), host=host, port=port, log_level=log_level)
+        return
+    migrate_database(data_dir, database_url)
+    load_master_key(master_key_path, data_dir)  # made once here, not raced by the workers
+    os.environ[_SETTINGS_ENV] = json.dumps(asdict(settings))
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 def reserve_port(host: str = DEFAULT_HOST) -> socket.socket:

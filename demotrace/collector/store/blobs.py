@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the blob under ``key``; no error if it is not there."""
+        ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key that starts with ``prefix``, in sorted order (for audits and orphan sweeps)."""
         ...
 
 
@@ -79,6 +84,14 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        found = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".tmp-")
+        )
+        yield from sorted(key for key in found if key.startswith(prefix))
+
 
 class MemoryBlobStore:
     """Blobs in a dict: for tests and throw-away collectors."""
@@ -98,6 +111,9 @@ class MemoryBlobStore:
 
     def delete(self, key: str) -> None:
         self._blobs.pop(key, None)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        yield from sorted(key for key in self._blobs if key.startswith(prefix))
 
 
 def _fsync_directory(directory: Path) -> None:
