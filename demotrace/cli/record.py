@@ -65,6 +65,15 @@ def enroll(
     name: Annotated[str | None, typer.Option("--name", help="A label for this device.")] = None,
     secret: Annotated[str | None, typer.Option("--secret", envvar="DEMOTRACE_ENROLLMENT_SECRET")] = None,
     credentials: CredentialsOption = None,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--person",
+            envvar="DEMOTRACE_PERSON_ID",
+            help="Your pseudonymous person id (from the portal or IT): exemptions and deletions then "
+            "cover all your devices. Not an e-mail address.",
+        ),
+    ] = None,
 ) -> None:
     """Enroll this device with a collector; it gets its own upload token."""
     import httpx
@@ -73,12 +82,12 @@ def enroll(
     from demotrace.device.enrollment import enroll as enroll_device
 
     try:
-        device = enroll_device(server, device_name=name or local_device_id(), secret=secret)
+        device = enroll_device(server, device_name=name or local_device_id(), secret=secret, person_id=person)
     except httpx.HTTPError as error:
         raise fail(f"cannot enroll with {server}: {error}") from error
     path = credentials or default_credentials_path()
     save_credentials(device, path)
-    stderr.print(f"enrolled as {device.device_id}; credentials in {path}")
+    stderr.print(f"enrolled as {device.device_id} for person {device.person_id}; credentials in {path}")
 
 
 def register_record_commands(app: typer.Typer) -> None:

@@ -28,11 +28,13 @@ class DeviceCredentials(msgspec.Struct, frozen=True):
     server_url: str
     device_id: str
     token: str
+    person_id: str | None = None  # the pseudonymous person the collector enrolled this device for
 
 
 class _EnrollResponse(msgspec.Struct):
     device_id: str
     token: str
+    person_id: str | None = None
 
 
 def default_credentials_path() -> Path:
@@ -40,16 +42,26 @@ def default_credentials_path() -> Path:
 
 
 def enroll(
-    server_url: str, device_name: str, secret: str | None = None, *, timeout: float = 30.0
+    server_url: str,
+    device_name: str,
+    secret: str | None = None,
+    *,
+    person_id: str | None = None,
+    timeout: float = 30.0,
 ) -> DeviceCredentials:
-    """Register this device with a collector and return the credentials to upload with."""
+    """Register this device with a collector and return the credentials to upload with.
+
+    ``person_id``: the pseudonym of the person this device is for (from the portal or IT), so that their
+    exemptions and deletions cover it with their other devices; without it the device is a person of
+    its own."""
     headers = {ENROLLMENT_SECRET_HEADER: secret} if secret is not None else {}
+    body: dict[str, str] = {"device_name": device_name}
+    if person_id is not None:
+        body["person_id"] = person_id
     with CollectorClient(server_url) as client:
         base_url = client.base_url
         try:
-            response = client.request(
-                "POST", ENROLL_PATH, json={"device_name": device_name}, headers=headers, timeout=timeout
-            )
+            response = client.request("POST", ENROLL_PATH, json=body, headers=headers, timeout=timeout)
         except CollectorUnreachable as error:
             raise EnrollmentError(str(error)) from error
     if response.status_code != 201:
@@ -60,7 +72,9 @@ def enroll(
         answer = msgspec.json.decode(response.content, type=_EnrollResponse)
     except msgspec.DecodeError as error:
         raise EnrollmentError(f"collector {base_url} gave an unreadable enrolment answer: {error}") from error
-    return DeviceCredentials(server_url=base_url, device_id=answer.device_id, token=answer.token)
+    return DeviceCredentials(
+        server_url=base_url, device_id=answer.device_id, token=answer.token, person_id=answer.person_id
+    )
 
 
 def save_credentials(credentials: DeviceCredentials, path: Path | None = None) -> Path:
