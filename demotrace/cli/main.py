@@ -11,6 +11,7 @@ import typer
 from demotrace.cli.admin import register_admin_commands
 from demotrace.cli.build import register_build_commands
 from demotrace.cli.control import register_control_commands
+from demotrace.cli.datasets import register_datasets_commands
 from demotrace.cli.demo import register_demo_commands
 from demotrace.cli.exemption import register_exemption_commands
 from demotrace.cli.record import register_record_commands
@@ -27,6 +28,7 @@ app = typer.Typer(
 register_record_commands(app)  # record, enroll
 register_server_commands(app)  # server
 register_build_commands(app)  # build
+register_datasets_commands(app)  # datasets check
 register_demo_commands(app)  # demo, up
 register_replay_commands(app)  # replay
 register_control_commands(app)  # pause, resume, status, task, tray

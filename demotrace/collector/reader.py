@@ -8,6 +8,8 @@ person's data key was destroyed (their data is being deleted) is skipped, like a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
@@ -103,9 +105,17 @@ class CollectorReader:
         """The metadata rows themselves (sizes, times, devices) without loading any blob."""
         return self._metadata.records(kind=kind)
 
-    def sessions(self) -> list[SessionRows]:
+    def session_batch_ids(self) -> list[tuple[str, str, list[str]]]:
+        """(device id, session id, batch record ids in seq order) of every session, from the metadata
+        alone: what a distributed build hands out instead of the records themselves."""
+        sessions: dict[tuple[str, str], list[str]] = {}
+        for row in self._metadata.records(kind="batch"):
+            sessions.setdefault((row.device_id, row.session_id), []).append(row.record_id)
+        return [(device, session, ids) for (device, session), ids in sessions.items()]
+
+    def sessions(self, received_by: float | None = None) -> list[SessionRows]:
         """Every stored (device, session) with its record counts, without loading any blob."""
-        return self._metadata.sessions()
+        return self._metadata.sessions(received_by)
 
     def close(self) -> None:
         self._metadata.close()
@@ -115,6 +125,19 @@ class CollectorReader:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class CollectorSource:
+    """A picklable handle on a collector's stores: each dataset worker opens its own reader from it
+    (``demotrace.dataset.distributed`` hands out record ids, and workers read the records)."""
+
+    location: CollectorLocation
+
+    @contextmanager
+    def open(self) -> Iterator[CollectorReader]:
+        with CollectorReader(location=self.location) as reader:
+            yield reader
 
 
 def iter_batches(data_dir: Path, database_url: str | None = None) -> Iterator[Batch]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
 from demotrace.dataset.images import ImageWriter
+from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import (
     KnownNames,
@@ -101,6 +102,7 @@ def build_dataset(
     extra_names: KnownNames | None = None,
     describer: DescriberConfig | None = None,
     shard_limits: ShardLimits | None = None,
+    source: BuildSource | None = None,
 ) -> BuildSummary:
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
 
@@ -109,6 +111,8 @@ def build_dataset(
     dataset folder (so the folder can be shared without it), created if absent.
     ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
     ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
+    ``source``: where ``records`` come from, for the manifest (OUT/manifest.json, see lineage.py) that
+    ``demotrace datasets check`` compares with the source later.
     """
     options = prepare_build(
         out_dir,
@@ -120,7 +124,8 @@ def build_dataset(
         describer=describer,
         shard_limits=shard_limits,
     )
-    sessions, without_header = collect_sessions(records)
+    lineage = LineageRecorder()
+    sessions, without_header = collect_sessions(lineage.observe(records))
     scrubber = dataset_scrubber(
         [session.session_id for session in sessions],
         (session.header.device_id for session in sessions),
@@ -128,4 +133,6 @@ def build_dataset(
     )
     whole_frames = resolving_loader(load_frame)  # delta frames come back as whole images
     outputs = [process_session(session, options, scrubber, whole_frames) for session in sessions]
-    return write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+    summary = write_dataset(options, outputs, len(sessions), without_header, scrubber, whole_frames)
+    write_manifest(out_dir, lineage.manifest(source or BuildSource({"kind": "records"}), options.pseudonyms))
+    return summary

@@ -34,6 +34,7 @@ import numpy as np
 from demotrace.dataset.build import dataset_scrubber, process_session
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
+from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
 from demotrace.dataset.quality import QualityConfig
@@ -248,6 +249,7 @@ def build_dataset_ray(
     shard_limits: ShardLimits | None = None,
     num_cpus: int | None = None,
     address: str | None = None,
+    source: BuildSource | None = None,
 ) -> BuildSummary:
     """``build.build_dataset`` on Ray Data, same arguments and same output; frames come from a
     ``FrameSource`` each worker opens. ``num_cpus``: worker processes of a local Ray (default: all
@@ -262,14 +264,17 @@ def build_dataset_ray(
         describer=describer,
         shard_limits=shard_limits,
     )
-    rows = _batch_rows(records)
+    lineage = LineageRecorder()
+    rows = _batch_rows(lineage.observe(records))
     with ray_runtime(num_cpus, address), _data_settings():
         mapped = _map_sessions(rows, frames, options, extra_names)
     with frames.open() as raw_frames:  # the describer may send each episode's first frame
         load_frame = resolving_loader(raw_frames)
-        return write_dataset(
+        summary = write_dataset(
             options, mapped.outputs, mapped.sessions, mapped.without_header, mapped.scrubber, load_frame
         )
+    write_manifest(out_dir, lineage.manifest(source or BuildSource({"kind": "records"}), options.pseudonyms))
+    return summary
 
 
 def _map_sessions(

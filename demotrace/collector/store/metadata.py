@@ -78,8 +78,6 @@ class SessionRows:
     person_id: str
     batches: int
     frames: int
-    first_seq: int | None
-    last_seq: int | None
 
 
 @dataclass(frozen=True)
@@ -251,26 +249,25 @@ class MetadataStore:
             for entry in session.scalars(query.execution_options(yield_per=1000)):
                 yield StoredRecord.from_entry(entry)
 
-    def sessions(self) -> list[SessionRows]:
-        """Every (device, session) with its counts of batches and frames and its range of batch seqs."""
-        is_batch = RecordEntry.kind == "batch"
-        query = (
-            select(
-                RecordEntry.device_id,
-                RecordEntry.session_id,
-                func.min(RecordEntry.person_id),
-                func.count().filter(is_batch),
-                func.count().filter(RecordEntry.kind == "frame"),
-                func.min(RecordEntry.seq),
-                func.max(RecordEntry.seq),
-            )
-            .group_by(RecordEntry.device_id, RecordEntry.session_id)
-            .order_by(RecordEntry.device_id, RecordEntry.session_id)
+    def sessions(self, received_by: float | None = None) -> list[SessionRows]:
+        """Every (device, session) with its counts of batches and frames (only those received by
+        ``received_by``, when given)."""
+        query = select(
+            RecordEntry.device_id,
+            RecordEntry.session_id,
+            func.min(RecordEntry.person_id),
+            func.count().filter(RecordEntry.kind == "batch"),
+            func.count().filter(RecordEntry.kind == "frame"),
+        )
+        if received_by is not None:
+            query = query.where(RecordEntry.received_at <= received_by)
+        query = query.group_by(RecordEntry.device_id, RecordEntry.session_id).order_by(
+            RecordEntry.device_id, RecordEntry.session_id
         )
         with self._sessions() as session:
             return [
-                SessionRows(str(device), str(sid), str(person), int(batches), int(frames), first, last)
-                for device, sid, person, batches, frames, first, last in session.execute(query)
+                SessionRows(str(device), str(sid), str(person), int(batches), int(frames))
+                for device, sid, person, batches, frames in session.execute(query)
             ]
 
     def record_count(self, kind: str | None = None) -> int:
