@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -90,6 +90,11 @@ class DeletedRows:
     @property
     def records(self) -> int:
         return len(self.blob_keys)
+
+
+_RECORD_BY_ID = select(RecordEntry.__table__).where(
+    RecordEntry.__table__.c.record_id == bindparam("record_id")
+)
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -202,20 +207,21 @@ class MetadataStore:
             return [(str(a), float(b), int(c), int(d)) for a, b, c, d in session.execute(query)]
 
     def get_record(self, record_id: str) -> StoredRecord | None:
-        with self._sessions() as session:
-            entry = session.get(RecordEntry, record_id)
-            return None if entry is None else StoredRecord.from_entry(entry)
+        # Core, not the ORM: a dataset build looks up every frame by id, and the ORM's identity map
+        # and session setup cost more than the query itself.
+        with self.engine.connect() as connection:
+            row = connection.execute(_RECORD_BY_ID, {"record_id": record_id}).one_or_none()
+        return None if row is None else StoredRecord(**row._asdict())
 
     def get_records(self, record_ids: Iterable[str]) -> list[StoredRecord]:
         """The rows of these ids that exist, in no particular order."""
         ids = list(record_ids)
         rows: list[StoredRecord] = []
-        with self._sessions() as session:
+        table = RecordEntry.__table__
+        with self.engine.connect() as connection:
             for start in range(0, len(ids), DELETE_CHUNK_ROWS):
-                query = select(RecordEntry).where(
-                    RecordEntry.record_id.in_(ids[start : start + DELETE_CHUNK_ROWS])
-                )
-                rows += [StoredRecord.from_entry(entry) for entry in session.scalars(query)]
+                query = select(table).where(table.c.record_id.in_(ids[start : start + DELETE_CHUNK_ROWS]))
+                rows += [StoredRecord(**row._asdict()) for row in connection.execute(query)]
         return rows
 
     def add_record(self, record: StoredRecord) -> bool:
