@@ -87,8 +87,10 @@ def _settings(build_id: str, shared: list[Any]) -> tuple[BuildOptions, Scrubber]
 
 def process_sessions(
     source: RecordSource, build_id: str, shared: list[Any], sessions: Sequence[SessionIds]
-) -> list[dict[str, Any]]:
-    """Read and process these sessions: each gives its start time and its output (None: no header)."""
+) -> dict[str, Any]:
+    """Read and process these sessions: each gives its start time and its output (None: no header);
+    ``cpu`` is the CPU seconds this worker spent on them."""
+    started = time.process_time()
     options, scrubber = _settings(build_id, shared)
     reader = _reader(source)
     load_frame = resolving_loader(reader.load_frame)
@@ -106,7 +108,7 @@ def process_sessions(
                 "output": pickle.dumps(output, _PICKLE_PROTOCOL),
             }
         )
-    return results
+    return {"sessions": results, "cpu": time.process_time() - started}
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -146,7 +148,8 @@ def build_dataset_from_store(
 ) -> BuildSummary:
     """``build.build_dataset`` over every session of ``source``, on Ray (a local one with ``num_cpus``
     workers, or the cluster at ``address``); the driver hands out record ids only. ``timings``, when
-    given, gets the seconds of each phase: "plan" (metadata), "sessions" (on Ray), "write" (driver)."""
+    given, gets the seconds of each phase: "plan" (metadata), "sessions" (on Ray), "write" (driver), and
+    "worker_cpu", the CPU seconds the workers spent on the sessions."""
     import ray
 
     clock = time.perf_counter()
@@ -172,6 +175,7 @@ def build_dataset_from_store(
     # for sessions whose header has not arrived yet, which only this engine's list has.
     scrubber = dataset_scrubber([s for _, s, _ in sessions], (d for d, _, _ in sessions), extra_names)
     rows: list[dict[str, Any]] = []
+    worker_cpu = 0.0
     planned = time.perf_counter()
     with ray_runtime(num_cpus, address):
         if sessions:
@@ -184,7 +188,8 @@ def build_dataset_from_store(
                 for chunk in _chunks(sessions, workers * _TASKS_PER_WORKER)
             ]
             for result in ray.get(pending):
-                rows += result
+                rows += result["sessions"]
+                worker_cpu += result["cpu"]
     mapped = time.perf_counter()
     kept = [row for row in rows if row["output"] is not None]
     outputs = ordered_outputs(kept)
@@ -195,4 +200,5 @@ def build_dataset_from_store(
     write_manifest(out_dir, lineage.manifest(build_source, options.pseudonyms))
     if timings is not None:
         timings.update(plan=planned - clock, sessions=mapped - planned, write=time.perf_counter() - mapped)
+        timings["worker_cpu"] = worker_cpu
     return summary
