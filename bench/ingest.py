@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,11 +116,13 @@ def collector(
         command += ["--database-url", database_url]
     if blobs_url:
         command += ["--blobs", blobs_url]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir.parent / f"{data_dir.name}.log").open("wb")  # the collector's own log, to read after
     process = subprocess.Popen(
         command,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -127,9 +130,7 @@ def collector(
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:  # bounded: a collector that never answers ends the benchmark
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"collector exited: {process.stderr.read().decode() if process.stderr else ''}"
-                )
+                raise RuntimeError(f"collector exited: see {log.name}")
             try:
                 if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
                     break
@@ -146,6 +147,7 @@ def collector(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        log.close()
 
 
 async def upload_all(
@@ -158,14 +160,20 @@ async def upload_all(
     async def device(client: httpx.AsyncClient, token: str, records: list[Upload]) -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": RECORD_MEDIA_TYPE}
         for upload in records:
-            for _attempt in range(20):  # a 503 busy says when to come back; bounded
-                answer = await client.put(
-                    f"{url}/v1/records/{upload.record_id}", content=upload.body, headers=headers
-                )
-                if answer.status_code != 503:
+            status = 0
+            for _attempt in range(20):  # like the device's uploader: retry busy and broken links; bounded
+                try:
+                    answer = await client.put(
+                        f"{url}/v1/records/{upload.record_id}", content=upload.body, headers=headers
+                    )
+                    status = answer.status_code
+                except httpx.TransportError:  # a kept-alive connection the server closed meanwhile
+                    status = -1
+                if status not in (503, -1):
                     break
+                statuses[status] = statuses.get(status, 0) + 1  # counted as retries
                 await asyncio.sleep(0.05)
-            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            statuses[status] = statuses.get(status, 0) + 1
 
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         started = time.perf_counter()
@@ -177,6 +185,7 @@ async def upload_all(
 
 @dataclass(frozen=True)
 class Result:
+    retries: int  # 503 busy answers and broken connections, each retried
     backend: str
     workers: int
     records: int
@@ -221,6 +230,7 @@ def run(args: argparse.Namespace, backend: str, workers: int, services: Services
         seconds, statuses = asyncio.run(upload_all(url, tokens, uploads))
         resent = [records[:3] for records in uploads]  # again, to any worker: must be "already stored"
         _, again = asyncio.run(upload_all(url, tokens, resent))
+    retries = statuses.pop(503, 0) + statuses.pop(-1, 0)
     if statuses != {201: args.devices * args.records}:
         raise RuntimeError(f"unexpected answers: {statuses}")
     store = MetadataStore.from_url(CollectorLocation(data_dir, database_url).database(), migrate=False)
@@ -228,13 +238,14 @@ def run(args: argparse.Namespace, backend: str, workers: int, services: Services
     store.close()
     megabytes = sum(len(upload.body) for records in uploads for upload in records) / 1e6
     return Result(
+        retries,
         backend,
         workers,
         args.devices * args.records,
         megabytes,
         seconds,
         stored,
-        again == {200: 3 * args.devices},
+        {status: n for status, n in again.items() if status not in (503, -1)} == {200: 3 * args.devices},
     )
 
 
@@ -247,11 +258,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--keep", action="store_true", help="keep the collectors' folders and logs")
     args = parser.parse_args()
     console = Console()
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     results: list[Result] = []
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="demotrace-bench-ingest-") as folder:
+    folder = tempfile.mkdtemp(prefix="demotrace-bench-ingest-")
+    with ExitStack() as stack:
+        if not args.keep:
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
         services = Services(stack)
         for backend in backends:
             for workers in args.workers:
@@ -269,6 +284,7 @@ def main() -> int:
         "vs 1 worker",
         "stored once",
         "re-sent: 200",
+        "retries",
     ):
         table.add_column(column, justify="left" if column == "backend" else "right")
     base: dict[str, float] = {}
@@ -286,6 +302,7 @@ def main() -> int:
             f"{rate / base[result.backend]:.2f}",
             str(result.stored == result.records),
             str(result.resent_ok),
+            str(result.retries),
         )
     console.print(table)
     console.print("the load generator runs in this process, on the same 2 cores as the collector")
