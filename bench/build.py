@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ from typing import Any
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
+from services import moto_server, postgres_server  # bench/services.py: run as a script
 
+from demotrace.collector.store import CollectorLocation
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
 from demotrace.device.spool import Spool, load_or_create_key
@@ -190,18 +194,18 @@ def write_fleet(spool: Spool, sessions: int, steps: int, seed: int) -> None:
         spool.append(synthetic_session(rng, index, steps))
 
 
-def write_collector(data_dir: Path, sessions: int, steps: int, seed: int) -> int:
+def write_collector(location: CollectorLocation, sessions: int, steps: int, seed: int) -> int:
     """The fleet stored by a real collector's ingest (one enrolled device per synthetic device id);
     returns the bytes of its blobs."""
     import zstandard
 
     from demotrace.collector.ingest import IngestService
-    from demotrace.collector.store import CollectorLocation, KeyRing, MetadataStore
+    from demotrace.collector.store import KeyRing, MetadataStore
     from demotrace.model import encode_record
     from demotrace.protocol import record_id_of
 
-    location = CollectorLocation(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    assert location.data_dir is not None
+    location.data_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataStore.from_url(location.database())
     ingest = IngestService(
         metadata, location.blobs(), keyring=KeyRing(metadata.engine, location.master_key())
@@ -232,7 +236,9 @@ class Row:
     phase_cpu: float = 0.0  # CPU seconds of that phase, in every process that did it
 
 
-def bench_spool(args: argparse.Namespace, out: Path, console: Console) -> tuple[list[Row], dict[int, float]]:
+def bench_spool(
+    args: argparse.Namespace, out: Path, console: Console, _stack: ExitStack
+) -> tuple[list[Row], dict[int, float]]:
     key_path = out / "spool.key"
     spool = Spool(out / "spool", load_or_create_key(key_path))
     started = time.perf_counter()
@@ -265,19 +271,25 @@ def bench_spool(args: argparse.Namespace, out: Path, console: Console) -> tuple[
 
 
 def bench_collector(
-    args: argparse.Namespace, out: Path, console: Console
+    args: argparse.Namespace, out: Path, console: Console, stack: ExitStack
 ) -> tuple[list[Row], dict[int, float]]:
     from demotrace.collector.reader import CollectorReader, CollectorSource
-    from demotrace.collector.store import CollectorLocation
     from demotrace.dataset.ray_stores import build_dataset_from_store
 
-    started = time.perf_counter()
-    blob_bytes = write_collector(out / "collector", args.sessions, args.steps, args.seed)
-    console.print(
-        f"fleet: {args.sessions} sessions x {args.steps} steps, seed {args.seed}, collector blobs "
-        f"{blob_bytes / 1e6:.1f} MB (sealed), stored in {time.perf_counter() - started:.1f} s"
-    )
     location = CollectorLocation(out / "collector")
+    if args.backend == "postgresql+s3":
+        # Set before Ray starts: its workers inherit the AWS environment that points at moto.
+        pg, s3 = stack.enter_context(postgres_server()), stack.enter_context(moto_server())
+        os.environ.update(s3.environment())
+        location = CollectorLocation(
+            out / "collector", pg.create_database("bench_build"), s3.create_bucket("bench-build") + "/blobs"
+        )
+    started = time.perf_counter()
+    blob_bytes = write_collector(location, args.sessions, args.steps, args.seed)
+    console.print(
+        f"fleet: {args.sessions} sessions x {args.steps} steps, seed {args.seed}, {args.backend} collector, "
+        f"blobs {blob_bytes / 1e6:.1f} MB (sealed), stored in {time.perf_counter() - started:.1f} s"
+    )
     rows: list[Row] = []
     # The session phase of the local engine is its whole build less the writing of the exports:
     # write_dataset is timed by wrapping the name build.py calls it by.
@@ -332,12 +344,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (also runs with 1)")
     parser.add_argument("--source", choices=("collector", "spool"), default="collector")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite+folder", "postgresql+s3"),
+        default="sqlite+folder",
+        help="the collector's stores (postgresql+s3: a PostgreSQL server and moto, started here)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="keep the inputs and datasets here")
     args = parser.parse_args()
     console = Console()
     out = args.out or Path(tempfile.mkdtemp(prefix="demotrace-bench-build-"))
     bench = bench_collector if args.source == "collector" else bench_spool
-    rows, startup = bench(args, out, console)
+    with ExitStack() as stack:
+        rows, startup = bench(args, out, console, stack)
 
     table = Table(title=f"dataset build from a {args.source} (all exports)")
     columns = ("engine", "cores", "seconds", "steps/s", "per core", "vs local")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -37,6 +37,11 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 SEALED_MAGIC = b"DTS1"  # a sealed blob starts with this; zstd frames (blobs from before) never do
 _WRAP_CONTEXT = b"demotrace data key\0"
+
+
+_KEY_BY_PERSON = select(DataKeyEntry.__table__).where(
+    DataKeyEntry.__table__.c.person_id == bindparam("person_id")
+)
 
 
 class KeyRingError(Exception):
@@ -155,8 +160,11 @@ class KeyRing:
             cached = self._cache.get(person_id)
         if cached is not None and not self.recheck:
             return cached[1]
-        with self._sessions() as session:
-            entry = session.get(DataKeyEntry, person_id)
+        # Core, not the ORM: this runs for every record stored, and the ORM session costs more than the
+        # primary-key lookup itself.
+        with self.engine.connect() as connection:
+            row = connection.execute(_KEY_BY_PERSON, {"person_id": person_id}).one_or_none()
+        entry = None if row is None else DataKeyEntry(**row._asdict())
         if entry is None:
             if not create:
                 with self._lock:

@@ -97,6 +97,9 @@ _RECORD_BY_ID = select(RecordEntry.__table__).where(
 )
 
 
+_PERSON_OF_DEVICE = select(DeviceEntry.person_id).where(DeviceEntry.device_id == bindparam("device_id"))
+
+
 def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / DATABASE_FILE).resolve()}"
 
@@ -181,8 +184,8 @@ class MetadataStore:
             )
 
     def person_of(self, device_id: str) -> str | None:
-        with self._sessions() as session:
-            return session.scalar(select(DeviceEntry.person_id).where(DeviceEntry.device_id == device_id))
+        with self.engine.connect() as connection:  # Core: once per record stored
+            return connection.execute(_PERSON_OF_DEVICE, {"device_id": device_id}).scalar_one_or_none()
 
     def people(self) -> list[tuple[str, float, int, int]]:
         """Every person: (person id, created at, devices, records), oldest first."""
