@@ -352,7 +352,7 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="keep the inputs and datasets here")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)  # the whole table, even when the output goes to a file
     out = args.out or Path(tempfile.mkdtemp(prefix="demotrace-bench-build-"))
     bench = bench_collector if args.source == "collector" else bench_spool
     with ExitStack() as stack:

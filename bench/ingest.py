@@ -260,7 +260,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--keep", action="store_true", help="keep the collectors' folders and logs")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)  # the whole table, even when the output goes to a file
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     results: list[Result] = []
     folder = tempfile.mkdtemp(prefix="demotrace-bench-ingest-")
