@@ -46,6 +46,9 @@ ADMIN_POLICY_PATH = f"{API_PREFIX}/admin/policy"
 ADMIN_AUDIT_PATH = f"{API_PREFIX}/admin/audit"
 ADMIN_DEVICES_PATH = f"{API_PREFIX}/admin/devices"
 ADMIN_DEVICE_REVOKE_PATH = f"{API_PREFIX}/admin/devices/{{device_id}}/revoke"
+ADMIN_PEOPLE_PATH = f"{API_PREFIX}/admin/people"
+ADMIN_PERSON_DELETE_PATH = f"{API_PREFIX}/admin/people/{{person_id}}/delete"
+ADMIN_RETENTION_RUN_PATH = f"{API_PREFIX}/admin/retention/run"
 
 
 def path_for(template: str, **ids: str) -> str:

@@ -70,7 +70,13 @@ def test_build_from_a_spool_writes_the_chosen_formats(tmp_path: Path) -> None:
 def test_build_errors_are_clear(tmp_path: Path) -> None:
     spool_dir, _ = spool_with_one_click(tmp_path)
     neither = demotrace("build", "--out", str(tmp_path / "o"))
-    assert neither.returncode == 2 and "exactly one of --spool" in neither.stderr
+    assert neither.returncode == 2 and "exactly one source: --spool DIR, or --from-server" in neither.stderr
+    no_blobs = demotrace("build", "--database-url", "postgresql+psycopg://h/db", "--out", str(tmp_path / "o"))
+    assert no_blobs.returncode == 2 and "--database-url needs --blobs" in no_blobs.stderr
+    no_ray = demotrace(
+        "build", "--spool", str(spool_dir), "--ray-address", "ray://h:1", "--out", str(tmp_path / "o")
+    )
+    assert no_ray.returncode == 2 and "--ray-address needs --engine ray" in no_ray.stderr
     unknown = demotrace("build", "--spool", str(spool_dir), "--out", str(tmp_path / "o"), "--format", "mp4")
     assert unknown.returncode == 2 and "unknown --format mp4" in unknown.stderr
     not_spool = demotrace("build", "--spool", str(tmp_path), "--out", str(tmp_path / "o"))

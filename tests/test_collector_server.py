@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_collector import free_port
 from test_uploader import wait_until
 
+from bench.services import free_port
 from demotrace.collector.server import ServerConfigError, check_enrollment_exposure, is_loopback_host
 
 # --- who may enrol ----------------------------------------------------------------------------------

@@ -5,20 +5,27 @@ One local Ray (2 CPUs) serves the whole module: it takes 15-20 s to start here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
+from demotrace.collector.ingest import IngestService
+from demotrace.collector.reader import CollectorReader, CollectorSource
+from demotrace.collector.store import CollectorLocation, KeyRing, MetadataStore, default_database_url
 from demotrace.dataset.build import build_dataset
 from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_ray
 from demotrace.dataset.options import ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool
+from demotrace.dataset.ray_stores import build_dataset_from_store
 from demotrace.dataset.sessions import SessionEvents, collect_sessions
 from demotrace.device.spool import Spool, load_or_create_key
-from demotrace.model import Batch, Marker
+from demotrace.model import Batch, Marker, encode_record
+from demotrace.protocol import record_id_of
 from tests.dataset_samples import WALL0, Recording, recording
 
 ray = pytest.importorskip("ray")
@@ -75,6 +82,8 @@ def report_without_ids(report: bytes) -> bytes:
 def dataset_files(out: Path) -> dict[str, bytes]:
     files = {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
     files["report.html"] = report_without_ids(files["report.html"])
+    manifest = json.loads(files["manifest.json"])  # the same sessions; only the times of the builds differ
+    files["manifest.json"] = json.dumps(manifest["sessions"], sort_keys=True).encode()
     return files
 
 
@@ -170,3 +179,40 @@ def test_the_pool_maps_sessions_in_worker_processes_and_keeps_their_order(tmp_pa
     mapped = list(map_sessions_in_pool(where, sessions, options, None, FrameMap({}), 2))  # type: ignore[arg-type]
     assert [session_id for session_id, _ in mapped] == [session.session_id for session in sessions]
     assert os.getpid() not in {pid for _, pid in mapped}
+
+
+def test_ray_build_from_a_collector_reads_by_id_and_matches_the_local_build(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    """The driver hands out record ids; workers read the collector's stores themselves."""
+    data_dir = tmp_path / "collector"
+    data_dir.mkdir()
+    metadata = MetadataStore.from_url(default_database_url(data_dir))
+    location = CollectorLocation(data_dir)
+    blobs = location.blobs()
+    keyring = KeyRing(metadata.engine, location.master_key())
+    ingest = IngestService(metadata, blobs, keyring=keyring)
+    devices: dict[str, str] = {}
+    data = fleet()
+    for record in [*data.frames.values(), *data.batches]:
+        if record.device_id not in devices:
+            devices[record.device_id] = ingest.enroll(record.device_id).device_id
+        body = zstandard.ZstdCompressor().compress(encode_record(record))
+        ingest.store_record(devices[record.device_id], record_id_of(record), body)
+    metadata.close()
+    limits = ShardLimits(max_steps=4)
+
+    with CollectorReader(location=location) as reader:
+        local = build_dataset(
+            reader.iter_batches(),
+            reader.load_frame,
+            tmp_path / "local",
+            pseudonym_key=KEY,
+            shard_limits=limits,
+        )
+    distributed = build_dataset_from_store(
+        CollectorSource(location), tmp_path / "ray", pseudonym_key=KEY, shard_limits=limits
+    )
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+    assert (distributed.sessions, distributed.sessions_without_header) == (4, 1)
+    assert distributed.steps == local.steps == 16 and distributed.frames_written == 15

@@ -26,7 +26,7 @@ from demotrace.collector.ingest import IngestService
 from demotrace.collector.reader import CollectorReader
 from demotrace.collector.server import ServerThread, reserve_port
 from demotrace.collector.store import LocalBlobStore, MetadataStore, default_database_url
-from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import ResumableUploads, UploadRequest, parse_content_range
 from demotrace.device.enrollment import DeviceCredentials, enroll

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_collector import free_port
 from test_collector_server import run_server_command
 from test_uploader import some_records, stored_records, wait_until
 from tls_ca import TestCA, served_serial
@@ -22,6 +21,7 @@ from tls_ca import TestCA, served_serial
 from demotrace.collector.app import create_app
 from demotrace.collector.server import ServerConfigError, ServerThread, check_transport_exposure
 from demotrace.collector.tls import server_context
+from demotrace.demo.run import free_port
 from demotrace.device.client import TransportError, UntrustedCollector, normalise_server_url
 from demotrace.device.enrollment import (
     DeviceCredentials,

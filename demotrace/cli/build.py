@@ -1,9 +1,11 @@
-"""``demotrace build``: a dataset from a device spool or a collector data folder."""
+"""``demotrace build``: a dataset from a device spool, a collector data folder, or a fleet collector's
+database and blob store (PostgreSQL + S3)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,8 +14,43 @@ import typer
 from demotrace.cli.shared import KeyOption, fail, print_fields, stderr
 
 if TYPE_CHECKING:
+    from demotrace.collector.store import CollectorLocation
     from demotrace.dataset.progress import BuildProgress
     from demotrace.dataset.write import BuildSummary
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DEMOTRACE_DATABASE_URL",
+        help="A collector's database (postgresql+psycopg://...): build from it instead of a data folder.",
+    ),
+]
+BlobsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs",
+        envvar="DEMOTRACE_BLOBS",
+        help="The collector's blob store: s3://bucket/prefix or a folder.",
+    ),
+]
+MasterKeyOption = Annotated[
+    Path | None,
+    typer.Option("--master-key", help="The collector's master key file (default: $DEMOTRACE_MASTER_KEY)."),
+]
+
+
+def collector_location(
+    from_server: Path | None, database_url: str | None, blobs: str | None, master_key: Path | None
+) -> CollectorLocation:
+    """Where a collector's data is, from the command's options; fails with a message when incomplete."""
+    from demotrace.collector.store import CollectorLocation
+
+    if from_server is not None and not from_server.is_dir():
+        raise fail(f"{from_server} is not a collector data folder")
+    if from_server is None and blobs is None:
+        raise fail("--database-url needs --blobs (s3://bucket/prefix or the collector's blob folder)")
+    return CollectorLocation(from_server, database_url, blobs, master_key)
 
 
 def build(
@@ -24,6 +61,9 @@ def build(
     from_server: Annotated[
         Path | None, typer.Option("--from-server", help="Build from a collector data folder.")
     ] = None,
+    database_url: DatabaseUrlOption = None,
+    blobs: BlobsOption = None,
+    master_key: MasterKeyOption = None,
     key: KeyOption = None,
     idle_gap: Annotated[float, typer.Option(help="Seconds of idle that split episodes.")] = 60.0,
     formats: Annotated[
@@ -39,9 +79,15 @@ def build(
         typer.Option(
             "--engine",
             metavar="ENGINE",
-            help="local (a process per core of this machine) or ray (Ray Data).",
+            help="local (a process per core of this machine) or ray (Ray over this machine or a cluster).",
         ),
     ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="With --engine ray: join this Ray cluster (e.g. ray://head:10001)."
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the dataset already in --out.")
     ] = False,
@@ -53,14 +99,21 @@ def build(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", min=1, help="Processes of the local engine (default: one per core)."),
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes of the local engine (default: one per core), or with --engine ray and no "
+            "--ray-address, Ray's worker processes.",
+        ),
     ] = None,
 ) -> None:
-    """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report).
+    """Build an agent-training dataset (trajectories.jsonl, images/, exports, summary, viewer, report,
+    manifest.json: the sessions it was built from, for `demotrace datasets check`).
 
     The build is written beside --out and swapped in when it is complete: an existing dataset is
     replaced whole (with --overwrite), and a failed build leaves nothing behind.
     """
+    from demotrace.dataset.lineage import BuildSource
     from demotrace.dataset.options import ALL_FORMATS
     from demotrace.dataset.staging import (
         DatasetExists,
@@ -70,32 +123,40 @@ def build(
         staged_build,
     )
 
-    if (spool is None) == (from_server is None):
-        raise fail("give exactly one of --spool DIR or --from-server DIR (`demotrace paths` shows yours)")
+    from_collector = from_server is not None or database_url is not None
+    if (spool is None) == (not from_collector):
+        raise fail(
+            "give exactly one source: --spool DIR, or --from-server DIR, or --database-url URL --blobs URL "
+            "(`demotrace paths` shows yours)"
+        )
     unknown = sorted(set(formats or ()) - set(ALL_FORMATS))
     if unknown:
         raise fail(f"unknown --format {', '.join(unknown)} (known: {', '.join(ALL_FORMATS)})")
     chosen = [name for name in ALL_FORMATS if name in formats] if formats else list(ALL_FORMATS)
     if engine not in ("local", "ray"):
         raise fail(f"unknown --engine {engine} (known: local, ray)")
+    if ray_address is not None and engine != "ray":
+        raise fail("--ray-address needs --engine ray")
     try:
         check_output_folder(out, overwrite)
     except DatasetExists as error:
         raise fail(str(error)) from error
     if spool is not None and not (spool / "spool.db").exists():
         raise fail(f"{spool} is not a spool folder (no spool.db)")
-    if from_server is not None and not (from_server / "collector.db").is_file():
+    if from_server is not None and database_url is None and not (from_server / "collector.db").is_file():
         raise fail(f"{from_server} is not a collector data folder (no collector.db)")
+    location = None if spool is not None else collector_location(from_server, database_url, blobs, master_key)
     pseudonym_key, key_path = pseudonym_key_for(out)
     settings: dict[str, Any] = {"idle_gap": idle_gap, "formats": chosen, "pseudonym_key": pseudonym_key}
-    local_settings: dict[str, Any] = {"workers": workers}
+    ray = RayChoice(engine == "ray", ray_address, workers, verbose)
     with staged_build(out) as staging, build_progress() as progress:
-        settings["progress"] = progress
-        if spool is not None:
-            summary = _from_spool(spool, key, staging, engine, settings, verbose, local_settings)
+        if location is None:
+            assert spool is not None
+            settings["source"] = BuildSource({"kind": "spool", "spool": str(spool.resolve())})
+            summary = _from_spool(spool, key, staging, settings, ray, progress)
         else:
-            assert from_server is not None
-            summary = _from_server(from_server, staging, engine, settings, verbose, local_settings)
+            settings["source"] = BuildSource({"kind": "collector", **location.describe()})
+            summary = _from_collector(location, staging, settings, ray, progress)
         summary = moved_summary(summary, staging, out, key_path)
     if as_json:
         import msgspec
@@ -105,55 +166,88 @@ def build(
         print_build_summary(summary)
 
 
+@dataclass(frozen=True)
+class RayChoice:
+    """--engine ray or not, and its cluster, worker count (also the local pool's size) and logs."""
+
+    enabled: bool
+    address: str | None
+    workers: int | None
+    verbose: bool
+
+
 def _from_spool(
     spool: Path,
     key: Path | None,
     staging: Path,
-    engine: str,
     settings: dict[str, Any],
-    verbose: bool,
-    local_settings: dict[str, Any],
+    ray: RayChoice,
+    progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
     from demotrace.dataset.frame_sources import SpoolFrames
     from demotrace.device.spool import SpoolError, open_spool
 
     try:
         store = open_spool(spool, key)
-        if engine == "ray":
+        frames = SpoolFrames(spool, key)
+        if ray.enabled:
             from demotrace.dataset.distributed import build_dataset_ray
 
-            frames = SpoolFrames(spool, key)
-            return build_dataset_ray(store.batches(), frames, staging, verbose=verbose, **settings)
+            return build_dataset_ray(
+                store.batches(),
+                frames,
+                staging,
+                num_cpus=ray.workers,
+                address=ray.address,
+                verbose=ray.verbose,
+                progress=progress,
+                **settings,
+            )
         from demotrace.dataset.build import build_dataset
 
-        return build_dataset(store.batches(), SpoolFrames(spool, key), staging, **settings, **local_settings)
+        return build_dataset(
+            store.batches(), frames, staging, workers=ray.workers, progress=progress, **settings
+        )
     except SpoolError as error:
         raise fail(str(error)) from error
 
 
-def _from_server(
-    data: Path,
+def _from_collector(
+    location: CollectorLocation,
     staging: Path,
-    engine: str,
     settings: dict[str, Any],
-    verbose: bool,
-    local_settings: dict[str, Any],
+    ray: RayChoice,
+    progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
-    from demotrace.collector.reader import CollectorReader
+    from demotrace.collector.reader import CollectorReader, CollectorSource, ReaderError
     from demotrace.dataset.frame_sources import CollectorFrames
 
-    if engine == "ray":
-        from demotrace.dataset.distributed import build_dataset_ray
+    try:
+        if ray.enabled:  # Ray's workers read the records from the stores by id
+            from demotrace.dataset.ray_stores import build_dataset_from_store
 
-        with CollectorReader(data) as reader:
-            batches = reader.iter_batches()
-            return build_dataset_ray(batches, CollectorFrames(data), staging, verbose=verbose, **settings)
-    from demotrace.dataset.build import build_dataset
+            build_source = settings.pop("source")
+            return build_dataset_from_store(
+                CollectorSource(location),
+                staging,
+                num_cpus=ray.workers,
+                address=ray.address,
+                build_source=build_source,
+                **settings,
+            )
+        from demotrace.dataset.build import build_dataset
 
-    with CollectorReader(data) as reader:
-        return build_dataset(
-            reader.iter_batches(), CollectorFrames(data), staging, **settings, **local_settings
-        )
+        with CollectorReader(location=location) as reader:
+            return build_dataset(
+                reader.iter_batches(),
+                CollectorFrames(location=location),
+                staging,
+                workers=ray.workers,
+                progress=progress,
+                **settings,
+            )
+    except ReaderError as error:
+        raise fail(str(error)) from error
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from demotrace.cli.browser import register_browser_commands
 from demotrace.cli.build import register_build_commands
 from demotrace.cli.control import register_control_commands
 from demotrace.cli.conventions import CONTEXT_SETTINGS, VersionOption, tidy_command_tree
+from demotrace.cli.datasets import register_datasets_commands
 from demotrace.cli.demo import register_demo_commands
 from demotrace.cli.exemption import register_exemption_commands
 from demotrace.cli.paths import register_paths_commands
@@ -40,6 +41,7 @@ def _options(version: bool = VersionOption) -> None:
 register_record_commands(app)  # record, enroll
 register_server_commands(app)  # server
 register_build_commands(app)  # build
+register_datasets_commands(app)  # datasets check
 register_demo_commands(app)  # demo, up
 register_replay_commands(app)  # replay
 register_control_commands(app)  # pause, resume, status, task, tray

@@ -103,6 +103,15 @@ def enroll(
         bool,
         typer.Option("--force", help="Enroll again though this device is enrolled: it becomes a new device."),
     ] = False,
+    person: Annotated[
+        str | None,
+        typer.Option(
+            "--person",
+            envvar="DEMOTRACE_PERSON_ID",
+            help="Your pseudonymous person id (from the portal or IT): exemptions and deletions then "
+            "cover all your devices. Not an e-mail address.",
+        ),
+    ] = None,
 ) -> None:
     """Enroll this device with a collector; it gets its own upload token (and keeps --ca-bundle)."""
     from demotrace.device.client import TransportError
@@ -132,11 +141,15 @@ def enroll(
             secret=secret,
             ca_bundle=str(ca_bundle.resolve()) if ca_bundle is not None else None,
             allow_plain_http=allow_plain_http,
+            person_id=person,
         )
     except TransportError as error:
         raise fail(f"cannot enroll: {error}") from error
     save_credentials(device, path)
-    stderr.print(f"enrolled as {device.device_id}; credentials in {escape(str(path))}", soft_wrap=True)
+    stderr.print(
+        f"enrolled as {device.device_id} for person {device.person_id}; credentials in {escape(str(path))}",
+        soft_wrap=True,
+    )
 
 
 def register_record_commands(app: typer.Typer) -> None:

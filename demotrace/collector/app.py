@@ -28,7 +28,12 @@ Wire protocol (v1):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
   ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
   widens capture: else 400/409), ``GET /v1/admin/audit``, ``GET /v1/admin/devices``,
-  ``POST /v1/admin/devices/{device_id}/revoke``. Failed admin logins are throttled per address (429).
+  ``POST /v1/admin/devices/{device_id}/revoke``, ``GET /v1/admin/people``,
+  ``POST /v1/admin/people/{person_id}/delete`` (everything of that person's devices, key first),
+  ``POST /v1/admin/retention/run`` (a retention sweep now; it also runs on a schedule). Failed admin
+  logins are throttled per address (429).
+- Enrolment may name the person the device is for: ``{"device_name", "person_id"}`` (a pseudonym);
+  without one the device gets a person of its own. Exemptions and deletions cover a person's devices.
 """
 
 from __future__ import annotations
@@ -69,16 +74,21 @@ from demotrace.collector.ingest import (
 )
 from demotrace.collector.limits import CollectorLimits, MemoryBudget
 from demotrace.collector.openapi import json_body, refusals
-from demotrace.collector.routes_admin import add_admin_routes, add_device_routes
+from demotrace.collector.people import PeopleService
+from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
+from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
 from demotrace.collector.routes_uploads import add_upload_routes
 from demotrace.collector.store import (
-    BLOBS_FOLDER,
     BlobStore,
-    LocalBlobStore,
+    KeyRing,
+    MasterKey,
     MetadataStore,
     default_database_url,
+    load_master_key,
+    open_blob_store,
 )
-from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.store.exemption_store import ExemptionStore
+from demotrace.collector.store.migrate import check_at_head
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import UPLOADS_FOLDER, ResumableUploads
 from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER, HEALTH_PATH, error_body
@@ -104,6 +114,10 @@ def create_app(
     enrollment_secret: str | None = None,
     *,
     blob_store: BlobStore | None = None,
+    blobs_url: str | None = None,
+    master_key: MasterKey | None = None,
+    migrate: bool = True,
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     admin_token: str | None = None,
@@ -111,7 +125,11 @@ def create_app(
     max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS,
     limits: CollectorLimits | None = None,
 ) -> FastAPI:
-    """A collector storing into ``data_dir``: SQLite ``collector.db`` and ``blobs/`` unless told otherwise.
+    """A collector storing into ``data_dir``: SQLite ``collector.db``, ``blobs/`` and ``master.key`` unless
+    told otherwise (``database_url``; ``blob_store`` or ``blobs_url``, such as ``s3://bucket/prefix``;
+    ``master_key``, else ``$DEMOTRACE_MASTER_KEY``). The database is migrated to this code's schema first
+    unless ``migrate`` is off (a worker whose starter migrated it). Retention sweeps every
+    ``retention_interval_s`` (None: only when an admin asks).
 
     At most ``max_concurrent_ingests`` upload bodies (records and chunks) are stored at once, and the
     bodies and records being stored hold at most ``limits.max_ingest_memory_bytes``; more answer 503
@@ -119,8 +137,11 @@ def create_app(
     """
     limits = limits or CollectorLimits()
     data_dir.mkdir(parents=True, exist_ok=True)
-    metadata = MetadataStore.from_url(database_url or default_database_url(data_dir))
-    blobs = blob_store if blob_store is not None else LocalBlobStore(data_dir / BLOBS_FOLDER)
+    metadata = MetadataStore.from_url(database_url or default_database_url(data_dir), migrate=migrate)
+    if not migrate:
+        check_at_head(metadata.engine)
+    blobs = blob_store if blob_store is not None else open_blob_store(blobs_url, data_dir)
+    keyring = KeyRing(metadata.engine, master_key or load_master_key(None, data_dir))
     exemption_store = ExemptionStore(metadata.engine)
     upload_guard = UploadGuard(exemption_store, blobs)
     memory = MemoryBudget(limits.max_ingest_memory_bytes)
@@ -128,6 +149,7 @@ def create_app(
         metadata,
         blobs,
         upload_guard=upload_guard,
+        keyring=keyring,
         enrollment_secret=enrollment_secret,
         max_body_bytes=max_body_bytes,
         max_record_bytes=max_record_bytes,
@@ -140,13 +162,20 @@ def create_app(
         partial_uploads=uploads,
         admin=AdminCredentials(admin_token, admin_token_file),
     )
+    people = PeopleService(metadata, exemption_store, blobs, partial_uploads=uploads)
+    retention = RetentionService(metadata, exemption_store, blobs)
     guards = RequestGuards(limits, IngestSlots(max_concurrent_ingests), memory)
     services = Services(ingest, uploads, exemptions, upload_guard, guards)
     devices = DeviceAdmin(metadata, exemption_store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        schedule = None
+        if retention_interval_s is not None:
+            schedule = RetentionSchedule(retention, retention_interval_s).start()
         yield
+        if schedule is not None:
+            schedule.stop()
         metadata.close()
 
     app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
@@ -179,14 +208,19 @@ def create_app(
     async def enroll(request: Request) -> dict[str, str]:
         guards.enrolment(request)
         body = await read_body(request, MAX_ENROLL_BODY_BYTES, guards.pace)
-        device_name = parse_enroll_request(body)
+        asked = parse_enroll_request(body)
         enrollment = await run_in_threadpool(
-            ingest.enroll, device_name, request.headers.get(ENROLLMENT_SECRET_HEADER)
+            ingest.enroll, asked.device_name, request.headers.get(ENROLLMENT_SECRET_HEADER), asked.person_id
         )
-        log.info("enrolled device %s (%s)", enrollment.device_id, device_name)
-        return {"device_id": enrollment.device_id, "token": enrollment.token}
+        log.info("enrolled device %s (%s)", enrollment.device_id, asked.device_name)
+        return {
+            "device_id": enrollment.device_id,
+            "token": enrollment.token,
+            "person_id": enrollment.person_id,
+        }
 
     add_upload_routes(app, services)
     add_device_routes(app, services, devices)
     add_admin_routes(app, services, devices)
+    add_people_routes(app, services, people, retention)
     return app

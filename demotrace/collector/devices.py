@@ -12,7 +12,7 @@ import msgspec
 from demotrace.collector.errors import BadRequest, NotFound
 from demotrace.collector.ingest import token_digest
 from demotrace.collector.store import MetadataStore
-from demotrace.collector.store.metadata import ExemptionStore
+from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.upload_guard import audit_record
 
 MAX_REPORT_BODY_BYTES = 4 * 1024

@@ -21,7 +21,7 @@ from demotrace.collector.errors import (
 )
 from demotrace.collector.policy_review import missing_keys, policy_diff, widenings
 from demotrace.collector.store import BlobStore
-from demotrace.collector.store.metadata import (
+from demotrace.collector.store.exemption_store import (
     EXEMPTION_APPROVED,
     EXEMPTION_DENIED,
     EXEMPTION_REQUESTED,
@@ -120,6 +120,7 @@ def _request_json(request: ExemptionRequest) -> dict[str, object]:
     return {
         "id": request.id,
         "device_id": request.device_id,
+        "person_id": request.person_id,
         "reason": request.reason,
         "delete_collected": request.delete_collected,
         "status": request.status,
@@ -127,6 +128,16 @@ def _request_json(request: ExemptionRequest) -> dict[str, object]:
         "decided_by": request.decided_by,
         "decided_at": request.decided_at,
     }
+
+
+def delete_blobs(blobs: BlobStore, blob_keys: list[str]) -> int:
+    """Delete these blobs; returns how many were there."""
+    deleted = 0
+    for key in blob_keys:
+        if blobs.exists(key):
+            blobs.delete(key)
+            deleted += 1
+    return deleted
 
 
 class ExemptionService:
@@ -166,8 +177,9 @@ class ExemptionService:
         return [_request_json(request) for request in self.store.requests(status=status)]
 
     def decide(self, request_id: int, approve: bool, admin: str) -> dict[str, object]:
-        """Approve or deny a pending request. Approval with delete_collected deletes every record the
-        collector holds from that device (rows in the decision's transaction, then the blobs)."""
+        """Approve or deny a pending request. An approval covers every device of the person who asked;
+        with delete_collected it deletes every record the collector holds from any of them (their data
+        key and rows in the decision's transaction, then the blobs)."""
         existing = self.store.get_request(request_id)
         if existing is None:
             raise NotFound(f"no exemption request {request_id}")
@@ -185,9 +197,11 @@ class ExemptionService:
             raise Conflict(f"exemption request {request_id} was decided by someone else just now")
         request, blob_keys = decided
         answer = _request_json(request)
+        devices = self.store.devices_of(request.person_id)
+        answer["devices"] = devices
         if approve and self.partial_uploads is not None:
-            # Half-uploaded records are the device's data too: nothing of an exempt device stays.
-            discarded = self.partial_uploads.discard_device(request.device_id)
+            # Half-uploaded records are the person's data too: nothing of an exempt person stays.
+            discarded = sum(self.partial_uploads.discard_device(device) for device in devices)
             answer["discarded_uploads"] = discarded
             if discarded:
                 self.store.append_audit(
@@ -215,12 +229,7 @@ class ExemptionService:
         return answer
 
     def _delete_blobs(self, blob_keys: list[str]) -> int:
-        deleted = 0
-        for key in blob_keys:
-            if self.blobs.exists(key):
-                self.blobs.delete(key)
-                deleted += 1
-        return deleted
+        return delete_blobs(self.blobs, blob_keys)
 
     def set_fleet_policy(self, body: bytes, admin: str, confirm_widening: bool = False) -> dict[str, object]:
         """Store a new fleet policy. It must be complete (BadRequest names what is missing); one that
@@ -280,7 +289,7 @@ class ExemptionService:
     def request_exemption(self, device_id: str, body: ExemptionRequestBody) -> dict[str, object]:
         history = self.store.requests(device_id=device_id)
         if any(request.status == EXEMPTION_APPROVED for request in history):
-            raise Conflict("this device is already exempt")
+            raise Conflict("this device's person is already exempt")
         pending = [request for request in history if request.status == EXEMPTION_REQUESTED]
         if pending:
             raise Conflict(f"exemption request {pending[-1].id} is already waiting for a decision")

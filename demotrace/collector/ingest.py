@@ -27,7 +27,7 @@ from demotrace.collector.errors import (
     Unauthorized,
 )
 from demotrace.collector.limits import MemoryBudget, MemoryReservation
-from demotrace.collector.store import BlobStore, MetadataStore, StoredRecord
+from demotrace.collector.store import BlobStore, KeyRing, MetadataStore, StoredRecord
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.frames.bounds import check_frame_size
 from demotrace.frames.delta import FrameCodecError
@@ -49,6 +49,9 @@ RECORD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 MAX_SESSION_ID_CHARS = 256
 MAX_DEVICE_NAME_CHARS = 256
 MAX_TOKEN_CHARS = 512
+# A person id is a pseudonym (from the portal, an HR system's opaque id...): no '@', so an e-mail
+# address cannot be used by mistake.
+PERSON_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 MAX_SEQ = 2**63 - 1
 
 # Uploads being decompressed, checked and written at once: keeps a PostgreSQL backend busy without
@@ -104,12 +107,22 @@ class IngestSlots:
 
 class EnrollRequest(msgspec.Struct):
     device_name: str
+    person_id: str | None = None  # None: a person of its own, with a new random id
+
+
+@dataclass(frozen=True)
+class DeviceEnrollment:
+    """What an enrolment body asks for, checked."""
+
+    device_name: str
+    person_id: str | None
 
 
 @dataclass(frozen=True)
 class Enrollment:
     device_id: str
     token: str  # shown once, to the device; only its SHA-256 is stored
+    person_id: str
 
 
 @dataclass(frozen=True)
@@ -123,18 +136,28 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def parse_enroll_request(body: bytes) -> str:
-    """The device name from an enrolment body, stripped; raises BadRequest."""
+def parse_enroll_request(body: bytes) -> DeviceEnrollment:
+    """The device name (stripped) and person id of an enrolment body; raises BadRequest."""
     if len(body) > MAX_ENROLL_BODY_BYTES:
         raise PayloadTooLarge(f"enrolment body larger than {MAX_ENROLL_BODY_BYTES} bytes")
     try:
         request = msgspec.json.decode(body, type=EnrollRequest)
     except msgspec.DecodeError as error:
-        raise BadRequest(f'expected JSON {{"device_name": "..."}}: {error}') from error
+        raise BadRequest(f'expected JSON {{"device_name": "...", "person_id": "..."}}: {error}') from error
     name = request.device_name.strip()
     if not name or len(name) > MAX_DEVICE_NAME_CHARS or not name.isprintable():
         raise BadRequest(f"device_name must have 1 to {MAX_DEVICE_NAME_CHARS} printable characters")
-    return name
+    if request.person_id is not None:
+        check_person_id(request.person_id)
+    return DeviceEnrollment(name, request.person_id)
+
+
+def check_person_id(person_id: str) -> str:
+    if not PERSON_ID_PATTERN.fullmatch(person_id):
+        raise BadRequest(
+            "person_id must be a pseudonym of 1 to 64 of A-Z a-z 0-9 _ - . (not an e-mail address)"
+        )
+    return person_id
 
 
 def decompress_bounded(
@@ -239,7 +262,8 @@ def _check_frame(record: Record) -> None:
 class IngestService:
     """Enrolment, device authentication and idempotent record storage.
 
-    ``upload_guard``, when given, refuses records from exempt devices (see upload_guard.py).
+    ``upload_guard``, when given, refuses records from exempt devices (see upload_guard.py);
+    ``keyring``, when given, seals every blob with its person's data key (see store/keyring.py).
     """
 
     def __init__(
@@ -248,6 +272,7 @@ class IngestService:
         blobs: BlobStore,
         *,
         upload_guard: UploadGuard | None = None,
+        keyring: KeyRing | None = None,
         enrollment_secret: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
@@ -257,11 +282,16 @@ class IngestService:
         self.metadata = metadata
         self.blobs = blobs
         self.upload_guard = upload_guard
+        self.keyring = keyring
         self.enrollment_secret = enrollment_secret or None
         self.max_body_bytes = max_body_bytes
         self.max_record_bytes = max_record_bytes
 
-    def enroll(self, device_name: str, presented_secret: str | None = None) -> Enrollment:
+    def enroll(
+        self, device_name: str, presented_secret: str | None = None, person_id: str | None = None
+    ) -> Enrollment:
+        """A new device and its token, for ``person_id`` (their first device adds them) or, without
+        one, for a new person of its own."""
         if self.enrollment_secret is not None and not (
             presented_secret is not None
             and hmac.compare_digest(presented_secret.encode(), self.enrollment_secret.encode())
@@ -269,8 +299,9 @@ class IngestService:
             raise Unauthorized(f"enrolment secret missing or wrong (header {ENROLLMENT_SECRET_HEADER})")
         device_id = uuid.uuid4().hex
         token = secrets.token_urlsafe(32)
-        self.metadata.add_device(device_id, device_name, token_digest(token), time.time())
-        return Enrollment(device_id=device_id, token=token)
+        person = check_person_id(person_id) if person_id is not None else f"p-{uuid.uuid4().hex}"
+        self.metadata.add_device(device_id, device_name, token_digest(token), time.time(), person)
+        return Enrollment(device_id=device_id, token=token, person_id=person)
 
     def authenticate(self, authorization: str | None) -> str:
         """The device id behind an ``Authorization: Bearer <token>`` header; raises Unauthorized."""
@@ -331,6 +362,11 @@ class IngestService:
         # The digest in the key: two different bodies under one id never write the same blob.
         blob_key = f"{kind}/{device_id}/{record_id}.{digest[:16]}.msgpack.zst"
         blob = zstandard.ZstdCompressor(level=_BLOB_COMPRESSION_LEVEL).compress(stored)
+        person_id = self.metadata.person_of(device_id)
+        if person_id is None:  # pragma: no cover - authenticated devices exist
+            raise Unauthorized("unknown device")
+        if self.keyring is not None:
+            blob = self.keyring.seal(person_id, blob_key, blob)
         # Blob first, row second: a crash in between leaves an orphan blob, never a row without data.
         self.blobs.put(blob_key, blob)
         t, wall = _times_of(record)
@@ -347,6 +383,7 @@ class IngestService:
             blob_size=len(blob),
             sha256=digest,
             received_at=time.time(),
+            person_id=person_id,
         )
         if self.metadata.add_record(row):
             if self.upload_guard is not None:

@@ -1,4 +1,4 @@
-"""Exemption, policy and device routes: device requests and reports, and the admin API over them.
+"""Exemption, policy, device and people routes: device requests and reports, and the admin API over them.
 
 Admins authenticate with an admin token (admin_auth.py); an address with too many failed attempts is
 told to wait (429) before its token is even checked.
@@ -28,6 +28,8 @@ from demotrace.collector.exemptions import (
 )
 from demotrace.collector.guards import Services
 from demotrace.collector.openapi import json_body, raw_body, refusals
+from demotrace.collector.people import PeopleService
+from demotrace.collector.retention import RetentionService
 from demotrace.protocol import (
     ADMIN_AUDIT_PATH,
     ADMIN_DEVICE_REVOKE_PATH,
@@ -35,7 +37,10 @@ from demotrace.protocol import (
     ADMIN_EXEMPTION_DECISION_PATH,
     ADMIN_EXEMPTIONS_PATH,
     ADMIN_NAME_HEADER,
+    ADMIN_PEOPLE_PATH,
+    ADMIN_PERSON_DELETE_PATH,
     ADMIN_POLICY_PATH,
+    ADMIN_RETENTION_RUN_PATH,
     DEVICE_EXEMPTION_APPLIED_PATH,
     DEVICE_POLICY_PATH,
     DEVICE_REPORT_PATH,
@@ -140,3 +145,38 @@ def add_admin_routes(app: FastAPI, services: Services, devices: DeviceAdmin) -> 
     async def revoke_device(device_id: str, request: Request) -> dict[str, object]:
         admin = await admin_of(request)
         return await run_in_threadpool(devices.revoke, device_id, admin)
+
+
+def add_people_routes(
+    app: FastAPI, services: Services, people: PeopleService, retention: RetentionService
+) -> None:
+    """People and the deletion of their data; retention on demand (admins)."""
+    exemptions, guards = services.exemptions, services.guards
+    app.state.people = people
+    app.state.retention = retention
+
+    async def admin_of(request: Request) -> str:
+        await guards.admin(request, exemptions.admin)
+        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
+
+    @app.get(ADMIN_PEOPLE_PATH, responses=refusals(*_ADMIN_REFUSALS))
+    async def list_people(request: Request) -> list[dict[str, object]]:
+        await admin_of(request)
+        return await run_in_threadpool(people.list_people)
+
+    @app.post(ADMIN_PERSON_DELETE_PATH, responses=refusals(*_ADMIN_REFUSALS, 404))
+    async def delete_person(person_id: str, request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        return await run_in_threadpool(people.delete_person_data, person_id, admin)
+
+    @app.post(ADMIN_RETENTION_RUN_PATH, responses=refusals(*_ADMIN_REFUSALS))
+    async def run_retention(request: Request) -> dict[str, object]:
+        admin = await admin_of(request)
+        result = await run_in_threadpool(retention.sweep, f"admin:{admin}")
+        return {
+            "retention_days": result.retention_days,
+            "cutoff": result.cutoff,
+            "deleted_records": result.records,
+            "deleted_sessions": result.sessions,
+            "deleted_blobs": result.blobs,
+        }

@@ -1,14 +1,23 @@
-"""Running the collector: in the foreground (``demotrace server``) or on a background thread (tests,
-demos, embedding), and the checks that refuse an unsafe exposure before anything is opened.
+"""Running the collector: in the foreground (``demotrace server``, one process or several workers
+behind one address) or on a background thread (tests, demos, embedding), and the checks that refuse an
+unsafe exposure before anything is opened.
+
+Several workers (``workers > 1``) are processes that share the listening socket; they share state only
+through the database and the blob store (and, on one host, the folder of unfinished resumable uploads).
+The starting process migrates the database and settles the master key first, so no worker races
+another over either.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import socket
 import ssl
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,9 @@ from fastapi import FastAPI
 from demotrace.collector.app import create_app
 from demotrace.collector.ingest import DEFAULT_MAX_CONCURRENT_INGESTS
 from demotrace.collector.limits import CollectorLimits
+from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S
+from demotrace.collector.store import MetadataStore, default_database_url, load_master_key
+from demotrace.collector.store.migrate import MigrationResult
 from demotrace.collector.tls import CertificateReloader, TlsConfigError, server_context
 from demotrace.memory import keep_heap_flat
 
@@ -78,12 +90,69 @@ def check_transport_exposure(
     log.warning("serving plain HTTP on %s (--allow-plain-http): only behind a TLS-terminating proxy", host)
 
 
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything a collector process needs to build its app: handed to worker processes as JSON."""
+
+    data_dir: str
+    database_url: str | None = None
+    blobs_url: str | None = None
+    master_key_path: str | None = None
+    enrollment_secret: str | None = None
+    admin_token: str | None = None
+    admin_token_file: str | None = None
+    max_concurrent_ingests: int = DEFAULT_MAX_CONCURRENT_INGESTS
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S
+    limits: dict[str, Any] | None = None  # CollectorLimits' fields (None: its defaults)
+
+    def create_app(self, migrate: bool = True) -> FastAPI:
+        data_dir = Path(self.data_dir)
+        key_path = Path(self.master_key_path) if self.master_key_path else None
+        return create_app(
+            data_dir,
+            database_url=self.database_url,
+            enrollment_secret=self.enrollment_secret,
+            blobs_url=self.blobs_url,
+            master_key=load_master_key(key_path, data_dir),
+            migrate=migrate,
+            retention_interval_s=self.retention_interval_s,
+            admin_token=self.admin_token,
+            admin_token_file=Path(self.admin_token_file) if self.admin_token_file else None,
+            max_concurrent_ingests=self.max_concurrent_ingests,
+            limits=CollectorLimits(**self.limits) if self.limits is not None else None,
+        )
+
+
+_SETTINGS_ENV = "DEMOTRACE_COLLECTOR_WORKER_SETTINGS"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn's factory): settings from the starter, no migration."""
+    settings = CollectorSettings(**json.loads(os.environ[_SETTINGS_ENV]))
+    keep_heap_flat()
+    return settings.create_app(migrate=False)
+
+
+def migrate_database(data_dir: Path, database_url: str | None = None) -> MigrationResult:
+    """Bring the collector's database to this code's schema (``demotrace server migrate``)."""
+    from demotrace.collector.store.migrate import upgrade_database
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = MetadataStore.from_url(database_url or default_database_url(data_dir), migrate=False)
+    try:
+        return upgrade_database(store.engine)
+    finally:
+        store.close()
+
+
 def serve(
     data_dir: Path,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
     database_url: str | None = None,
+    blobs_url: str | None = None,
+    master_key_path: Path | None = None,
     enrollment_secret: str | None = None,
     open_enrollment: bool = False,
     log_level: str = "info",
@@ -94,13 +163,18 @@ def serve(
     keyfile: Path | None = None,
     allow_plain_http: bool = False,
     limits: CollectorLimits | None = None,
+    workers: int = 1,
+    retention_interval_s: float | None = DEFAULT_SWEEP_INTERVAL_S,
 ) -> None:
     """Run the collector in the foreground until interrupted (``demotrace server --data DIR``).
 
     Raises ServerConfigError, before anything is opened, when ``host`` is reachable from the network and
     enrolment would be open without ``open_enrollment`` saying so (see check_enrollment_exposure), or
     it would be plain HTTP without ``allow_plain_http`` (see check_transport_exposure). With a
-    certificate it serves HTTPS, and SIGHUP reloads the certificate and key from their files.
+    certificate it serves HTTPS, and SIGHUP reloads the certificate and key from their files (with one
+    worker; several workers each load them once at their start). ``workers`` > 1 runs that many
+    processes on one address (the database is migrated first, here); the per-client limits are then
+    per worker.
     """
     check_enrollment_exposure(host, enrollment_secret, open_enrollment)
     check_transport_exposure(host, certfile, keyfile, allow_plain_http)
@@ -111,17 +185,40 @@ def serve(
             context = server_context(certfile, keyfile)
         except TlsConfigError as error:
             raise ServerConfigError(str(error)) from error
-        CertificateReloader(context, certfile, keyfile).install()
-    app = create_app(
-        data_dir,
+    settings = CollectorSettings(
+        data_dir=str(data_dir.resolve()),
         database_url=database_url,
+        blobs_url=blobs_url,
+        master_key_path=str(master_key_path) if master_key_path else None,
         enrollment_secret=enrollment_secret,
         admin_token=admin_token,
-        admin_token_file=admin_token_file,
         max_concurrent_ingests=max_concurrent_ingests,
-        limits=limits,
+        retention_interval_s=retention_interval_s,
+        admin_token_file=str(admin_token_file) if admin_token_file else None,
+        limits=asdict(limits) if limits is not None else None,
     )
-    uvicorn.Server(_server_config(app, context, host=host, port=port, log_level=log_level)).run()
+    if workers <= 1:
+        if context is not None and certfile is not None and keyfile is not None:
+            CertificateReloader(context, certfile, keyfile).install()
+        app = settings.create_app()
+        uvicorn.Server(_server_config(app, context, host=host, port=port, log_level=log_level)).run()
+        return
+    migrate_database(data_dir, database_url)
+    load_master_key(master_key_path, data_dir)  # made once here, not raced by the workers
+    os.environ[_SETTINGS_ENV] = json.dumps(asdict(settings))
+    tls: dict[str, Any] = {}
+    if certfile is not None and keyfile is not None:
+        tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_keep_alive=5,
+        **tls,
+    )
 
 
 def _server_config(app: FastAPI, context: ssl.SSLContext | None, **options: Any) -> uvicorn.Config:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from demotrace.collector.errors import Exempt
 from demotrace.collector.store import BlobStore
-from demotrace.collector.store.metadata import AuditRecord, ExemptionStore
+from demotrace.collector.store.exemption_store import AuditRecord, ExemptionStore
 
 
 def audit_record(at: float, actor: str, action: str, device_id: str | None, **details: object) -> AuditRecord:

@@ -27,6 +27,7 @@ from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
 from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.images import ImageWriter
+from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool, usable_cores
 from demotrace.dataset.privacy import (
@@ -108,6 +109,7 @@ def build_dataset(
     shard_limits: ShardLimits | None = None,
     workers: int | None = None,
     progress: ProgressCallback = no_progress,
+    source: BuildSource | None = None,
 ) -> BuildSummary:
     """Reduce, scrub, split, filter and export every session in ``records`` into ``out_dir``.
 
@@ -121,6 +123,8 @@ def build_dataset(
     ``extra_names``: user/host names to scrub besides this machine's (say, the contributors' accounts).
     ``describer``: an endpoint to write instructions for unmarked episodes; None keeps the built-in ones.
     ``progress``: told after each session and around each output (see ``dataset/progress.py``).
+    ``source``: where ``records`` come from, for the manifest (OUT/manifest.json, see lineage.py) that
+    ``demotrace datasets check`` compares with the source later.
     """
     options = prepare_build(
         out_dir,
@@ -132,7 +136,8 @@ def build_dataset(
         describer=describer,
         shard_limits=shard_limits,
     )
-    sessions, without_header = collect_sessions(records)
+    lineage = LineageRecorder()
+    sessions, without_header = collect_sessions(lineage.observe(records))
     scrubber = dataset_scrubber(
         [session.session_id for session in sessions],
         (session.header.device_id for session in sessions),
@@ -147,7 +152,7 @@ def build_dataset(
         )
         outputs = _with_progress(mapped, count, progress)
         with frames.open() as raw_frames:  # the describer may send each episode's first frame
-            return write_dataset(
+            summary = write_dataset(
                 options,
                 outputs,
                 count,
@@ -156,16 +161,20 @@ def build_dataset(
                 resolving_loader(raw_frames),
                 progress=progress,
             )
-    with ExitStack() as stack:
-        raw = stack.enter_context(frames.open()) if isinstance(frames, FrameSource) else frames
-        whole_frames = resolving_loader(raw)  # delta frames come back as whole images
-        built = (
-            process_session(session, options, scrubber, whole_frames) for session in _handed_over(sessions)
-        )
-        outputs = _with_progress(built, count, progress)
-        return write_dataset(
-            options, outputs, count, without_header, scrubber, whole_frames, progress=progress
-        )
+    else:
+        with ExitStack() as stack:
+            raw = stack.enter_context(frames.open()) if isinstance(frames, FrameSource) else frames
+            whole_frames = resolving_loader(raw)  # delta frames come back as whole images
+            built = (
+                process_session(session, options, scrubber, whole_frames)
+                for session in _handed_over(sessions)
+            )
+            outputs = _with_progress(built, count, progress)
+            summary = write_dataset(
+                options, outputs, count, without_header, scrubber, whole_frames, progress=progress
+            )
+    write_manifest(out_dir, lineage.manifest(source or BuildSource({"kind": "records"}), options.pseudonyms))
+    return summary
 
 
 def _with_progress(

@@ -36,6 +36,7 @@ from demotrace.dataset.build import dataset_scrubber, process_session
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
 from demotrace.dataset.frame_sources import CollectorFrames, FrameMap, FrameSource, SpoolFrames
+from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
 from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
@@ -217,6 +218,7 @@ def build_dataset_ray(
     address: str | None = None,
     progress: ProgressCallback = no_progress,
     verbose: bool = False,
+    source: BuildSource | None = None,
 ) -> BuildSummary:
     """``build.build_dataset`` on Ray Data, same arguments and same output; frames come from a
     ``FrameSource`` each worker opens. ``num_cpus``: worker processes of a local Ray (default: all
@@ -231,7 +233,8 @@ def build_dataset_ray(
         describer=describer,
         shard_limits=shard_limits,
     )
-    rows = _batch_rows(records)
+    lineage = LineageRecorder()
+    rows = _batch_rows(lineage.observe(records))
     progress(BuildProgress("sessions", 0, 0))  # the count is known once Ray has grouped the batches
     with ray_runtime(num_cpus, address, verbose=verbose), _data_settings():
         mapped = _map_sessions(rows, frames, options, extra_names)
@@ -240,7 +243,7 @@ def build_dataset_ray(
     progress(BuildProgress("sessions", mapped.sessions, mapped.sessions, steps, images))
     with frames.open() as raw_frames:  # the describer may send each episode's first frame
         load_frame = resolving_loader(raw_frames)
-        return write_dataset(
+        summary = write_dataset(
             options,
             mapped.outputs,
             mapped.sessions,
@@ -249,6 +252,8 @@ def build_dataset_ray(
             load_frame,
             progress=progress,
         )
+    write_manifest(out_dir, lineage.manifest(source or BuildSource({"kind": "records"}), options.pseudonyms))
+    return summary
 
 
 def _map_sessions(

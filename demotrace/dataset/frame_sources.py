@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from demotrace.model import Frame
+
+if TYPE_CHECKING:
+    from demotrace.collector.store import CollectorLocation
 
 FrameLoader = Callable[[str], Frame | None]
 
@@ -28,16 +31,18 @@ class FrameSource(Protocol):
 
 @dataclass(frozen=True)
 class CollectorFrames:
-    """Frames in a collector's data folder (its SQLite database, or ``database_url``, and blob folder)."""
+    """Frames in a collector's data folder (its SQLite database, or ``database_url``, and blob folder),
+    or wherever ``location`` says (a fleet's database, S3 blobs and master key)."""
 
-    data_dir: Path
+    data_dir: Path | None = None
     database_url: str | None = None
+    location: CollectorLocation | None = None
 
     @contextmanager
     def open(self) -> Iterator[FrameLoader]:
         from demotrace.collector.reader import CollectorReader
 
-        with CollectorReader(self.data_dir, self.database_url) as reader:
+        with CollectorReader(self.data_dir, self.database_url, location=self.location) as reader:
             yield reader.load_frame
 
 

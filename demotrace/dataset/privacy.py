@@ -87,14 +87,14 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _read_key(path)
+        return read_key(path)
     key = new_key()
     with os.fdopen(fd, "w") as file:
         file.write(key.hex() + "\n")
     return key
 
 
-def _read_key(path: Path) -> bytes:
+def read_key(path: Path) -> bytes:
     try:
         key = bytes.fromhex(path.read_text().strip())
     except ValueError as error:

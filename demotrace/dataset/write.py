@@ -112,6 +112,14 @@ def _remove_unrequested(out_dir: Path, formats: Collection[ExportFormat]) -> Non
             shard.unlink()
 
 
+def _remove_stale_images(images_dir: Path, current: Collection[str]) -> None:
+    """A previous build's frames that this build did not write: left there, a rebuild after a deletion
+    would still ship the deleted person's screens."""
+    for path in images_dir.iterdir():
+        if path.is_file() and path.name not in current:
+            path.unlink()
+
+
 def _merged_quality(counts: Iterable[QualityCounts]) -> QualityCounts:
     kept = 0
     dropped: Counter[str] = Counter()
@@ -144,6 +152,7 @@ def write_dataset(
         image_files.update(output.image_files)
     frames_written = len(image_files)
     image_bytes = sum(image_files.values())
+    _remove_stale_images(images_dir, image_files)
 
     describer_failures = 0
     if options.describer is not None:

@@ -36,6 +36,7 @@ class DeviceCredentials(msgspec.Struct, frozen=True):
     token: str
     ca_bundle: str | None = None
     allow_plain_http: bool = False
+    person_id: str | None = None  # the pseudonymous person the collector enrolled this device for
 
 
 def collector_client(
@@ -55,6 +56,7 @@ def collector_client(
 class _EnrollResponse(msgspec.Struct):
     device_id: str
     token: str
+    person_id: str | None = None
 
 
 def default_credentials_path() -> Path:
@@ -77,19 +79,25 @@ def enroll(
     device_name: str,
     secret: str | None = None,
     *,
+    person_id: str | None = None,
     timeout: float = 30.0,
     ca_bundle: str | None = None,
     allow_plain_http: bool = False,
 ) -> DeviceCredentials:
     """Register this device with a collector and return the credentials to upload with (they keep
-    ``ca_bundle`` and ``allow_plain_http`` for every later request)."""
+    ``ca_bundle`` and ``allow_plain_http`` for every later request).
+
+    ``person_id``: the pseudonym of the person this device is for (from the portal or IT), so that their
+    exemptions and deletions cover it with their other devices; without it the device is a person of
+    its own."""
     headers = {ENROLLMENT_SECRET_HEADER: secret} if secret is not None else {}
+    body: dict[str, str] = {"device_name": device_name}
+    if person_id is not None:
+        body["person_id"] = person_id
     with CollectorClient(server_url, ca_bundle=ca_bundle, allow_plain_http=allow_plain_http) as client:
         base_url = client.base_url
         try:
-            response = client.request(
-                "POST", ENROLL_PATH, json={"device_name": device_name}, headers=headers, timeout=timeout
-            )
+            response = client.request("POST", ENROLL_PATH, json=body, headers=headers, timeout=timeout)
         except CollectorUnreachable as error:
             raise EnrollmentError(str(error)) from error
     if response.status_code != 201:
@@ -106,6 +114,7 @@ def enroll(
         token=answer.token,
         ca_bundle=ca_bundle,
         allow_plain_http=allow_plain_http,
+        person_id=answer.person_id,
     )
 
 

@@ -7,6 +7,7 @@ Keys are relative, '/'-separated names chosen by the collector (never by a clien
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -31,6 +32,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the blob under ``key``; no error if it is not there."""
+        ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key that starts with ``prefix``, in sorted order (for audits and orphan sweeps)."""
         ...
 
 
@@ -70,6 +75,14 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        found = (
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".tmp-")
+        )
+        yield from sorted(key for key in found if key.startswith(prefix))
+
 
 class MemoryBlobStore:
     """Blobs in a dict: for tests and throw-away collectors."""
@@ -89,6 +102,9 @@ class MemoryBlobStore:
 
     def delete(self, key: str) -> None:
         self._blobs.pop(key, None)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        yield from sorted(key for key in self._blobs if key.startswith(prefix))
 
 
 def _fsync_directory(directory: Path) -> None:

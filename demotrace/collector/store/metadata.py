@@ -1,73 +1,36 @@
-"""Metadata of enrolled devices and received records, in SQL (SQLAlchemy 2).
+"""Metadata of people, enrolled devices and received records, in SQL (SQLAlchemy 2).
 
 One setting picks the backend: a database URL. SQLite in the data folder by default
-(``sqlite:///DATA/collector.db``); a PostgreSQL URL (``postgresql+psycopg://...``) for fleets.
-The schema is created on open (``create_all``); migrations will move to Alembic once the schema changes.
+(``sqlite:///DATA/collector.db``); a PostgreSQL URL (``postgresql+psycopg://...``) for fleets. The schema
+is tables.py's, reached through the Alembic migrations (migrate.py) when a store opens.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from demotrace.collector.store.exemption_store import AuditRecord, _audit_entry
+from demotrace.collector.store.migrate import upgrade_database
+from demotrace.collector.store.tables import (
+    DeviceEntry,
+    LeaseEntry,
+    PersonEntry,
+    RecordEntry,
+)
 
 DATABASE_FILE = "collector.db"
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class DeviceEntry(Base):
-    __tablename__ = "devices"
-
-    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(256))
-    # Only a SHA-256 of the bearer token is kept: a leaked database does not let anyone upload.
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    enrolled_at: Mapped[float] = mapped_column(Float)
-
-
-class RecordEntry(Base):
-    __tablename__ = "records"
-
-    record_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "batch" or "frame"
-    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.device_id"))
-    session_id: Mapped[str] = mapped_column(String(256))
-    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # batches only
-    t: Mapped[float | None] = mapped_column(Float, nullable=True)  # None for a batch without events
-    wall: Mapped[float | None] = mapped_column(Float, nullable=True)
-    size: Mapped[int] = mapped_column(Integer)  # MessagePack bytes of the stored record
-    blob_key: Mapped[str] = mapped_column(String(512))
-    blob_size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))  # of the stored MessagePack: tells a re-send from a clash
-    received_at: Mapped[float] = mapped_column(Float)
-
-    __table_args__ = (Index("records_by_session", "device_id", "session_id", "seq"),)
+# Rows deleted per transaction by the bulk deletions (a person, retention): short transactions keep
+# uploads flowing while a large deletion runs.
+DELETE_CHUNK_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -86,6 +49,7 @@ class StoredRecord:
     blob_size: int
     sha256: str
     received_at: float
+    person_id: str
 
     @staticmethod
     def from_entry(entry: RecordEntry) -> StoredRecord:
@@ -102,7 +66,39 @@ class StoredRecord:
             blob_size=entry.blob_size,
             sha256=entry.sha256,
             received_at=entry.received_at,
+            person_id=entry.person_id,
         )
+
+
+@dataclass(frozen=True)
+class SessionRows:
+    """One session as the metadata knows it, without reading a blob (for lineage checks)."""
+
+    device_id: str
+    session_id: str
+    person_id: str
+    batches: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class DeletedRows:
+    """What a bulk deletion removed: the rows' blob keys (to delete next), and whose they were."""
+
+    blob_keys: list[str]
+    sessions: set[tuple[str, str]]  # (device_id, session_id)
+
+    @property
+    def records(self) -> int:
+        return len(self.blob_keys)
+
+
+_RECORD_BY_ID = select(RecordEntry.__table__).where(
+    RecordEntry.__table__.c.record_id == bindparam("record_id")
+)
+
+
+_PERSON_OF_DEVICE = select(DeviceEntry.person_id).where(DeviceEntry.device_id == bindparam("device_id"))
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -119,6 +115,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A deleted data key (crypto-shredding) or record row is overwritten in the file, not just unlinked.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -132,26 +130,53 @@ def create_metadata_engine(database_url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class MetadataStore:
-    """Devices and record rows. Thread-safe: every call uses its own short database session."""
+def ensure_person(session: Session, person_id: str, at: float) -> None:
+    """Add the person if the database does not have them yet (in the caller's transaction)."""
+    if session.get(PersonEntry, person_id) is None:
+        session.add(PersonEntry(person_id=person_id, created_at=at))
+        session.flush()
 
-    def __init__(self, engine: Engine, create_schema: bool = True) -> None:
+
+class MetadataStore:
+    """People, devices and record rows. Thread-safe: every call uses its own short database session.
+
+    ``migrate``: bring the database to the schema this code needs first (see migrate.py); off for
+    readers and for collector workers whose starter migrated already.
+    """
+
+    def __init__(self, engine: Engine, migrate: bool = True) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        if create_schema:
-            Base.metadata.create_all(engine)
+        if migrate:
+            upgrade_database(engine)
 
     @classmethod
-    def from_url(cls, database_url: str, create_schema: bool = True) -> MetadataStore:
-        return cls(create_metadata_engine(database_url), create_schema=create_schema)
+    def from_url(cls, database_url: str, migrate: bool = True) -> MetadataStore:
+        return cls(create_metadata_engine(database_url), migrate=migrate)
 
-    def add_device(self, device_id: str, name: str, token_sha256: str, enrolled_at: float) -> None:
-        with self._sessions.begin() as session:
-            session.add(
-                DeviceEntry(
-                    device_id=device_id, name=name, token_sha256=token_sha256, enrolled_at=enrolled_at
-                )
-            )
+    def add_device(
+        self, device_id: str, name: str, token_sha256: str, enrolled_at: float, person_id: str
+    ) -> None:
+        """Enrol a device for a person (created on their first device)."""
+        for attempt in (1, 2):
+            try:
+                with self._sessions.begin() as session:
+                    ensure_person(session, person_id, enrolled_at)
+                    session.add(
+                        DeviceEntry(
+                            device_id=device_id,
+                            name=name,
+                            token_sha256=token_sha256,
+                            enrolled_at=enrolled_at,
+                            person_id=person_id,
+                        )
+                    )
+                return
+            except IntegrityError:
+                # Another worker enrolled the same person's first device at the same moment: the person
+                # exists now, so the second try only adds the device.
+                if attempt == 2:
+                    raise
 
     def device_for_token(self, token_sha256: str) -> str | None:
         with self._sessions() as session:
@@ -182,10 +207,49 @@ class MetadataStore:
             )
             return [(device_id, name, enrolled_at) for device_id, name, enrolled_at in rows]
 
-    def get_record(self, record_id: str) -> StoredRecord | None:
+    def person_of(self, device_id: str) -> str | None:
+        with self.engine.connect() as connection:  # Core: once per record stored
+            return connection.execute(_PERSON_OF_DEVICE, {"device_id": device_id}).scalar_one_or_none()
+
+    def people(self) -> list[tuple[str, float, int, int]]:
+        """Every person: (person id, created at, devices, records), oldest first."""
+        devices = (
+            select(DeviceEntry.person_id, func.count().label("n")).group_by(DeviceEntry.person_id).subquery()
+        )
+        records = (
+            select(RecordEntry.person_id, func.count().label("n")).group_by(RecordEntry.person_id).subquery()
+        )
+        query = (
+            select(
+                PersonEntry.person_id,
+                PersonEntry.created_at,
+                func.coalesce(devices.c.n, 0),
+                func.coalesce(records.c.n, 0),
+            )
+            .outerjoin(devices, devices.c.person_id == PersonEntry.person_id)
+            .outerjoin(records, records.c.person_id == PersonEntry.person_id)
+            .order_by(PersonEntry.created_at, PersonEntry.person_id)
+        )
         with self._sessions() as session:
-            entry = session.get(RecordEntry, record_id)
-            return None if entry is None else StoredRecord.from_entry(entry)
+            return [(str(a), float(b), int(c), int(d)) for a, b, c, d in session.execute(query)]
+
+    def get_record(self, record_id: str) -> StoredRecord | None:
+        # Core, not the ORM: a dataset build looks up every frame by id, and the ORM's identity map
+        # and session setup cost more than the query itself.
+        with self.engine.connect() as connection:
+            row = connection.execute(_RECORD_BY_ID, {"record_id": record_id}).one_or_none()
+        return None if row is None else StoredRecord(**row._asdict())
+
+    def get_records(self, record_ids: Iterable[str]) -> list[StoredRecord]:
+        """The rows of these ids that exist, in no particular order."""
+        ids = list(record_ids)
+        rows: list[StoredRecord] = []
+        table = RecordEntry.__table__
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), DELETE_CHUNK_ROWS):
+                query = select(table).where(table.c.record_id.in_(ids[start : start + DELETE_CHUNK_ROWS]))
+                rows += [StoredRecord(**row._asdict()) for row in connection.execute(query)]
+        return rows
 
     def add_record(self, record: StoredRecord) -> bool:
         """Insert a row; False (and nothing changed) if a row with that record id exists already."""
@@ -218,6 +282,27 @@ class MetadataStore:
             for entry in session.scalars(query.execution_options(yield_per=1000)):
                 yield StoredRecord.from_entry(entry)
 
+    def sessions(self, received_by: float | None = None) -> list[SessionRows]:
+        """Every (device, session) with its counts of batches and frames (only those received by
+        ``received_by``, when given)."""
+        query = select(
+            RecordEntry.device_id,
+            RecordEntry.session_id,
+            func.min(RecordEntry.person_id),
+            func.count().filter(RecordEntry.kind == "batch"),
+            func.count().filter(RecordEntry.kind == "frame"),
+        )
+        if received_by is not None:
+            query = query.where(RecordEntry.received_at <= received_by)
+        query = query.group_by(RecordEntry.device_id, RecordEntry.session_id).order_by(
+            RecordEntry.device_id, RecordEntry.session_id
+        )
+        with self._sessions() as session:
+            return [
+                SessionRows(str(device), str(sid), str(person), int(batches), int(frames))
+                for device, sid, person, batches, frames in session.execute(query)
+            ]
+
     def record_count(self, kind: str | None = None) -> int:
         query = select(func.count()).select_from(RecordEntry)
         if kind is not None:
@@ -229,219 +314,51 @@ class MetadataStore:
         with self._sessions() as session:
             return int(session.scalar(select(func.count()).select_from(DeviceEntry)) or 0)
 
+    def delete_records_where(self, condition: Any) -> DeletedRows:
+        """Delete every record row matching ``condition`` (a SQLAlchemy clause on RecordEntry), a chunk
+        per transaction; returns their blob keys, to be deleted after the rows."""
+        blob_keys: list[str] = []
+        sessions: set[tuple[str, str]] = set()
+        while True:
+            with self._sessions.begin() as session:
+                query = (
+                    select(
+                        RecordEntry.record_id,
+                        RecordEntry.blob_key,
+                        RecordEntry.device_id,
+                        RecordEntry.session_id,
+                    )
+                    .where(condition)
+                    .limit(DELETE_CHUNK_ROWS)
+                )
+                chunk = session.execute(query).all()
+                if not chunk:
+                    return DeletedRows(blob_keys, sessions)
+                session.execute(
+                    delete(RecordEntry).where(RecordEntry.record_id.in_([row[0] for row in chunk]))
+                )
+            blob_keys += [row[1] for row in chunk]
+            sessions |= {(row[2], row[3]) for row in chunk}
+
+    def take_lease(self, name: str, holder: str, now: float, seconds: float) -> bool:
+        """True if ``holder`` now holds the lease ``name`` until ``now + seconds`` (it was free or had
+        run out); False if someone else holds it. One conditional write: safe across processes."""
+        with self._sessions.begin() as session:
+            taken = session.execute(
+                update(LeaseEntry)
+                .where(LeaseEntry.name == name, LeaseEntry.until <= now)
+                .values(holder=holder, until=now + seconds)
+            )
+            if getattr(taken, "rowcount", 0) == 1:
+                return True
+        try:
+            with self._sessions.begin() as session:
+                if session.get(LeaseEntry, name) is not None:
+                    return False
+                session.add(LeaseEntry(name=name, holder=holder, until=now + seconds))
+        except IntegrityError:
+            return False  # another process created it first
+        return True
+
     def close(self) -> None:
         self.engine.dispose()
-
-
-# --- exemptions, the fleet policy and the audit log ---------------------------------------------------
-
-EXEMPTION_REQUESTED = "requested"
-EXEMPTION_APPROVED = "approved"
-EXEMPTION_DENIED = "denied"
-
-
-class ExemptionEntry(Base):
-    __tablename__ = "exemption_requests"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.device_id"), index=True)
-    reason: Mapped[str] = mapped_column(Text)
-    delete_collected: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(16))  # requested, approved, denied
-    requested_at: Mapped[float] = mapped_column(Float)
-    decided_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-class AuditEntry(Base):
-    """Append-only: the store has no method that updates or deletes a row."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[float] = mapped_column(Float)
-    actor: Mapped[str] = mapped_column(String(256))  # "admin:<name>" or "device:<id>"
-    action: Mapped[str] = mapped_column(String(64))
-    # No foreign key: the trail of a device must outlive anything deleted about it.
-    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    details: Mapped[str] = mapped_column(Text)  # JSON object
-
-
-class FleetPolicyEntry(Base):
-    __tablename__ = "fleet_policy"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one policy per collector
-    text: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[float] = mapped_column(Float)
-    updated_by: Mapped[str] = mapped_column(String(256))
-
-
-@dataclass(frozen=True)
-class ExemptionRequest:
-    id: int
-    device_id: str
-    reason: str
-    delete_collected: bool
-    status: str
-    requested_at: float
-    decided_by: str | None
-    decided_at: float | None
-
-    @staticmethod
-    def from_entry(entry: ExemptionEntry) -> ExemptionRequest:
-        return ExemptionRequest(
-            id=entry.id,
-            device_id=entry.device_id,
-            reason=entry.reason,
-            delete_collected=entry.delete_collected,
-            status=entry.status,
-            requested_at=entry.requested_at,
-            decided_by=entry.decided_by,
-            decided_at=entry.decided_at,
-        )
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    id: int
-    at: float
-    actor: str
-    action: str
-    device_id: str | None
-    details: str
-
-
-@dataclass(frozen=True)
-class FleetPolicy:
-    text: str
-    updated_at: float
-    updated_by: str
-
-
-class ExemptionStore:
-    """Exemption requests, the fleet policy and the audit log, on the MetadataStore's database."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    def add_request(
-        self, device_id: str, reason: str, delete_collected: bool, at: float, audit: AuditRecord
-    ) -> ExemptionRequest:
-        """Store a request and its audit entry in one transaction."""
-        with self._sessions.begin() as session:
-            entry = ExemptionEntry(
-                device_id=device_id,
-                reason=reason,
-                delete_collected=delete_collected,
-                status=EXEMPTION_REQUESTED,
-                requested_at=at,
-            )
-            session.add(entry)
-            session.flush()
-            session.add(_audit_entry(audit, details_extra={"request_id": entry.id}))
-            return ExemptionRequest.from_entry(entry)
-
-    def get_request(self, request_id: int) -> ExemptionRequest | None:
-        with self._sessions() as session:
-            entry = session.get(ExemptionEntry, request_id)
-            return None if entry is None else ExemptionRequest.from_entry(entry)
-
-    def requests(self, status: str | None = None, device_id: str | None = None) -> list[ExemptionRequest]:
-        query = select(ExemptionEntry).order_by(ExemptionEntry.id)
-        if status is not None:
-            query = query.where(ExemptionEntry.status == status)
-        if device_id is not None:
-            query = query.where(ExemptionEntry.device_id == device_id)
-        with self._sessions() as session:
-            return [ExemptionRequest.from_entry(entry) for entry in session.scalars(query)]
-
-    def is_exempt(self, device_id: str) -> bool:
-        query = select(ExemptionEntry.id).where(
-            ExemptionEntry.device_id == device_id, ExemptionEntry.status == EXEMPTION_APPROVED
-        )
-        with self._sessions() as session:
-            return session.scalar(query.limit(1)) is not None
-
-    def decide(
-        self, request_id: int, approve: bool, decided_by: str, at: float, audit: AuditRecord
-    ) -> tuple[ExemptionRequest, list[str]] | None:
-        """Approve or deny a pending request, with its audit entry, in one transaction.
-
-        An approval with ``delete_collected`` also deletes the device's record rows in that transaction
-        and returns their blob keys (the caller deletes the blobs). None if the request is not pending.
-        """
-        status = EXEMPTION_APPROVED if approve else EXEMPTION_DENIED
-        with self._sessions.begin() as session:
-            # Conditional update: two admins deciding at once cannot both win.
-            changed = session.execute(
-                update(ExemptionEntry)
-                .where(ExemptionEntry.id == request_id, ExemptionEntry.status == EXEMPTION_REQUESTED)
-                .values(status=status, decided_by=decided_by, decided_at=at)
-            )
-            if getattr(changed, "rowcount", 0) != 1:
-                return None
-            entry = session.get(ExemptionEntry, request_id)
-            assert entry is not None
-            session.refresh(entry)
-            blob_keys: list[str] = []
-            if approve and entry.delete_collected:
-                blob_keys = _delete_records_of(session, entry.device_id)
-            session.add(_audit_entry(audit, details_extra={"request_id": request_id}))
-            return ExemptionRequest.from_entry(entry), blob_keys
-
-    def delete_device_records(self, device_id: str) -> list[str]:
-        """Delete every record row of a device; returns the blob keys they pointed to."""
-        with self._sessions.begin() as session:
-            return _delete_records_of(session, device_id)
-
-    def delete_record(self, record_id: str, device_id: str) -> str | None:
-        """Delete one record row of a device; returns its blob key (None if there was no such row)."""
-        with self._sessions.begin() as session:
-            entry = session.get(RecordEntry, record_id)
-            if entry is None or entry.device_id != device_id:
-                return None
-            blob_key = entry.blob_key
-            session.delete(entry)
-            return blob_key
-
-    def append_audit(self, record: AuditRecord) -> None:
-        with self._sessions.begin() as session:
-            session.add(_audit_entry(record))
-
-    def audit(self, limit: int = 1000, device_id: str | None = None) -> list[AuditRecord]:
-        """The newest ``limit`` entries, oldest first."""
-        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-        if device_id is not None:
-            query = query.where(AuditEntry.device_id == device_id)
-        with self._sessions() as session:
-            rows = [
-                AuditRecord(e.id, e.at, e.actor, e.action, e.device_id, e.details)
-                for e in session.scalars(query)
-            ]
-        return rows[::-1]
-
-    def set_fleet_policy(self, text: str, updated_by: str, at: float, audit: AuditRecord) -> None:
-        with self._sessions.begin() as session:
-            session.merge(FleetPolicyEntry(id=1, text=text, updated_at=at, updated_by=updated_by))
-            session.add(_audit_entry(audit))
-
-    def fleet_policy(self) -> FleetPolicy | None:
-        with self._sessions() as session:
-            entry = session.get(FleetPolicyEntry, 1)
-            return None if entry is None else FleetPolicy(entry.text, entry.updated_at, entry.updated_by)
-
-
-def _delete_records_of(session: Any, device_id: str) -> list[str]:
-    blob_keys = list(session.scalars(select(RecordEntry.blob_key).where(RecordEntry.device_id == device_id)))
-    session.execute(delete(RecordEntry).where(RecordEntry.device_id == device_id))
-    return blob_keys
-
-
-def _audit_entry(record: AuditRecord, details_extra: dict[str, Any] | None = None) -> AuditEntry:
-    details = record.details
-    if details_extra:
-        merged = {**json.loads(details or "{}"), **details_extra}
-        details = json.dumps(merged, sort_keys=True)
-    return AuditEntry(
-        at=record.at, actor=record.actor, action=record.action, device_id=record.device_id, details=details
-    )
