@@ -107,7 +107,8 @@ def test_build_delete_a_person_check_says_stale_and_a_rebuild_leaves_them_out(
         assert "STALE" in text and "2 were deleted at the source" in text
         assert text.count("deleted session") == 2
 
-        rebuilt = runner.invoke(cli_app, ["build", *source_options(data_dir, backend), "--out", str(dataset)])
+        rebuild = ["build", *source_options(data_dir, backend), "--out", str(dataset), "--overwrite"]
+        rebuilt = runner.invoke(cli_app, rebuild)
         assert rebuilt.exit_code == 0, rebuilt.output
     pseudonyms = Pseudonyms(bytes.fromhex((dataset.parent / ".march.pseudonym-key").read_text().strip()))
     assert session_ids_in(dataset) == {pseudonyms.session("s-bob-1")}  # alice's steps are gone

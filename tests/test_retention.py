@@ -10,18 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import sqlalchemy
 from test_collector import make_batch, make_frame, packed
 from test_uploader import wait_until
 
 from demotrace.collector.app import create_app
+from demotrace.collector.exemptions import render_policy_toml
 from demotrace.collector.ingest import IngestService
 from demotrace.collector.retention import DAY_SECONDS, RetentionService
 from demotrace.collector.server import ServerThread
 from demotrace.collector.store import KeyRing, LocalBlobStore, MasterKey, MetadataStore
 from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.upload_guard import audit_record
+from demotrace.policy import DEFAULT_FLEET_POLICY
 from demotrace.protocol import record_id_of
 
 ADMIN = "admin-token-for-retention-tests"
@@ -116,11 +119,11 @@ def test_one_worker_sweeps_per_round(stores: Stores) -> None:
 def test_the_collector_sweeps_on_its_schedule(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     app = create_app(data_dir, admin_token=ADMIN, retention_interval_s=0.3)
+    # A complete policy (the collector refuses a partial one): the fleet default, kept 2 days.
+    two_days = render_policy_toml(msgspec.structs.replace(DEFAULT_FLEET_POLICY, retention_days=2))
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         admin = {"Authorization": f"Bearer {ADMIN}"}
-        assert (
-            client.put("/v1/admin/policy", content=b"retention_days = 2\n", headers=admin).status_code == 200
-        )
+        assert client.put("/v1/admin/policy", content=two_days, headers=admin).status_code == 200
         token = client.post("/v1/enroll", json={"device_name": "laptop"}).json()["token"]
         for record in (make_batch("old", 0), make_batch("new", 0)):
             answer = client.put(

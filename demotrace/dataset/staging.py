@@ -88,6 +88,7 @@ def pseudonym_key_for(out: Path) -> tuple[bytes, Path]:
     """The key the dataset in ``out`` uses (beside it, made on the first build): a build staged in
     another folder must still use it, or rebuilt ids would change."""
     path = default_key_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return load_or_create_key(path), path
 
 
