@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
+from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.run import (
     RECORDER_SETTLE_SECONDS,
     ProcessOutput,
@@ -42,7 +43,6 @@ from demotrace.demo.run import (
     start_recorder,
     stop_process,
 )
-from demotrace.demo.desktop import VirtualDesktop
 from demotrace.device.spool import SPOOL_FILE
 
 # A quarter of the kills land while the recorder starts (this long after it was started: opening the
