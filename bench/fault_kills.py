@@ -246,6 +246,8 @@ def main() -> None:
         f" recorder tracebacks {len(tally.recorder_errors)}"
     )
     print("exactly once: " + ("yes" if tally.exactly_once else "NO"))
+    for error in tally.recorder_errors[:3]:
+        print(f"--- a recorder's output ended with:\n{error}")
 
 
 if __name__ == "__main__":

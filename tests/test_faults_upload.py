@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bench.fault_outage import MiB, WorkingDay, run_outage, working_day
+from bench.fault_outage import MiB, run_outage
 from demotrace.collector.reader import CollectorReader
 from demotrace.collector.uploads import UPLOADS_FOLDER
 from demotrace.demo.run import free_port, start_collector, stop_process
+from demotrace.demo.working_day import WorkingDay, working_day
 from demotrace.device.enrollment import enroll
 from demotrace.device.spool import Spool
 from demotrace.device.uploader import Uploader

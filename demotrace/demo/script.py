@@ -347,9 +347,11 @@ def run_scripted_session(
     app_state_file: Path,
     xterm: bool = True,
     stop: threading.Event | None = None,
+    gap_scale: float = 1.0,
 ) -> list[Action]:
     """Drive the running demo apps on ``display``: one cycle, or cycles until ``seconds`` have passed
     or ``stop`` is set (fault injection and soak runs, which end when their own work is done).
+    ``gap_scale`` below 1 shortens the pauses between actions (see XDriver).
 
     Returns the injected actions (the ground truth). Stops only between steps, so the apps are never
     left with a menu open or a field half typed.
@@ -360,7 +362,7 @@ def run_scripted_session(
         timed_out = deadline is not None and time.monotonic() >= deadline
         return timed_out or (stop is not None and stop.is_set())
 
-    with XDriver(display, seed=seed) as driver:
+    with XDriver(display, seed=seed, gap_scale=gap_scale) as driver:
         # Its own stream, so the choices of what to do do not mirror the driver's timing jitter.
         session = _Session(driver, random.Random(f"demotrace-session-{seed}"), app_state_file, display)
         index = 0
