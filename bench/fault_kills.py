@@ -38,7 +38,6 @@ from demotrace.demo.run import (
     ProcessOutput,
     demo_fleet_policy,
     free_port,
-    spawn_recorder,
     start_collector_with_policy,
     start_recorder,
     stop_process,
@@ -187,7 +186,7 @@ def _kill_on(
     try:
         driver.start()
         for number in range(1, kills + 1):
-            recorder, output = spawn_recorder(desktop.display, spool, key, credentials, url)
+            recorder, output = start_recorder(desktop.display, spool, key, credentials, url, wait=False)
             if rng.random() < KILLS_WHILE_STARTING:
                 moment = rng.uniform(*KILL_WHILE_STARTING_S)
                 time.sleep(moment)

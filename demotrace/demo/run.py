@@ -142,16 +142,18 @@ def user_dirs(home: Path) -> dict[str, str]:
     return {name: str(path) for name, path in dirs.items()}
 
 
-def spawn_recorder(
+def start_recorder(
     display: str,
     spool: Path,
     key: Path,
     credentials: Path,
     server_url: str | None,
-    extra_args: tuple[str, ...] = (),
+    *,
     home: Path | None = None,
+    wait: bool = True,
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
-    """`demotrace record` as its own process, not waited for: ``output.ready`` is set once it records.
+    """`demotrace record` as its own process, once it records (RuntimeError if it does not start);
+    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection).
 
     Its XDG folders (control socket, pause state, config) are under ``home``, by default the spool's
     parent folder."""
@@ -159,27 +161,14 @@ def spawn_recorder(
     if server_url:
         args += ["--server", server_url]
     process = subprocess.Popen(
-        demotrace_command(*args, *extra_args),
+        demotrace_command(*args),
         env={**os.environ, **user_dirs(home or spool.parent), "DISPLAY": display},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    return process, ProcessOutput(process, ready_text=RECORDER_READY_LINE).start()
-
-
-def start_recorder(
-    display: str,
-    spool: Path,
-    key: Path,
-    credentials: Path,
-    server_url: str | None,
-    extra_args: tuple[str, ...] = (),
-    home: Path | None = None,
-) -> tuple[subprocess.Popen[str], ProcessOutput]:
-    """`demotrace record` as its own process, once it records (RuntimeError if it does not start)."""
-    process, output = spawn_recorder(display, spool, key, credentials, server_url, extra_args, home)
-    if not output.ready.wait(30) or process.poll() is not None:
+    output = ProcessOutput(process, ready_text=RECORDER_READY_LINE).start()
+    if wait and (not output.ready.wait(30) or process.poll() is not None):
         process.kill()
         raise RuntimeError(f"recorder did not start:\n{output.text()}")
     return process, output
