@@ -29,6 +29,8 @@ Wire protocol (v1):
   ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
   widens capture: else 400/409), ``GET /v1/admin/audit``, ``GET /v1/admin/devices``,
   ``POST /v1/admin/devices/{device_id}/revoke``. Failed admin logins are throttled per address (429).
+- A method a path does not take (OPTIONS included) → 405 ``method_not_allowed`` with every method the
+  path takes in ``Allow``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from demotrace.collector.ingest import (
     parse_enroll_request,
 )
 from demotrace.collector.limits import CollectorLimits, MemoryBudget
+from demotrace.collector.methods import add_method_not_allowed_handler
 from demotrace.collector.openapi import json_body, refusals
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes
 from demotrace.collector.routes_uploads import add_upload_routes
@@ -165,6 +168,7 @@ def create_app(
         return _error_response(error)
 
     app.add_exception_handler(CollectorError, collector_error)
+    add_method_not_allowed_handler(app)
 
     @app.get(HEALTH_PATH)
     async def health() -> dict[str, str]:

@@ -236,6 +236,25 @@ def _check_frame(record: Record) -> None:
         raise BadRequest(str(error)) from error
 
 
+def decode_upload(
+    body: bytes, max_record_bytes: int, on_output: Callable[[int], None] | None = None
+) -> Record:
+    """The record in an upload body (zstd-compressed MessagePack), checked before anything stores it:
+    at most ``max_record_bytes`` decompressed, a record of ours, values any database holds, a frame
+    within the size bounds. Raises BadRequest or PayloadTooLarge, and nothing else, whatever the body
+    (bench/fuzz_decoder.py holds it to that)."""
+    plain = decompress_bounded(body, max_record_bytes, on_output)
+    try:
+        record = decode_record(plain)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as error:
+        # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
+        raise BadRequest(f"body is not a demotrace record: {error}") from error
+    del plain  # the decoded record holds its own copy of a frame's data
+    _check_fits_in_database(record)
+    _check_frame(record)
+    return record
+
+
 class IngestService:
     """Enrolment, device authentication and idempotent record storage.
 
@@ -309,17 +328,9 @@ class IngestService:
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge(f"body larger than {self.max_body_bytes} bytes")
         charge = None if memory is None else (lambda size: memory.add(2 * size))
-        plain = decompress_bounded(body, self.max_record_bytes, charge)
-        try:
-            record = decode_record(plain)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as error:
-            # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
-            raise BadRequest(f"body is not a demotrace record: {error}") from error
-        del plain  # the decoded record holds its own copy of a frame's data
+        record = decode_upload(body, self.max_record_bytes, charge)
         if record_id_of(record) != record_id:
             raise BadRequest(f"record id in the body ({record_id_of(record)!r}) differs from the URL's")
-        _check_fits_in_database(record)
-        _check_frame(record)
 
         stored = encode_record(_owned_by(record, device_id))
         digest = hashlib.sha256(stored).hexdigest()
