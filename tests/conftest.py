@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,3 +85,19 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     server: PostgresServer = request.getfixturevalue("postgres")
     bucket: str = request.getfixturevalue("s3_bucket")
     return Backend(request.param, server.create_database(f"t_{uuid.uuid4().hex}"), f"{bucket}/blobs")
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB filesystem (tmpfs), so 'disk full' is the kernel's ENOSPC, not a simulation."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import resource
 import threading
 from collections.abc import Iterator
@@ -385,6 +386,26 @@ def test_wrong_content_type_is_415(live: Live) -> None:
     response = live.put(token, record_id_of(record), packed(record), content_type="application/octet-stream")
     assert response.status_code == 415
     assert live.record_count() == 0
+
+
+def test_a_method_a_path_does_not_take_is_405_with_every_method_it_takes(live: Live) -> None:
+    schema = live.client.get(f"{live.url}/openapi.json").json()
+    checked = 0
+    for template, operations in schema["paths"].items():
+        path = re.sub(r"\{[^}]+\}", "x1", template)
+        served = {method.upper() for method in operations}
+        for method in ("OPTIONS", "DELETE", "PATCH"):
+            if method in served:
+                continue
+            response = live.client.request(method, f"{live.url}{path}")
+            assert response.status_code == 405, (method, path, response.text)
+            assert set(response.headers["allow"].split(", ")) == served, (method, path)
+            assert response.json()["error"] == "method_not_allowed"
+            checked += 1
+    assert checked >= 3 * 15  # every API path
+    # Two routes on one path: both methods are named (Starlette named only the first route's).
+    allow = live.client.options(f"{live.url}/v1/admin/policy").headers["allow"]
+    assert allow == "GET, PUT"
 
 
 def test_device_id_claimed_by_the_client_is_overwritten(live: Live) -> None:

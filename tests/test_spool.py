@@ -3,8 +3,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,22 +132,6 @@ def test_the_quota_drops_the_oldest_unsent_frames_and_never_events(tmp_path: Pat
     spool.append([typed_batch("b-last", "still written", seq=99)])
     assert spool.drops().quota == drops.quota + 1
     assert spool.room()["frames_dropped"] == drops.quota + 1
-
-
-@pytest.fixture()
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB filesystem (tmpfs), so 'disk full' is the kernel's ENOSPC, not a simulation."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_drops_frames_keeps_every_event_and_recovers(tiny_disk: Path) -> None:

@@ -34,6 +34,8 @@ Wire protocol (v1):
   logins are throttled per address (429).
 - Enrolment may name the person the device is for: ``{"device_name", "person_id"}`` (a pseudonym);
   without one the device gets a person of its own. Exemptions and deletions cover a person's devices.
+- A method a path does not take (OPTIONS included) → 405 ``method_not_allowed`` with every method the
+  path takes in ``Allow``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from demotrace.collector.ingest import (
     parse_enroll_request,
 )
 from demotrace.collector.limits import CollectorLimits, MemoryBudget
+from demotrace.collector.methods import add_method_not_allowed_handler
 from demotrace.collector.openapi import json_body, refusals
 from demotrace.collector.people import PeopleService
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
@@ -194,6 +197,7 @@ def create_app(
         return _error_response(error)
 
     app.add_exception_handler(CollectorError, collector_error)
+    add_method_not_allowed_handler(app)
 
     @app.get(HEALTH_PATH)
     async def health() -> dict[str, str]:

@@ -259,6 +259,31 @@ def _check_frame(record: Record) -> None:
         raise BadRequest(str(error)) from error
 
 
+def decode_upload(
+    body: bytes, max_record_bytes: int, on_output: Callable[[int], None] | None = None
+) -> Record:
+    """The record in an upload body (zstd-compressed MessagePack), checked before anything stores it:
+    at most ``max_record_bytes`` decompressed, a record of ours, values any database holds, a frame
+    within the size bounds. Raises BadRequest or PayloadTooLarge, and nothing else, whatever the body
+    (bench/fuzz_decoder.py holds it to that)."""
+    return _checked(_decoded(decompress_bounded(body, max_record_bytes, on_output)))
+
+
+def _checked(record: Record) -> Record:
+    """The record, if any database holds its values and its frame is within the size bounds."""
+    _check_fits_in_database(record)
+    _check_frame(record)
+    return record
+
+
+def _decoded(plain: bytes | bytearray) -> Record:
+    try:
+        return decode_record(plain)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as error:
+        # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
+        raise BadRequest(f"body is not a demotrace record: {error}") from error
+
+
 class IngestService:
     """Enrolment, device authentication and idempotent record storage.
 
@@ -341,16 +366,11 @@ class IngestService:
             raise PayloadTooLarge(f"body larger than {self.max_body_bytes} bytes")
         charge = None if memory is None else (lambda size: memory.add(2 * size))
         plain = decompress_bounded(body, self.max_record_bytes, charge)
-        try:
-            record = decode_record(plain)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as error:
-            # msgspec raises UnicodeDecodeError for a string that is not UTF-8.
-            raise BadRequest(f"body is not a demotrace record: {error}") from error
+        record = _decoded(plain)
         del plain  # the decoded record holds its own copy of a frame's data
         if record_id_of(record) != record_id:
             raise BadRequest(f"record id in the body ({record_id_of(record)!r}) differs from the URL's")
-        _check_fits_in_database(record)
-        _check_frame(record)
+        _checked(record)
 
         stored = encode_record(_owned_by(record, device_id))
         digest = hashlib.sha256(stored).hexdigest()

@@ -147,20 +147,32 @@ def user_dirs(home: Path) -> dict[str, str]:
 
 
 def start_recorder(
-    display: str, spool: Path, key: Path, credentials: Path, server_url: str | None
+    display: str,
+    spool: Path,
+    key: Path,
+    credentials: Path,
+    server_url: str | None,
+    *,
+    home: Path | None = None,
+    wait: bool = True,
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
+    """`demotrace record` as its own process, once it records (RuntimeError if it does not start);
+    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection).
+
+    Its XDG folders (control socket, pause state, config) are under ``home``, by default the spool's
+    parent folder."""
     args = ["record", "--spool", str(spool), "--key", str(key), "--credentials", str(credentials)]
     if server_url:
         args += ["--server", server_url]
     process = subprocess.Popen(
         demotrace_command(*args),
-        env={**os.environ, **user_dirs(spool.parent), "DISPLAY": display},
+        env={**os.environ, **user_dirs(home or spool.parent), "DISPLAY": display},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     output = ProcessOutput(process, ready_text=RECORDER_READY_LINE).start()
-    if not output.ready.wait(30) or process.poll() is not None:
+    if wait and (not output.ready.wait(30) or process.poll() is not None):
         process.kill()
         raise RuntimeError(f"recorder did not start:\n{output.text()}")
     return process, output

@@ -13,6 +13,7 @@ import math
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -339,23 +340,37 @@ class _Session:
 
 
 def run_scripted_session(
-    display: str, *, seed: int, seconds: float | None = None, app_state_file: Path, xterm: bool = True
+    display: str,
+    *,
+    seed: int,
+    seconds: float | None = None,
+    app_state_file: Path,
+    xterm: bool = True,
+    stop: threading.Event | None = None,
+    gap_scale: float = 1.0,
 ) -> list[Action]:
-    """Drive the running demo apps on ``display``: one cycle, or cycles until ``seconds`` have passed.
+    """Drive the running demo apps on ``display``: one cycle, or cycles until ``seconds`` have passed
+    or ``stop`` is set (fault injection and soak runs, which end when their own work is done).
+    ``gap_scale`` below 1 shortens the pauses between actions (see XDriver).
 
     Returns the injected actions (the ground truth). Stops only between steps, so the apps are never
     left with a menu open or a field half typed.
     """
     deadline = None if seconds is None else time.monotonic() + seconds
-    with XDriver(display, seed=seed) as driver:
+
+    def should_stop() -> bool:
+        timed_out = deadline is not None and time.monotonic() >= deadline
+        return timed_out or (stop is not None and stop.is_set())
+
+    with XDriver(display, seed=seed, gap_scale=gap_scale) as driver:
         # Its own stream, so the choices of what to do do not mirror the driver's timing jitter.
         session = _Session(driver, random.Random(f"demotrace-session-{seed}"), app_state_file, display)
         index = 0
         while True:
             for step in session.cycle(index, xterm):
-                if deadline is not None and driver.injected and time.monotonic() >= deadline:
+                if driver.injected and should_stop():
                     return driver.injected
                 step()
             index += 1
-            if deadline is None:
+            if deadline is None and stop is None:
                 return driver.injected

@@ -114,13 +114,16 @@ def _bezier(points: Sequence[tuple[float, float]], s: float) -> tuple[float, flo
 class XDriver:
     """Injects input into an X display through XTEST; ``injected`` lists what it did, as Actions."""
 
-    def __init__(self, display: str | None = None, *, seed: int = 0) -> None:
+    def __init__(self, display: str | None = None, *, seed: int = 0, gap_scale: float = 1.0) -> None:
+        """``gap_scale`` shrinks the pauses between actions (a dense session for soak runs: below 1,
+        neighbouring actions may no longer read as separate ones)."""
         self.display: Any = xdisplay.Display(display)
         if not self.display.has_extension("XTEST"):
             self.display.close()
             raise DriverError(f"X display {display!r} has no XTEST extension")
         self.root: Any = self.display.screen().root
         self.rng = random.Random(seed)
+        self.gap_scale = gap_scale
         self.injected: list[Action] = []
         self._pending_path: list[tuple[int, int, float]] = []  # absolute times until an action claims it
 
@@ -202,7 +205,7 @@ class XDriver:
             gap = max(gap, SCROLL_BURST_GAP_S + self.rng.uniform(0, 0.3))
         if kind == last.kind == "type":
             gap = max(gap, TYPE_BURST_GAP_S + self.rng.uniform(0, 0.3))
-        return last.t_end + gap
+        return last.t_end + gap * self.gap_scale
 
     def _approach(self, kind: ActionKind, x: int, y: int) -> None:
         """Pause, move the pointer to (x, y), and wait out the rest of the pause before pressing."""
