@@ -211,7 +211,10 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
             scrubber.forget()
             _write_message(replies, OcrReply())
             continue
-        pixels = _read_exactly(requests, request.pixel_bytes)
+        try:
+            pixels = _read_exactly(requests, request.pixel_bytes)
+        except EOFError:
+            return  # the recorder died while sending (SIGKILL): nobody is left to answer, nor to tell
         try:
             size = (request.width, request.height)
             if request.layout == "BGRX":
