@@ -44,13 +44,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 def test_sigkilled_recorders_lose_no_committed_record_and_duplicate_none(
     desktop: VirtualDesktop, tmp_path: Path
 ) -> None:
-    # Seed 1: two kills while recording (8.4 s and 7.0 s in), one while starting (1.3 s after launch).
+    # Seed 1: two kills 8.4 s and 7.0 s into recording, one 1.3 s after a launch (while it starts here).
     tally = run_kills(tmp_path, kills=3, seed=1, desktop=desktop)
-    assert tally.kills == 3 and tally.kills_before_recording == 1
+    assert tally.kills == 3
     assert tally.recorder_errors == []
     assert tally.orphan_workers == []  # the OCR workers die with their recorder
     assert tally.final_exit == 0
-    assert tally.sessions >= 2, "no killed recording session reached the collector: the test proves nothing"
+    assert tally.committed, "no kill found a committed record: the test proves nothing"
     assert tally.missing == [], "records committed before a kill never reached the collector"
     assert tally.duplicate_batches == [] and tally.seq_gaps == []
     assert tally.left_pending == 0

@@ -146,3 +146,18 @@ def test_email_and_card_stay_covered_across_frames(scrubber: OcrProcessScrubber)
     for _ in range(3):
         text = read_text(scrubber.scrub(render(lines).image))
         assert_no_secret_visible(text)
+
+
+def test_a_request_cut_short_by_a_killed_recorder_ends_the_worker_quietly() -> None:
+    # bench/fault_kills.py: a recorder SIGKILLed while it sent a frame left a traceback on the terminal.
+    import io
+
+    from demotrace.capture.ocr_protocol import OcrRequest, write_message
+    from demotrace.capture.ocr_worker import serve
+
+    requests = io.BytesIO()
+    write_message(requests, OcrRequest("scrub", (0, 0, 64, 64), 64, 64, 64 * 64 * 3), b"\xff" * 1000)
+    requests.seek(0)
+    replies = io.BytesIO()
+    serve(OcrSettings(), requests, replies)  # returns: no EOFError
+    assert replies.getvalue() == b""

@@ -3,6 +3,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,49 @@ def test_held_frames_are_not_offered_for_upload_until_released(tmp_path: Path) -
     assert spool.held() == []
     assert [record.record_id for record in spool.pending()] == ["b1", "f1"]
     assert spool.load_frame("f1") == scrubbed
+
+
+def test_threads_write_and_read_at_once_and_every_record_stays_whole(tmp_path: Path) -> None:
+    # The recorder appends frames (encode thread) and batches (processing thread) while the uploader
+    # reads: a (de)compressor shared between threads crashed the process or corrupted records.
+    spool = Spool(tmp_path / "spool", os.urandom(32))
+    written: dict[str, bytes] = {}
+    failures: list[BaseException] = []
+
+    def frames_thread() -> None:
+        for index in range(300):
+            frame = Frame(f"f{index}", "s1", "d1", 1.0, 2.0, 0, 0, 4, 4, "image/png",
+                          os.urandom(4096) + bytes(60_000))  # fmt: skip
+            spool.append([frame])
+            written[frame.frame_id] = frame.data
+
+    def batches_thread() -> None:
+        for index in range(300):
+            spool.append([typed_batch(f"b{index}", "some typing " * 40, seq=index)])
+
+    def reader_thread() -> None:
+        for _ in range(60):
+            spool.pending(limit=50)
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as error:
+                failures.append(error)
+
+        return run
+
+    threads = [
+        threading.Thread(target=guarded(work)) for work in (frames_thread, batches_thread, reader_thread)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(spool.pending(limit=1000)) == 600
+    for frame_id, data in written.items():
+        stored = spool.load_frame(frame_id)
+        assert stored is not None and stored.data == data
+    spool.close()

@@ -44,7 +44,10 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
             by_monitor.clear()
             write_message(replies, OcrReply())
             continue
-        pixels = read_exactly(requests, request.pixel_bytes)
+        try:
+            pixels = read_exactly(requests, request.pixel_bytes)
+        except EOFError:
+            return  # the recorder died while sending (SIGKILL): nobody is left to answer, nor to tell
         try:
             size = (request.width, request.height)
             image: Image.Image | Grey

@@ -116,8 +116,11 @@ class Spool:
         self._unwritten_bytes = 0
         self._uncounted_drops = 0  # frames refused while even the count could not be written
         self._aead = ChaCha20Poly1305(key)
-        self._compress = zstandard.ZstdCompressor(level=3)
-        self._decompress = zstandard.ZstdDecompressor()
+        # One zstd (de)compressor per thread: python-zstandard's are not thread-safe, and the recorder
+        # seals frames on its encode thread while it seals batches on its processing thread (two
+        # threads compressing with one compressor crashed the process; reading while another thread
+        # reads gave "Data corruption detected" on a sound record).
+        self._codecs = threading.local()
         self._lock = threading.Lock()
         # Set after every commit so an uploader can sleep until there is work, without polling.
         self.committed = threading.Event()
@@ -139,17 +142,29 @@ class Spool:
             raise SpoolError(f"cannot open spool {directory}: {error}") from error
         self._reserve = Reserve(directory)
 
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        codec = getattr(self._codecs, "compressor", None)
+        if codec is None:
+            codec = self._codecs.compressor = zstandard.ZstdCompressor(level=3)
+        return codec
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        codec = getattr(self._codecs, "decompressor", None)
+        if codec is None:
+            codec = self._codecs.decompressor = zstandard.ZstdDecompressor()
+        return codec
+
     def _seal(self, record_id: str, plain: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         # The record id is authenticated too: a sealed blob cannot be moved to another row.
-        return nonce + self._aead.encrypt(nonce, self._compress.compress(plain), record_id.encode())
+        return nonce + self._aead.encrypt(nonce, self._compressor().compress(plain), record_id.encode())
 
     def _open(self, record_id: str, sealed: bytes) -> bytes:
         try:
             packed = self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], record_id.encode())
         except Exception as error:  # cryptography raises InvalidTag without a message
             raise SpoolError(f"record {record_id} does not decrypt: wrong key or tampered spool") from error
-        return self._decompress.decompress(packed)
+        return self._decompressor().decompress(packed)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
