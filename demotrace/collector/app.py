@@ -22,6 +22,10 @@ Wire protocol (v1):
   with ``Retry-After`` (seconds), before its body is read; also 503 when the ingest memory budget is
   spent. A device past its own request rate or upload concurrency → 429 ``rate_limited`` with
   ``Retry-After``; a body slower than the minimum rate → 408 ``body_too_slow`` (connection closed).
+- ``POST /v1/device/pauses`` JSON ``{"events": [{"kind": "paused"|"resumed"|"expired", "at",
+  "paused_until", "request_id"}]}``: the device's pauses (times only); ``GET /v1/device/policy`` also
+  answers ``pause_request`` (``{"id", "action": "pause"|"resume", "seconds_left"}`` or null): a pause
+  asked for on the portal that this device has not reported applying yet.
 - ``POST /v1/device/report`` JSON ``{"frames_dropped_quota", "frames_dropped_disk_full", "disk_full"}``:
   what the device had to drop, written to the audit log.
 - Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
@@ -76,7 +80,9 @@ from demotrace.collector.ingest import (
 )
 from demotrace.collector.limits import CollectorLimits, MemoryBudget
 from demotrace.collector.methods import add_method_not_allowed_handler
+from demotrace.collector.my_data import MyData
 from demotrace.collector.openapi import json_body, refusals
+from demotrace.collector.pauses import PauseService
 from demotrace.collector.people import PeopleService
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
@@ -92,6 +98,7 @@ from demotrace.collector.store import (
 )
 from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.store.migrate import check_at_head
+from demotrace.collector.store.pause_store import PauseStore
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import UPLOADS_FOLDER, ResumableUploads
 from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER, HEALTH_PATH, error_body
@@ -170,6 +177,8 @@ def create_app(
     guards = RequestGuards(limits, IngestSlots(max_concurrent_ingests), memory)
     services = Services(ingest, uploads, exemptions, upload_guard, guards)
     devices = DeviceAdmin(metadata, exemption_store)
+    pauses = PauseService(PauseStore(metadata.engine), metadata.person_of, exemptions.fleet_policy)
+    my_data = MyData(metadata, blobs, keyring, exemption_store, pauses, partial_uploads=uploads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -187,6 +196,7 @@ def create_app(
     app.state.uploads = uploads
     app.state.exemptions = exemptions
     app.state.guards = guards
+    app.state.my_data = my_data
 
     async def collector_error(_request: Request, error: Exception) -> Response:
         assert isinstance(error, CollectorError)
@@ -224,7 +234,7 @@ def create_app(
         }
 
     add_upload_routes(app, services)
-    add_device_routes(app, services, devices)
+    add_device_routes(app, services, devices, pauses)
     add_admin_routes(app, services, devices)
     add_people_routes(app, services, people, retention)
     return app

@@ -269,6 +269,10 @@ class ExemptionService:
             return render_policy_toml(DEFAULT_FLEET_POLICY), "default", None
         return stored.text, "fleet", stored.updated_at
 
+    def fleet_policy(self) -> CapturePolicy:
+        """The policy in force, parsed (stored policies were checked when an admin set them)."""
+        return parse_policy(self.fleet_policy_text()[0], source="fleet policy")
+
     def audit(self, limit: int = 1000, device_id: str | None = None) -> list[dict[str, object]]:
         if not 1 <= limit <= 100_000:
             raise BadRequest("limit must be between 1 and 100000")

@@ -28,6 +28,12 @@ from demotrace.collector.exemptions import (
 )
 from demotrace.collector.guards import Services
 from demotrace.collector.openapi import json_body, raw_body, refusals
+from demotrace.collector.pauses import (
+    MAX_PAUSE_EVENTS_BODY_BYTES,
+    PauseEventsBody,
+    PauseService,
+    parse_pause_events,
+)
 from demotrace.collector.people import PeopleService
 from demotrace.collector.retention import RetentionService
 from demotrace.protocol import (
@@ -42,6 +48,7 @@ from demotrace.protocol import (
     ADMIN_POLICY_PATH,
     ADMIN_RETENTION_RUN_PATH,
     DEVICE_EXEMPTION_APPLIED_PATH,
+    DEVICE_PAUSES_PATH,
     DEVICE_POLICY_PATH,
     DEVICE_REPORT_PATH,
     EXEMPTIONS_PATH,
@@ -52,8 +59,9 @@ _APPROVES = {"approve": True, "deny": False}
 _ADMIN_REFUSALS = (400, 401, 429)
 
 
-def add_device_routes(app: FastAPI, services: Services, devices: DeviceAdmin) -> None:
-    """What a device asks about itself: its policy, an exemption, and its health reports."""
+def add_device_routes(app: FastAPI, services: Services, devices: DeviceAdmin, pauses: PauseService) -> None:
+    """What a device asks about itself: its policy (with any pause asked for on the portal), an
+    exemption, and its reports (health, pauses)."""
     ingest, exemptions, guards = services.ingest, services.exemptions, services.guards
 
     @app.post(
@@ -70,7 +78,19 @@ def add_device_routes(app: FastAPI, services: Services, devices: DeviceAdmin) ->
     @app.get(DEVICE_POLICY_PATH, responses=refusals(401, 429))
     async def device_policy(request: Request) -> dict[str, object]:
         device_id = await guards.device(request, ingest)
-        return await run_in_threadpool(exemptions.device_policy, device_id)
+        answer = await run_in_threadpool(exemptions.device_policy, device_id)
+        answer["pause_request"] = await run_in_threadpool(pauses.for_device, device_id)
+        return answer
+
+    @app.post(
+        DEVICE_PAUSES_PATH,
+        openapi_extra=json_body(PauseEventsBody),
+        responses=refusals(400, 401, 408, 413, 429),
+    )
+    async def device_pauses(request: Request) -> dict[str, object]:
+        device_id = await guards.device(request, ingest)
+        report = parse_pause_events(await read_body(request, MAX_PAUSE_EVENTS_BODY_BYTES, guards.pace))
+        return await run_in_threadpool(pauses.record_events, device_id, report)
 
     @app.post(
         DEVICE_EXEMPTION_APPLIED_PATH,

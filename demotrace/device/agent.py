@@ -177,16 +177,18 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
             return answer
 
         def attach_control(recorder: Recorder) -> None:
-            control.append(
-                LocalControl(
-                    gate,
-                    recorder.mark,
-                    socket_path=config.control_socket,
-                    state_file=config.pause_state,
-                    pending_count=store.pending_count,
-                    more_status=status_details,
-                ).start()
-            )
+            local = LocalControl(
+                gate,
+                recorder.mark,
+                socket_path=config.control_socket,
+                state_file=config.pause_state,
+                pending_count=store.pending_count,
+                more_status=status_details,
+                on_pause_change=sync.note_pause_change if sync is not None else None,
+            ).start()
+            control.append(local)
+            if sync is not None:
+                sync.attach_pause(local.controller)  # pauses asked for on the portal
 
         # The browser extension's reports: pages decide browser windows, not their titles.
         browser: BrowserBridge | None

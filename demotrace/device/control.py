@@ -24,7 +24,7 @@ from demotrace.device.control_protocol import (
     default_socket_path,
     message_line,
 )
-from demotrace.device.pause import PauseController, default_pause_state_file, pause_minutes_for
+from demotrace.device.pause import PauseChange, PauseController, default_pause_state_file, pause_minutes_for
 from demotrace.local_socket import PrivateListener, peer_uid
 from demotrace.policy import CaptureGate
 
@@ -245,12 +245,23 @@ class LocalControl:
         pending_count: Callable[[], int] | None = None,
         more_status: Callable[[], dict[str, Any]] | None = None,
         notify: bool = True,
+        on_pause_change: Callable[[PauseChange, float | None], None] | None = None,
     ) -> None:
-        on_change = None
+        listeners: list[Callable[[PauseChange, float | None], None]] = []
         if notify:
             from demotrace.device.notify import notify_pause_change
 
-            on_change = notify_pause_change
+            listeners.append(notify_pause_change)
+        if on_pause_change is not None:
+            listeners.append(on_pause_change)  # the collector hears of every pause (policy_sync.py)
+
+        def on_change(kind: PauseChange, paused_until: float | None) -> None:
+            for listener in listeners:
+                try:
+                    listener(kind, paused_until)
+                except Exception:  # one failing listener must not keep the others from hearing it
+                    log.exception("pause listener failed")
+
         self.controller = PauseController(
             gate,
             state_file or default_pause_state_file(),

@@ -6,6 +6,11 @@ applies it to the CaptureGate. When the collector says the device is exempt, cap
 collector is told how many (it audits that). A collector that cannot be reached changes nothing: the
 last policy (kept in memory, and in ``cache_file`` if given, so it survives a restart) stays in force.
 ``refresh_soon()`` asks for a round now: the uploader calls it when the collector answers ``exempt``.
+
+Pauses asked for on the portal come with the policy (``pause_request``): once a pause controller is
+attached (``attach_pause``) the round applies each new one through it. Every pause, resume and expiry
+the controller makes (``note_pause_change``, its listener) is reported to the collector at the start
+of the next round, which follows at once: times only, and which portal request caused it.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -25,16 +31,38 @@ from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.spool import Spool
 from demotrace.files import write_private_file
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
-from demotrace.protocol import DEVICE_EXEMPTION_APPLIED_PATH, DEVICE_POLICY_PATH, EXEMPTIONS_PATH
+from demotrace.protocol import (
+    DEVICE_EXEMPTION_APPLIED_PATH,
+    DEVICE_PAUSES_PATH,
+    DEVICE_POLICY_PATH,
+    EXEMPTIONS_PATH,
+)
 from demotrace.threads import name_os_thread
 
 MAX_REFRESH_SECONDS = 60.0
+MAX_UNSENT_PAUSE_EVENTS = 50  # the collector's limit per report; older ones are dropped past it
 
 log = logging.getLogger(__name__)
 
 
 class PolicySyncError(TransportError):
     """The collector could not be asked or refused; the message says which and why."""
+
+
+class PortalPauseRequest(msgspec.Struct):
+    """A pause or resume asked for on the portal, for every device of this person."""
+
+    id: int
+    action: str  # "pause" or "resume"
+    seconds_left: float = 0.0
+
+
+class PauseTarget(Protocol):
+    """What applies a portal pause on the device: the PauseController."""
+
+    def pause(self, minutes: float | None = None) -> float: ...
+
+    def resume(self) -> bool: ...
 
 
 class DevicePolicyAnswer(msgspec.Struct):
@@ -44,6 +72,7 @@ class DevicePolicyAnswer(msgspec.Struct):
     exemption_request_id: int | None = None
     policy_source: str = "fleet"
     policy_updated_at: float | None = None
+    pause_request: PortalPauseRequest | None = None
 
 
 @contextlib.contextmanager
@@ -162,6 +191,11 @@ class PolicySync:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by stop() and refresh_soon()
         self._thread: threading.Thread | None = None
+        self._pause_target: PauseTarget | None = None
+        self._pause_lock = threading.Lock()
+        self._unsent_pauses: list[dict[str, Any]] = []
+        self._applying_request: tuple[int, int] | None = None  # (thread ident, portal request id)
+        self._applied_request_id: int | None = None
         if cache_file is not None:
             self._apply_cached(cache_file)
 
@@ -209,11 +243,54 @@ class PolicySync:
         with self.round_done:
             return self.round_done.wait_for(lambda: self.refreshes >= count, timeout)
 
+    # --- pauses ---------------------------------------------------------------------------------------
+
+    def attach_pause(self, target: PauseTarget) -> None:
+        """Apply portal pauses through ``target`` from now on (a round follows at once)."""
+        self._pause_target = target
+        self._wake.set()
+
+    def note_pause_change(self, kind: str, paused_until: float | None) -> None:
+        """A PauseController listener: remember the change for the collector and send it now."""
+        applying = self._applying_request
+        request_id = applying[1] if applying and applying[0] == threading.get_ident() else None
+        event = {"kind": kind, "at": time.time(), "paused_until": paused_until, "request_id": request_id}
+        with self._pause_lock:
+            self._unsent_pauses = [*self._unsent_pauses, event][-MAX_UNSENT_PAUSE_EVENTS:]
+        self._wake.set()
+
+    def _send_pauses(self) -> None:
+        with self._pause_lock:
+            events = list(self._unsent_pauses)
+        if not events:
+            return
+        response = _call(self.client, "POST", DEVICE_PAUSES_PATH, self.request_timeout, {"events": events})
+        if response.status_code != 200:
+            raise PolicySyncError(f"collector answered {response.status_code}: {refusal_detail(response)}")
+        with self._pause_lock:
+            self._unsent_pauses = self._unsent_pauses[len(events) :]
+
+    def _apply_pause_request(self, request: PortalPauseRequest | None) -> None:
+        target = self._pause_target
+        if request is None or target is None or request.id == self._applied_request_id:
+            return
+        self._applying_request = (threading.get_ident(), request.id)
+        try:
+            if request.action == "pause" and request.seconds_left > 0:
+                target.pause(request.seconds_left / 60.0)
+            elif request.action == "resume" and not target.resume():
+                # Nothing was paused: say so anyway, or the collector would keep asking.
+                self.note_pause_change("resumed", None)
+        finally:
+            self._applying_request = None
+        self._applied_request_id = request.id
+
     # --- one round ------------------------------------------------------------------------------------
 
     def refresh_once(self) -> DevicePolicyAnswer | None:
         """Fetch and apply; returns the answer, or None (and ``last_error`` says why) if it failed."""
         try:
+            self._send_pauses()
             answer = fetch_device_policy(self.credentials, client=self.client, timeout=self.request_timeout)
             # Cached first: an exemption must hold across a restart even if reporting it fails below.
             self._store_cache(answer)
@@ -239,6 +316,8 @@ class PolicySync:
             self._apply_policy(answer.policy)
         if answer.exempt:
             self._apply_exemption()
+        else:
+            self._apply_pause_request(answer.pause_request)
 
     def _apply_policy(self, text: str) -> None:
         try:

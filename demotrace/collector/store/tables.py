@@ -121,6 +121,34 @@ class FleetPolicyEntry(Base):
     updated_by: Mapped[str] = mapped_column(String(256))
 
 
+class PauseRequestEntry(Base):
+    """A pause (or resume) asked for on the portal, for every device of a person: each device learns it
+    on its next policy sync and answers with the pause event it caused (PauseEventEntry.request_id)."""
+
+    __tablename__ = "pause_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # "pause" or "resume"
+    requested_at: Mapped[float] = mapped_column(Float)  # collector clock
+    paused_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # collector clock; pauses only
+
+
+class PauseEventEntry(Base):
+    """A pause, resume or expiry as a device reports it: times only, never what was on screen."""
+
+    __tablename__ = "pause_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "paused", "resumed", "expired"
+    at: Mapped[float] = mapped_column(Float)  # device clock
+    paused_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # device clock
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the portal request it applied
+    received_at: Mapped[float] = mapped_column(Float)  # collector clock
+
+
 class LeaseEntry(Base):
     """Who runs a periodic job until when: several collector workers (or hosts) share one database, and
     a conditional update of this row lets exactly one of them run each round."""
