@@ -19,7 +19,6 @@ DELTA_MEDIA_TYPE = "application/x-demotrace-delta"
 """A frame's image that holds only the tiles that changed since an earlier frame."""
 
 ENROLLMENT_SECRET_HEADER = "X-Enrollment-Secret"
-ADMIN_NAME_HEADER = "X-Admin-Name"
 
 REDACTED_MARKER_KIND = "redacted"
 """A marker's kind where the device removed a sensitive span (its text is the placeholder's kind)."""

@@ -12,6 +12,9 @@ from bench.services import MotoServer, PostgresServer, ServiceUnavailable, moto_
 from demotrace.collector.store import default_database_url
 from demotrace.demo.desktop import VirtualDesktop, missing_programs
 
+# The portal's fixtures: a collector with an account of each role, and real Chromium pages.
+pytest_plugins = ["tests.portal_support"]
+
 
 @pytest.fixture(scope="session")
 def desktop() -> Iterator[VirtualDesktop]:

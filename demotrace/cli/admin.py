@@ -7,7 +7,6 @@ read the audit log. Registered by ``register_admin_commands(app)`` in demotrace/
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,6 @@ from demotrace.protocol import (
     ADMIN_DEVICES_PATH,
     ADMIN_EXEMPTION_DECISION_PATH,
     ADMIN_EXEMPTIONS_PATH,
-    ADMIN_NAME_HEADER,
     ADMIN_POLICY_PATH,
     error_summary,
     path_for,
@@ -48,9 +46,6 @@ AdminTokenOption = Annotated[
     str,
     typer.Option("--admin-token", envvar="DEMOTRACE_ADMIN_TOKEN", help="The collector's admin token."),
 ]
-AdminNameOption = Annotated[
-    str | None, typer.Option("--as", help="Your name in the audit log (default: your login name).")
-]
 
 
 def _when(wall: float | None) -> str:
@@ -62,9 +57,10 @@ def _when(wall: float | None) -> str:
 class AdminClient:
     """The collector's admin API, with errors turned into messages."""
 
-    def __init__(self, server: str, token: str, admin: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}", ADMIN_NAME_HEADER: admin or getpass.getuser()}
+        # The audit log names a token caller by its token's digest (admin:token:<8 hex>).
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.timeout = timeout
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -113,9 +109,9 @@ def admin_list(
     console.print(table)
 
 
-def _decide(server: str, token: str, admin: str | None, request_id: int, verb: str) -> None:
+def _decide(server: str, token: str, request_id: int, verb: str) -> None:
     path = path_for(ADMIN_EXEMPTION_DECISION_PATH, request_id=str(request_id), decision=verb)
-    answer = AdminClient(server, token, admin).call("POST", path)
+    answer = AdminClient(server, token).call("POST", path)
     console.print(f"Exemption request {request_id} {answer['status']} for device {answer['device_id']}.")
     if "deleted_records" in answer:
         console.print(
@@ -129,10 +125,9 @@ def admin_approve(
     request_id: Annotated[int, typer.Argument(help="Request id (from `list`).")],
     server: ServerOption,
     admin_token: AdminTokenOption,
-    admin: AdminNameOption = None,
 ) -> None:
     """Approve a request: the device stops recording, and its data goes if it asked for that."""
-    _decide(server, admin_token, admin, request_id, "approve")
+    _decide(server, admin_token, request_id, "approve")
 
 
 @admin_exemptions_app.command("deny")
@@ -140,10 +135,9 @@ def admin_deny(
     request_id: Annotated[int, typer.Argument(help="Request id (from `list`).")],
     server: ServerOption,
     admin_token: AdminTokenOption,
-    admin: AdminNameOption = None,
 ) -> None:
     """Deny a request (the employee may ask again)."""
-    _decide(server, admin_token, admin, request_id, "deny")
+    _decide(server, admin_token, request_id, "deny")
 
 
 @admin_policy_app.command("set")
@@ -151,7 +145,6 @@ def admin_policy_set(
     file: Annotated[Path, typer.Argument(help="Policy TOML file.", exists=True, dir_okay=False)],
     server: ServerOption,
     admin_token: AdminTokenOption,
-    admin: AdminNameOption = None,
     confirm_widening: Annotated[
         bool,
         typer.Option("--confirm-widening", help="Confirm a policy that captures more than the current one."),
@@ -167,7 +160,7 @@ def admin_policy_set(
         load_policy(file)  # the collector checks too; this gives the message before any network
     except PolicyError as error:
         raise fail(str(error)) from error
-    client = AdminClient(server, admin_token, admin)
+    client = AdminClient(server, admin_token)
     params = {"confirm_widening": "true"} if confirm_widening else {}
     answer = client.call("PUT", ADMIN_POLICY_PATH, content=file.read_bytes(), params=params)
     console.print(f"Fleet policy set ({answer['mode']} mode).")
@@ -197,11 +190,10 @@ def admin_devices_revoke(
     device_id: Annotated[str, typer.Argument(help="Device id (from `devices list`).")],
     server: ServerOption,
     admin_token: AdminTokenOption,
-    admin: AdminNameOption = None,
 ) -> None:
     """Revoke a device: its token is refused from now on (a lost or stolen laptop)."""
     path = path_for(ADMIN_DEVICE_REVOKE_PATH, device_id=device_id)
-    AdminClient(server, admin_token, admin).call("POST", path)
+    AdminClient(server, admin_token).call("POST", path)
     console.print(f"Device {device_id} revoked: its uploads are refused from now on.")
 
 

@@ -183,5 +183,8 @@ def migrate(data: DataOption = None, database_url: DatabaseUrlOption = None) -> 
 
 
 def register_server_commands(app: typer.Typer) -> None:
-    """Add server (and server migrate) to the main ``demotrace`` command."""
+    """Add server (server migrate, server account) to the main ``demotrace`` command."""
+    from demotrace.cli.accounts import account_app
+
+    server_app.add_typer(account_app, name="account")
     app.add_typer(server_app, name="server")

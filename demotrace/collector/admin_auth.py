@@ -89,8 +89,9 @@ class AdminCredentials:
                 self._file_stamp = None
             return list(self._file_digests)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise Unauthorized unless ``authorization`` is ``Bearer <a token in force>``."""
+    def check(self, authorization: str | None) -> str:
+        """Who is asking, as the audit log names them (``admin:token:<first 8 hex of the token's
+        SHA-256>``); Unauthorized unless ``authorization`` is ``Bearer <a token in force>``."""
         if not self.enabled:
             raise Unauthorized("the admin API is off: start the collector with an admin token")
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -101,5 +102,5 @@ class AdminCredentials:
             matches = [hmac.compare_digest(presented, known) for known in self._fixed]
             matches += [hmac.compare_digest(presented, known) for known in self._current_file_digests()]
             if any(matches):
-                return
+                return f"admin:token:{presented.hex()[:8]}"
         raise Unauthorized("missing or wrong admin token (header Authorization: Bearer <admin token>)")

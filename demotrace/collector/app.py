@@ -28,7 +28,7 @@ Wire protocol (v1):
   asked for on the portal that this device has not reported applying yet.
 - ``POST /v1/device/report`` JSON ``{"frames_dropped_quota", "frames_dropped_disk_full", "disk_full"}``:
   what the device had to drop, written to the audit log.
-- Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
+- Admin (``Authorization: Bearer <admin token>``; audited as ``admin:token:<8 hex of its SHA-256>``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
   ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
   widens capture: else 400/409), ``GET /v1/admin/audit``, ``GET /v1/admin/devices``,
@@ -38,6 +38,8 @@ Wire protocol (v1):
   logins are throttled per address (429).
 - Enrolment may name the person the device is for: ``{"device_name", "person_id"}`` (a pseudonym);
   without one the device gets a person of its own. Exemptions and deletions cover a person's devices.
+- The portal (pages, not in the OpenAPI schema): ``/login``, ``/logout``, ``/`` and the pages of each
+  role (see portal/); signed-in accounts, audited as ``account:<name>``.
 - A method a path does not take (OPTIONS included) → 405 ``method_not_allowed`` with every method the
   path takes in ``Allow``.
 """
@@ -54,6 +56,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from demotrace import __version__
+from demotrace.collector.accounts import LocalAccounts
 from demotrace.collector.admin_auth import AdminCredentials
 from demotrace.collector.bodies import read_body
 from demotrace.collector.devices import DeviceAdmin
@@ -84,6 +87,9 @@ from demotrace.collector.my_data import MyData
 from demotrace.collector.openapi import json_body, refusals
 from demotrace.collector.pauses import PauseService
 from demotrace.collector.people import PeopleService
+from demotrace.collector.portal.auth import Portal
+from demotrace.collector.portal.pages_admin import add_admin_pages
+from demotrace.collector.portal.pages_login import add_portal_shell
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
 from demotrace.collector.routes_uploads import add_upload_routes
@@ -96,11 +102,13 @@ from demotrace.collector.store import (
     load_master_key,
     open_blob_store,
 )
+from demotrace.collector.store.account_store import AccountStore
 from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.store.migrate import check_at_head
 from demotrace.collector.store.pause_store import PauseStore
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.collector.uploads import UPLOADS_FOLDER, ResumableUploads
+from demotrace.collector.web_sessions import LoginThrottle, WebSessions
 from demotrace.protocol import ENROLL_PATH, ENROLLMENT_SECRET_HEADER, HEALTH_PATH, error_body
 
 log = logging.getLogger(__name__)
@@ -179,6 +187,18 @@ def create_app(
     devices = DeviceAdmin(metadata, exemption_store)
     pauses = PauseService(PauseStore(metadata.engine), metadata.person_of, exemptions.fleet_policy)
     my_data = MyData(metadata, blobs, keyring, exemption_store, pauses, partial_uploads=uploads)
+    account_store = AccountStore(metadata.engine)
+    accounts = LocalAccounts(account_store)
+    portal = Portal(
+        accounts=accounts,
+        sessions=WebSessions(account_store, accounts),
+        throttle=LoginThrottle(
+            limits.login_failures_per_account,
+            limits.login_failures_per_address,
+            limits.login_failure_window_s,
+        ),
+        pace=guards.pace,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -190,7 +210,14 @@ def create_app(
             schedule.stop()
         metadata.close()
 
-    app = FastAPI(title="demotrace collector", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="demotrace collector",
+        version=__version__,
+        lifespan=lifespan,
+        # The interactive docs are the portal's (admins only, assets served from here): see portal/.
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.ingest = ingest
     app.state.ingest_slots = guards.ingest_slots
     app.state.uploads = uploads
@@ -237,4 +264,6 @@ def create_app(
     add_device_routes(app, services, devices, pauses)
     add_admin_routes(app, services, devices)
     add_people_routes(app, services, people, retention)
+    add_portal_shell(app, portal)
+    add_admin_pages(app, exemptions)
     return app

@@ -54,11 +54,11 @@ class DeviceAdmin:
             for device_id, name, enrolled_at in self.metadata.devices()
         ]
 
-    def revoke(self, device_id: str, admin: str) -> dict[str, object]:
+    def revoke(self, device_id: str, actor: str) -> dict[str, object]:
         """Refuse the device's token from now on (it must enrol again to upload anything)."""
         # The digest of a token nobody was ever given: the old one matches nothing any more.
         unusable = token_digest("revoked:" + secrets.token_urlsafe(32))
-        audit = audit_record(self.clock(), f"admin:{admin}", "device_revoked", device_id)
+        audit = audit_record(self.clock(), actor, "device_revoked", device_id)
         if not self.metadata.revoke_device(device_id, unusable, audit):
             raise NotFound(f"no device {device_id}")
         return {"device_id": device_id, "status": "revoked"}

@@ -1,5 +1,5 @@
 """Exemptions, the fleet policy and the audit log: device requests, admin decisions, and the record of
-all of it. Also the fleet policy's parsing and rendering, and who an admin says they are.
+all of it. Also the fleet policy's parsing and rendering.
 """
 
 from __future__ import annotations
@@ -32,11 +32,9 @@ from demotrace.collector.store.exemption_store import (
 from demotrace.collector.upload_guard import audit_record
 from demotrace.collector.uploads import ResumableUploads
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy, PolicyError, parse_policy
-from demotrace.protocol import ADMIN_NAME_HEADER
 
 MAX_EXEMPTION_BODY_BYTES = 16 * 1024
 MAX_REASON_CHARS = 2000
-MAX_ADMIN_NAME_CHARS = 64
 MAX_POLICY_BYTES = 256 * 1024
 
 
@@ -106,16 +104,6 @@ def render_policy_toml(policy: CapturePolicy) -> str:
     return "".join(f"{name} = {_toml_value(value)}\n" for name, value in fields.items())
 
 
-def admin_name(header: str | None) -> str:
-    """Who the admin says they are (for the audit log); "admin" when they do not say."""
-    name = (header or "").strip()
-    if not name:
-        return "admin"
-    if len(name) > MAX_ADMIN_NAME_CHARS or not name.isprintable():
-        raise BadRequest(f"{ADMIN_NAME_HEADER} must have at most {MAX_ADMIN_NAME_CHARS} printable characters")
-    return name
-
-
 def _request_json(request: ExemptionRequest) -> dict[str, object]:
     return {
         "id": request.id,
@@ -168,15 +156,15 @@ class ExemptionService:
 
     # --- admins ---------------------------------------------------------------------------------------
 
-    def authenticate_admin(self, authorization: str | None) -> None:
-        self.admin.check(authorization)
+    def authenticate_admin(self, authorization: str | None) -> str:
+        return self.admin.check(authorization)
 
     def list_requests(self, status: str | None = None) -> list[dict[str, object]]:
         if status is not None and status not in (EXEMPTION_REQUESTED, EXEMPTION_APPROVED, EXEMPTION_DENIED):
             raise BadRequest("status must be requested, approved or denied")
         return [_request_json(request) for request in self.store.requests(status=status)]
 
-    def decide(self, request_id: int, approve: bool, admin: str) -> dict[str, object]:
+    def decide(self, request_id: int, approve: bool, actor: str) -> dict[str, object]:
         """Approve or deny a pending request. An approval covers every device of the person who asked;
         with delete_collected it deletes every record the collector holds from any of them (their data
         key and rows in the decision's transaction, then the blobs)."""
@@ -189,9 +177,9 @@ class ExemptionService:
         decided = self.store.decide(
             request_id,
             approve,
-            admin,
+            actor,
             self.clock(),
-            self._audit(f"admin:{admin}", action, existing.device_id),
+            self._audit(actor, action, existing.device_id),
         )
         if decided is None:
             raise Conflict(f"exemption request {request_id} was decided by someone else just now")
@@ -206,7 +194,7 @@ class ExemptionService:
             if discarded:
                 self.store.append_audit(
                     self._audit(
-                        f"admin:{admin}",
+                        actor,
                         "partial_uploads_discarded",
                         request.device_id,
                         request_id=request_id,
@@ -218,7 +206,7 @@ class ExemptionService:
             answer["deleted_blobs"] = self._delete_blobs(blob_keys)
             self.store.append_audit(
                 self._audit(
-                    f"admin:{admin}",
+                    actor,
                     "collected_data_deleted",
                     request.device_id,
                     request_id=request_id,
@@ -231,7 +219,7 @@ class ExemptionService:
     def _delete_blobs(self, blob_keys: list[str]) -> int:
         return delete_blobs(self.blobs, blob_keys)
 
-    def set_fleet_policy(self, body: bytes, admin: str, confirm_widening: bool = False) -> dict[str, object]:
+    def set_fleet_policy(self, body: bytes, actor: str, confirm_widening: bool = False) -> dict[str, object]:
         """Store a new fleet policy. It must be complete (BadRequest names what is missing); one that
         widens capture needs ``confirm_widening`` (else WideningNotConfirmed lists how it widens). The
         audit entry carries the diff against the policy it replaces."""
@@ -248,10 +236,10 @@ class ExemptionService:
             )
         self.store.set_fleet_policy(
             text,
-            admin,
+            actor,
             self.clock(),
             self._audit(
-                f"admin:{admin}",
+                actor,
                 "policy_set",
                 None,
                 sha256=hashlib.sha256(body).hexdigest(),

@@ -48,8 +48,9 @@ class RequestGuards:
         """Count one enrolment attempt from this address (429 past the limit)."""
         self.enrollments.take(client_address(request), "enrolments from this address")
 
-    async def admin(self, request: Request, credentials: AdminCredentials) -> None:
-        """Authenticate an admin; an address with too many recent failures is refused before the check."""
+    async def admin(self, request: Request, credentials: AdminCredentials) -> str:
+        """Authenticate an admin token (returns its audit actor, ``admin:token:<8 hex>``); an address with
+        too many recent failures is refused before the check."""
         address = client_address(request)
         wait = self.admin_failures.wait_needed(address)
         if wait > 0:
@@ -57,7 +58,8 @@ class RequestGuards:
                 f"too many failed admin logins from this address: retry in {int(wait) + 1} s", int(wait) + 1
             )
         try:
-            await run_in_threadpool(credentials.check, request.headers.get("authorization"))
+            actor: str = await run_in_threadpool(credentials.check, request.headers.get("authorization"))
+            return actor
         except Unauthorized:
             self.admin_failures.spend(address)
             raise

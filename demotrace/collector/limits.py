@@ -41,6 +41,10 @@ class CollectorLimits:
     enrollment_burst: int = 20
     admin_failures_per_minute: float = 5.0
     admin_failure_burst: int = 10
+    # Failed portal sign-ins allowed per account name and per client address within the window.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_failure_window_s: float = 900.0
     # Memory the upload bodies and their decompressed records being stored may hold at once.
     max_ingest_memory_bytes: int = 512 * MiB
 

@@ -43,12 +43,11 @@ class PeopleService:
             for person, created, devices, records in self.metadata.people()
         ]
 
-    def delete_person_data(self, person_id: str, admin: str) -> dict[str, object]:
+    def delete_person_data(self, person_id: str, actor: str) -> dict[str, object]:
         """Delete every record of the person's devices (key first, then rows, uploads and blobs)."""
         check_person_id(person_id)
         if not self.store.person_exists(person_id):
             raise NotFound(f"no person {person_id}")
-        actor = f"admin:{admin}"
         blob_keys = self.store.delete_person_data(
             person_id, audit_record(self.clock(), actor, "person_data_deleted", None, person_id=person_id)
         )

@@ -22,7 +22,6 @@ from demotrace.collector.exemptions import (
     MAX_POLICY_BYTES,
     ExemptionAppliedBody,
     ExemptionRequestBody,
-    admin_name,
     parse_exemption_applied,
     parse_exemption_request,
 )
@@ -42,7 +41,6 @@ from demotrace.protocol import (
     ADMIN_DEVICES_PATH,
     ADMIN_EXEMPTION_DECISION_PATH,
     ADMIN_EXEMPTIONS_PATH,
-    ADMIN_NAME_HEADER,
     ADMIN_PEOPLE_PATH,
     ADMIN_PERSON_DELETE_PATH,
     ADMIN_POLICY_PATH,
@@ -118,8 +116,7 @@ def add_admin_routes(app: FastAPI, services: Services, devices: DeviceAdmin) -> 
     exemptions, guards = services.exemptions, services.guards
 
     async def admin_of(request: Request) -> str:
-        await guards.admin(request, exemptions.admin)
-        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
+        return await guards.admin(request, exemptions.admin)
 
     @app.get(ADMIN_EXEMPTIONS_PATH, responses=refusals(*_ADMIN_REFUSALS))
     async def list_exemptions(request: Request, status: str | None = None) -> list[dict[str, object]]:
@@ -176,8 +173,7 @@ def add_people_routes(
     app.state.retention = retention
 
     async def admin_of(request: Request) -> str:
-        await guards.admin(request, exemptions.admin)
-        return admin_name(request.headers.get(ADMIN_NAME_HEADER))
+        return await guards.admin(request, exemptions.admin)
 
     @app.get(ADMIN_PEOPLE_PATH, responses=refusals(*_ADMIN_REFUSALS))
     async def list_people(request: Request) -> list[dict[str, object]]:
@@ -192,7 +188,7 @@ def add_people_routes(
     @app.post(ADMIN_RETENTION_RUN_PATH, responses=refusals(*_ADMIN_REFUSALS))
     async def run_retention(request: Request) -> dict[str, object]:
         admin = await admin_of(request)
-        result = await run_in_threadpool(retention.sweep, f"admin:{admin}")
+        result = await run_in_threadpool(retention.sweep, admin)
         return {
             "retention_days": result.retention_days,
             "cutoff": result.cutoff,

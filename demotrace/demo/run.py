@@ -27,7 +27,7 @@ from rich.table import Table
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
 from demotrace.model import Action
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy
-from demotrace.protocol import ADMIN_NAME_HEADER, ADMIN_POLICY_PATH, HEALTH_PATH
+from demotrace.protocol import ADMIN_POLICY_PATH, HEALTH_PATH
 
 RECORDER_READY_LINE = "recording"
 RECORDER_SETTLE_SECONDS = 1.0
@@ -110,7 +110,7 @@ def set_fleet_policy(url: str, admin_token: str, policy: CapturePolicy) -> None:
     response = httpx.put(
         f"{url}{ADMIN_POLICY_PATH}",
         content=render_policy_toml(policy).encode(),
-        headers={"Authorization": f"Bearer {admin_token}", ADMIN_NAME_HEADER: "demo"},
+        headers={"Authorization": f"Bearer {admin_token}"},
         # The demo is its own admin: it means the policy it sets, wider than the default or not.
         params={"confirm_widening": "true"},
         timeout=10,

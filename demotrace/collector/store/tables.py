@@ -158,3 +158,30 @@ class LeaseEntry(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     until: Mapped[float] = mapped_column(Float)
+
+
+class AccountEntry(Base):
+    """A portal account. Only an argon2id hash of the password is kept; an employee account is tied to
+    the pseudonymous person its devices are enrolled for."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))  # employee, admin or data_engineer
+    password_hash: Mapped[str] = mapped_column(String(256))
+    person_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("people.person_id"), nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebSessionEntry(Base):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored, so a leaked
+    database opens no session."""
+
+    __tablename__ = "web_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), ForeignKey("accounts.account_id"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

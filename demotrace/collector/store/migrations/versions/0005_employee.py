@@ -1,7 +1,7 @@
 """The employee portal: pauses asked for on the portal, and the pauses devices report.
 
 Revision ID: 0005_employee
-Revises: 0002_people_keys_leases
+Revises: 0003_accounts
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_employee"
-down_revision = "0002_people_keys_leases"
+down_revision = "0003_accounts"
 branch_labels = None
 depends_on = None
 
