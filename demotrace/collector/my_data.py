@@ -39,7 +39,6 @@ from demotrace.geometry import Box
 from demotrace.model import Action, Batch, Frame, Marker, Record, decode_record
 
 MAX_REASON_CHARS = 2000
-FRAMES_PER_PAGE = 24
 
 
 @dataclass(frozen=True)
@@ -185,6 +184,19 @@ class MyData:
         """The frame's size and its blacked-out boxes."""
         image = self.frame_image(person_id, frame_id)
         return image.width, image.height, redaction_boxes(image)
+
+    def frames_with_boxes(self, person_id: str, frames: list[FrameView]) -> list[tuple[FrameView, list[Box]]]:
+        """These frames (of one session, in time order) with their sizes and blacked-out boxes; one
+        resolver for all, so a chain of delta frames is rebuilt once."""
+        resolver = FrameResolver(self._person_frames(person_id), cache_size=1)
+        answer = []
+        for frame in frames:
+            image = resolver.image(frame.frame_id)
+            if image is None:
+                continue
+            sized = FrameView(frame.frame_id, frame.wall, image.width, image.height)
+            answer.append((sized, redaction_boxes(image)))
+        return answer
 
     # --- deleting -------------------------------------------------------------------------------------
 
