@@ -49,7 +49,7 @@ def working_batch(session_id: str) -> Batch:
     batch = make_batch(session_id, 0)
     wall = 1_700_000_100.0
     events = [
-        *batch.events[:1],
+        msgspec.structs.replace(batch.events[0], wall=wall),
         FrameTaken(
             t=100.1,
             wall=wall,

@@ -18,7 +18,7 @@ from PIL import Image
 from test_collector import packed
 
 from demotrace.collector.app import create_app
-from demotrace.collector.capture_notice import capture_notice
+from demotrace.collector.capture_notice import capture_notice, readable_pattern
 from demotrace.collector.errors import BadRequest, Conflict, NotFound
 from demotrace.collector.my_archive import stream_archive
 from demotrace.collector.my_data import MyData
@@ -118,15 +118,26 @@ def test_what_a_device_is_told_and_what_the_portal_shows() -> None:
 def test_the_notice_is_written_from_the_policy_in_force() -> None:
     sections = {section.title: section for section in capture_notice(DEFAULT_FLEET_POLICY)}
     captured = sections["What is captured"]
-    assert all(f"app: {app}" in captured.items for app in DEFAULT_FLEET_POLICY.allow_apps)
+    assert captured.items[0] == "Apps: " + ", ".join(DEFAULT_FLEET_POLICY.allow_apps)
+    assert "https://*.atlassian.net/" in captured.items[1]  # a pattern as a person reads it
     assert "Only the apps and websites listed here" in captured.sentences[1]
-    assert "app: keepassxc" in sections["What is never captured"].items
+    never = sections["What is never captured"].items
+    assert "keepassxc" in never[0]
+    # A rule that is no plain text is shown as the policy writes it, never left out.
+    assert any(r"^https://outlook\.(live|office|office365)\.com/" in line for line in never)
     purpose = " ".join(sections["What the data is used for"].sentences)
     assert "Never for judging people" in purpose
     narrow = CapturePolicy(mode="allowlist", allow_apps=["libreoffice"], pause_max_minutes=45)
     sections = {section.title: section for section in capture_notice(narrow)}
-    assert sections["What is captured"].items == ["app: libreoffice"]
+    assert sections["What is captured"].items == ["Apps: libreoffice"]
     assert "at most 45 minutes" in sections["What you control"].sentences[0]
+
+
+def test_patterns_read_as_plain_text_only_when_they_are() -> None:
+    assert readable_pattern(r"^https://([a-z0-9-]+\.)*atlassian\.net/") == "https://*.atlassian.net/"
+    assert readable_pattern(r"\bincognito\b") == "incognito"
+    assert readable_pattern(r"\bmedical records?\b") is None
+    assert readable_pattern(r"^about:(logins|preferences)") is None
 
 
 # --- one person's data ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ read from the policy or states what the recorder does whatever the policy says."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from demotrace.policy import CapturePolicy
@@ -14,6 +15,38 @@ class NoticeSection:
     title: str
     sentences: list[str]
     items: list[str] = field(default_factory=list)
+
+
+# Regular-expression pieces that read as plain words: "any subdomain", a literal dot, word edges.
+_PLAIN = [
+    (r"([a-z0-9-]+\.)*", "*."),
+    (r"([a-z0-9-]+\.)?", "*."),
+    (r"\.", "."),
+    (r"\b", ""),
+    ("^", ""),
+]
+_STILL_REGEX = re.compile(r"[\\()\[\]|?*+{}$^]")
+
+
+def readable_pattern(pattern: str) -> str | None:
+    r"""A pattern as a person reads it (``^https://([a-z0-9-]+\.)*atlassian\.net/`` is
+    ``https://*.atlassian.net/``), or None when it is more than a plain text with wildcards."""
+    text = pattern
+    for piece, plain in _PLAIN:
+        text = text.replace(piece, plain)
+    if _STILL_REGEX.search(text.replace("*.", "")):
+        return None
+    return text
+
+
+def _listed(label: str, patterns: list[str]) -> list[str]:
+    """A line of the readable patterns, and one of the rest as the policy writes them."""
+    readable = [text for text in map(readable_pattern, patterns) if text is not None]
+    detailed = [pattern for pattern in patterns if readable_pattern(pattern) is None]
+    lines = [f"{label}: " + ", ".join(readable)] if readable else []
+    if detailed:
+        lines.append(f"{label} (rules as the policy writes them): " + " · ".join(detailed))
+    return lines
 
 
 def _minutes(value: float) -> str:
@@ -28,9 +61,9 @@ def capture_notice(policy: CapturePolicy) -> list[NoticeSection]:
             "Only the apps and websites listed here are recorded. Everything else is never captured: "
             "when another window is in front, nothing is recorded at all."
         ]
-        items = [f"app: {app}" for app in policy.allow_apps]
-        items += [f"website address matching: {pattern}" for pattern in policy.allow_url_patterns]
-        items += [f"window title matching: {pattern}" for pattern in policy.allow_title_patterns]
+        items = [f"Apps: {', '.join(policy.allow_apps)}"] if policy.allow_apps else []
+        items += _listed("Websites", policy.allow_url_patterns)
+        items += _listed("Windows whose title mentions", policy.allow_title_patterns)
         if not items:
             items = ["(nothing is allowed yet: nothing is recorded)"]
     else:
@@ -65,9 +98,9 @@ def capture_notice(policy: CapturePolicy) -> list[NoticeSection]:
             "The portal shows those black boxes on your screenshots.",
             "Private or incognito browser windows, and these apps and sites:",
         ],
-        [f"app: {app}" for app in policy.deny_apps]
-        + [f"website address matching: {pattern}" for pattern in policy.deny_url_patterns]
-        + [f"window title matching: {pattern}" for pattern in policy.deny_title_patterns],
+        ([f"Apps: {', '.join(policy.deny_apps)}"] if policy.deny_apps else [])
+        + _listed("Websites", policy.deny_url_patterns)
+        + _listed("Windows whose title mentions", policy.deny_title_patterns),
     )
     control = NoticeSection(
         "What you control",
@@ -87,8 +120,8 @@ def capture_notice(policy: CapturePolicy) -> list[NoticeSection]:
             "Training software agents to use computers the way people do: the recordings become "
             "examples of tasks done step by step.",
             "Never for judging people: not for performance reviews, monitoring working hours or "
-            "discipline. Administrators see only totals over groups of at least ten people, never "
-            "what one person did.",
+            "discipline. The portal shows administrators totals over groups of at least ten people, "
+            "never one person's activity.",
         ],
     )
     return [captured, never, control, purpose]

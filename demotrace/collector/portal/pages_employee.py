@@ -6,6 +6,7 @@ alone (MyData answers NotFound for anything not theirs, and so do these pages: a
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from demotrace.collector.exemptions import ExemptionService
 from demotrace.collector.my_archive import archive_name, stream_archive
 from demotrace.collector.my_data import MyData
 from demotrace.collector.portal.auth import checked_form, require_role
-from demotrace.collector.portal.render import render
+from demotrace.collector.portal.render import render, templates
 
 EmployeeAccount = Annotated[Account, Depends(require_role(Role.EMPLOYEE))]
 FRAMES_PER_PAGE = 12
@@ -38,6 +39,16 @@ NOTICES = {
     "exemption_asked": ("ok", "Your request is sent: an administrator will decide."),
     "not_confirmed": ("warn", "Nothing was deleted: tick the box to confirm."),
 }
+
+
+def _clock(seconds: float | None) -> str:
+    """A moment to the second (pauses and actions happen seconds apart)."""
+    if seconds is None:
+        return "—"
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["clock"] = _clock
 
 
 def notices_of(request: Request) -> list[tuple[str, str]]:
