@@ -257,9 +257,21 @@ class ExemptionService:
             return render_policy_toml(DEFAULT_FLEET_POLICY), "default", None
         return stored.text, "fleet", stored.updated_at
 
-    def audit(self, limit: int = 1000, device_id: str | None = None) -> list[dict[str, object]]:
+    def audit(
+        self,
+        limit: int = 1000,
+        device_id: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, object]]:
+        """The audit log, newest ``limit`` entries matching the filters (see ExemptionStore.audit)."""
         if not 1 <= limit <= 100_000:
             raise BadRequest("limit must be between 1 and 100000")
+        if (actor is not None and len(actor) > 256) or (action is not None and len(action) > 64):
+            raise BadRequest("actor has at most 256 characters, action at most 64")
         return [
             {
                 "id": entry.id,
@@ -269,7 +281,9 @@ class ExemptionService:
                 "device_id": entry.device_id,
                 "details": json.loads(entry.details or "{}"),
             }
-            for entry in self.store.audit(limit, device_id)
+            for entry in self.store.audit(
+                limit, device_id, actor=actor, action=action, since=since, until=until
+            )
         ]
 
     # --- devices --------------------------------------------------------------------------------------
