@@ -110,9 +110,13 @@ def page(chromium_browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def sign_in(page: Page, collector: PortalCollector, name: str, password: str = PASSWORD) -> None:
-    """Fill the sign-in form as a person would, and submit it."""
-    if not page.url.startswith(collector.url + "/login"):
+def sign_in(
+    page: Page, collector: PortalCollector, name: str, password: str = PASSWORD, next_path: str | None = None
+) -> None:
+    """Fill the sign-in form as a person would, and submit it (then land on ``next_path`` if given)."""
+    if next_path is not None:
+        page.goto(collector.url + next_path)  # redirected to the sign-in form, and back after it
+    elif not page.url.startswith(collector.url + "/login"):
         page.goto(collector.url + "/login")
     page.get_by_label("Account name").fill(name)
     page.get_by_label("Password").fill(password)

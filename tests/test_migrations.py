@@ -142,7 +142,8 @@ def test_a_create_all_database_with_data_is_upgraded_on_start_and_keeps_it(
             ("dev-b", "dev-b", "approved")
         ]
         people = client.get("/v1/admin/people", headers=admin).json()
-        assert {p["person_id"]: p["records"] for p in people} == {"dev-a": 4, "dev-b": 0}
+        assert {p["person_id"]: p["devices"] for p in people} == {"dev-a": 1, "dev-b": 1}
+        assert all("records" not in p for p in people)  # no per-person activity figure (cohorts.py)
 
     with CollectorReader(data_dir, database_url) as reader:
         assert list(reader.iter_batches()) == [r for r in old if isinstance(r, Batch)]

@@ -90,6 +90,7 @@ from demotrace.collector.people import PeopleService
 from demotrace.collector.portal.auth import Portal
 from demotrace.collector.portal.pages_admin import add_admin_pages
 from demotrace.collector.portal.pages_employee import add_employee_pages
+from demotrace.collector.portal.pages_fleet import add_fleet_pages
 from demotrace.collector.portal.pages_login import add_portal_shell
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
@@ -268,4 +269,5 @@ def create_app(
     add_portal_shell(app, portal)
     add_admin_pages(app, exemptions)
     add_employee_pages(app, my_data, exemptions)
+    add_fleet_pages(app, devices, exemptions)
     return app

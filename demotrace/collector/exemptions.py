@@ -261,9 +261,21 @@ class ExemptionService:
         """The policy in force, parsed (stored policies were checked when an admin set them)."""
         return parse_policy(self.fleet_policy_text()[0], source="fleet policy")
 
-    def audit(self, limit: int = 1000, device_id: str | None = None) -> list[dict[str, object]]:
+    def audit(
+        self,
+        limit: int = 1000,
+        device_id: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, object]]:
+        """The audit log, newest ``limit`` entries matching the filters (see ExemptionStore.audit)."""
         if not 1 <= limit <= 100_000:
             raise BadRequest("limit must be between 1 and 100000")
+        if (actor is not None and len(actor) > 256) or (action is not None and len(action) > 64):
+            raise BadRequest("actor has at most 256 characters, action at most 64")
         return [
             {
                 "id": entry.id,
@@ -273,7 +285,9 @@ class ExemptionService:
                 "device_id": entry.device_id,
                 "details": json.loads(entry.details or "{}"),
             }
-            for entry in self.store.audit(limit, device_id)
+            for entry in self.store.audit(
+                limit, device_id, actor=actor, action=action, since=since, until=until
+            )
         ]
 
     # --- devices --------------------------------------------------------------------------------------

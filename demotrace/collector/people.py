@@ -38,9 +38,11 @@ class PeopleService:
         self.clock = clock
 
     def list_people(self) -> list[dict[str, object]]:
+        """Every person and how many devices they have: never how much of their activity was recorded
+        (no per-person activity figure anywhere, see cohorts.py)."""
         return [
-            {"person_id": person, "created_at": created, "devices": devices, "records": records}
-            for person, created, devices, records in self.metadata.people()
+            {"person_id": person, "created_at": created, "devices": devices}
+            for person, created, devices, _records in self.metadata.people()
         ]
 
     def delete_person_data(self, person_id: str, actor: str) -> dict[str, object]:

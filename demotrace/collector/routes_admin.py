@@ -148,10 +148,18 @@ def add_admin_routes(app: FastAPI, services: Services, devices: DeviceAdmin) -> 
 
     @app.get(ADMIN_AUDIT_PATH, responses=refusals(*_ADMIN_REFUSALS))
     async def audit_log(
-        request: Request, limit: int = 1000, device_id: str | None = None
+        request: Request,
+        limit: int = 1000,
+        device_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[dict[str, object]]:
         await admin_of(request)
-        return await run_in_threadpool(exemptions.audit, limit, device_id)
+        return await run_in_threadpool(
+            lambda: exemptions.audit(limit, device_id, actor=actor, action=action, since=since, until=until)
+        )
 
     @app.get(ADMIN_DEVICES_PATH, responses=refusals(*_ADMIN_REFUSALS))
     async def list_devices(request: Request) -> list[dict[str, object]]:

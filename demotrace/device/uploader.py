@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from demotrace import __version__
 from demotrace.device.client import TransportError, refusal_detail
 from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.record_upload import (
@@ -60,6 +61,10 @@ from demotrace.protocol import DEVICE_REPORT_PATH
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
+
+# The device's health reaches the collector's fleet page at least this often while it uploads.
+HEALTH_REPORT_INTERVAL_S = 900.0
+MAX_REPORTED_ERROR_CHARS = 500
 
 
 class UploadError(TransportError):
@@ -142,6 +147,8 @@ class Uploader:
         # The day a body was found not to fit in the cap.
         self._full_day: str | None = None
         self._reported_disk_full = False
+        self._last_health_report: float | None = None
+        self._unreported_failure: str | None = None  # the last upload failure, until a report tells it
 
     @property
     def bytes_sent(self) -> int:
@@ -199,6 +206,7 @@ class Uploader:
                 self.last_decision = self._drain(lambda: time.monotonic() >= deadline, deadline, "final")
             except RetryLater as retry:
                 self.last_error = retry.reason
+                self._unreported_failure = self.last_error
                 log.info("final upload stopped: %s", retry.reason)
             except ExemptAnswer:
                 self._exempted()
@@ -236,6 +244,7 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, retry.retry_after)
                 self.last_error = retry.reason
+                self._unreported_failure = self.last_error
                 self.next_try = self.clock() + delay
                 log.warning("upload paused, retrying in %.1f s: %s", delay, retry.reason)
                 if self._stopping.wait(delay):
@@ -245,6 +254,7 @@ class Uploader:
                 failures += 1
                 delay = self._backoff_delay(failures, None)
                 self.last_error = f"{type(error).__name__}: {error}"
+                self._unreported_failure = self.last_error
                 self.next_try = self.clock() + delay
                 log.exception("upload failed unexpectedly, retrying in %.1f s", delay)
                 if self._stopping.wait(delay):
@@ -260,18 +270,31 @@ class Uploader:
                 self.spool.committed.wait(hold.recheck_after_s)
 
     def report_drops(self) -> bool:
-        """Tell the collector what the spool had to drop since the last report (quota, full disk), if
-        anything; True when it was told. A failure is left for the next round."""
+        """Tell the collector what the spool had to drop since the last report (quota, full disk), and
+        this device's health for the fleet page (agent version, spool backlog, last upload error), when
+        something changed or HEALTH_REPORT_INTERVAL_S passed; True when it was told. A failure is left
+        for the next round."""
         counts = self.spool.drops()
         disk_full = self.spool.disk_full
+        health_due = (
+            self._last_health_report is None
+            or time.monotonic() - self._last_health_report >= HEALTH_REPORT_INTERVAL_S
+            or self._unreported_failure is not None
+        )
         if not (
-            counts.unreported_quota or counts.unreported_disk_full or disk_full != self._reported_disk_full
+            counts.unreported_quota
+            or counts.unreported_disk_full
+            or disk_full != self._reported_disk_full
+            or health_due
         ):
             return False
         report = {
             "frames_dropped_quota": counts.unreported_quota,
             "frames_dropped_disk_full": counts.unreported_disk_full,
             "disk_full": disk_full,
+            "agent_version": __version__,
+            "spool_backlog": self.spool.pending_count(),
+            "last_error": (self._unreported_failure or "")[:MAX_REPORTED_ERROR_CHARS] or None,
         }
         try:
             answer = self._client.request("POST", DEVICE_REPORT_PATH, json=report, timeout=10.0)
@@ -283,6 +306,8 @@ class Uploader:
             return False
         self.spool.drops_reported(counts)
         self._reported_disk_full = disk_full
+        self._last_health_report = time.monotonic()
+        self._unreported_failure = None
         return True
 
     def status(self) -> dict[str, Any]:
@@ -379,6 +404,7 @@ class Uploader:
             self.last_decision = self._drain(out_of_time, deadline, "final")
         except RetryLater as retry:
             self.last_error = retry.reason
+            self._unreported_failure = self.last_error
             raise UploadError(
                 f"{retry.reason}; {self.spool.pending_count()} records remain in the spool"
             ) from None

@@ -204,11 +204,29 @@ class ExemptionStore:
         with self._sessions.begin() as session:
             session.add(_audit_entry(record))
 
-    def audit(self, limit: int = 1000, device_id: str | None = None) -> list[AuditRecord]:
-        """The newest ``limit`` entries, oldest first."""
+    def audit(
+        self,
+        limit: int = 1000,
+        device_id: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[AuditRecord]:
+        """The newest ``limit`` entries that match every filter given, oldest first. ``actor`` matches
+        any part of the actor (``account:`` finds every portal account)."""
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         if device_id is not None:
             query = query.where(AuditEntry.device_id == device_id)
+        if actor:
+            query = query.where(AuditEntry.actor.contains(actor, autoescape=True))
+        if action:
+            query = query.where(AuditEntry.action == action)
+        if since is not None:
+            query = query.where(AuditEntry.at >= since)
+        if until is not None:
+            query = query.where(AuditEntry.at < until)
         with self._sessions() as session:
             rows = [
                 AuditRecord(e.id, e.at, e.actor, e.action, e.device_id, e.details)

@@ -186,12 +186,12 @@ class MetadataStore:
 
     def revoke_device(self, device_id: str, new_token_sha256: str, audit: AuditRecord) -> bool:
         """Replace a device's token digest (its token is refused from now on) and log it; False if no
-        such device. The new digest is of a token nobody has: revoking needs no column of its own."""
+        such device. The new digest is of a token nobody has; ``revoked_at`` only tells the fleet page."""
         with self._sessions.begin() as session:
             changed = session.execute(  # type: ignore[attr-defined]
                 update(DeviceEntry)
                 .where(DeviceEntry.device_id == device_id)
-                .values(token_sha256=new_token_sha256)
+                .values(token_sha256=new_token_sha256, revoked_at=audit.at)
             ).rowcount
             if changed:
                 session.add(_audit_entry(audit))

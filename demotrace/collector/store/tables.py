@@ -45,6 +45,12 @@ class DeviceEntry(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     enrolled_at: Mapped[float] = mapped_column(Float)
     person_id: Mapped[str] = mapped_column(String(64), ForeignKey("people.person_id"), index=True)
+    # Health, as the device last reported it (None until it reports), and when it was revoked.
+    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    spool_backlog: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_report_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RecordEntry(Base):

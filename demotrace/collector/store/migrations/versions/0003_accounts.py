@@ -1,4 +1,4 @@
-"""Portal accounts and their browser sessions.
+"""Portal accounts and their browser sessions; the health devices report, and when one was revoked.
 
 Revision ID: 0003_accounts
 Revises: 0002_people_keys_leases
@@ -15,7 +15,19 @@ branch_labels = None
 depends_on = None
 
 
+_DEVICE_HEALTH = (
+    ("agent_version", sa.String(64)),
+    ("spool_backlog", sa.BigInteger()),
+    ("last_error", sa.String(512)),
+    ("last_report_at", sa.Float()),
+    ("revoked_at", sa.Float()),
+)
+
+
 def upgrade() -> None:
+    with op.batch_alter_table("devices") as batch:
+        for name, kind in _DEVICE_HEALTH:
+            batch.add_column(sa.Column(name, kind, nullable=True))
     op.create_table(
         "accounts",
         sa.Column("account_id", sa.String(64), primary_key=True),
@@ -41,3 +53,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("web_sessions")
     op.drop_table("accounts")
+    with op.batch_alter_table("devices") as batch:
+        for name, _kind in _DEVICE_HEALTH:
+            batch.drop_column(name)
