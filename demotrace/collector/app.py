@@ -24,6 +24,8 @@ Wire protocol (v1):
   ``Retry-After``; a body slower than the minimum rate → 408 ``body_too_slow`` (connection closed).
 - ``POST /v1/device/report`` JSON ``{"frames_dropped_quota", "frames_dropped_disk_full", "disk_full"}``:
   what the device had to drop, written to the audit log.
+- ``POST /v1/device/notice-ack`` JSON ``{"digest", "notice_version", "accepted_at"}`` → 201: the
+  device's person accepted the recording notice (audited); admins list them at ``GET /v1/admin/notice-acks``.
 - Admin (``Authorization: Bearer <admin token>``, optional ``X-Admin-Name``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
   ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
@@ -52,6 +54,7 @@ from starlette.concurrency import run_in_threadpool
 from demotrace import __version__
 from demotrace.collector.admin_auth import AdminCredentials
 from demotrace.collector.bodies import read_body
+from demotrace.collector.consent import ConsentService
 from demotrace.collector.devices import DeviceAdmin
 from demotrace.collector.errors import (
     BodyTooSlow,
@@ -80,6 +83,7 @@ from demotrace.collector.openapi import json_body, refusals
 from demotrace.collector.people import PeopleService
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
+from demotrace.collector.routes_consent import add_consent_routes
 from demotrace.collector.routes_uploads import add_upload_routes
 from demotrace.collector.store import (
     BlobStore,
@@ -90,6 +94,7 @@ from demotrace.collector.store import (
     load_master_key,
     open_blob_store,
 )
+from demotrace.collector.store.consent_store import ConsentStore
 from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.store.migrate import check_at_head
 from demotrace.collector.upload_guard import UploadGuard
@@ -170,6 +175,7 @@ def create_app(
     guards = RequestGuards(limits, IngestSlots(max_concurrent_ingests), memory)
     services = Services(ingest, uploads, exemptions, upload_guard, guards)
     devices = DeviceAdmin(metadata, exemption_store)
+    consent = ConsentService(ConsentStore(metadata.engine), exemptions.fleet_policy)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -227,4 +233,5 @@ def create_app(
     add_device_routes(app, services, devices)
     add_admin_routes(app, services, devices)
     add_people_routes(app, services, people, retention)
+    add_consent_routes(app, services, consent)
     return app

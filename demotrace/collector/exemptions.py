@@ -19,7 +19,7 @@ from demotrace.collector.errors import (
     PayloadTooLarge,
     WideningNotConfirmed,
 )
-from demotrace.collector.policy_review import missing_keys, policy_diff, widenings
+from demotrace.collector.policy_review import missing_keys, policy_diff
 from demotrace.collector.store import BlobStore
 from demotrace.collector.store.exemption_store import (
     EXEMPTION_APPROVED,
@@ -32,6 +32,7 @@ from demotrace.collector.store.exemption_store import (
 from demotrace.collector.upload_guard import audit_record
 from demotrace.collector.uploads import ResumableUploads
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy, PolicyError, parse_policy
+from demotrace.policy_change import widenings
 from demotrace.protocol import ADMIN_NAME_HEADER
 
 MAX_EXEMPTION_BODY_BYTES = 16 * 1024
@@ -268,6 +269,10 @@ class ExemptionService:
         if stored is None:
             return render_policy_toml(DEFAULT_FLEET_POLICY), "default", None
         return stored.text, "fleet", stored.updated_at
+
+    def fleet_policy(self) -> CapturePolicy:
+        """The policy devices get, parsed."""
+        return parse_policy(self.fleet_policy_text()[0], source="stored fleet policy")
 
     def audit(self, limit: int = 1000, device_id: str | None = None) -> list[dict[str, object]]:
         if not 1 <= limit <= 100_000:
