@@ -8,12 +8,14 @@ accepted asks again; a narrower one does not (nothing is captured that the perso
 from __future__ import annotations
 
 import hashlib
+import textwrap
 
 import msgspec
 
 from demotrace.policy import CapturePolicy
 from demotrace.policy_change import widenings
 
+WIDTH = 92  # characters per line of the notice
 NOTICE_VERSION = 1  # the wording's version: a change of wording asks everyone again (it is in the digest)
 
 
@@ -28,8 +30,17 @@ class NoticeAck(msgspec.Struct, kw_only=True):
     version: int = NOTICE_VERSION
 
 
-def _listed(items: list[str], empty: str) -> str:
-    return "\n".join(f"  - {item}" for item in items) if items else f"  - {empty}"
+def _listed(items: list[str], empty: str, label: str = "") -> str:
+    """One wrapped, comma-separated line per list: a notice that fits a window without scrolling."""
+    text = label + (", ".join(items) if items else empty)
+    return textwrap.fill(
+        text,
+        width=WIDTH,
+        initial_indent="  - ",
+        subsequent_indent="    ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 def notice_text(policy: CapturePolicy) -> str:
@@ -37,10 +48,14 @@ def notice_text(policy: CapturePolicy) -> str:
     if policy.mode == "allowlist":
         captured = (
             "Only these apps and sites, while you use them:\n"
-            + _listed(policy.allow_apps, "no app")
+            + _listed(policy.allow_apps, "no app", "apps: ")
             + "\n"
-            + _listed(policy.allow_url_patterns, "no web site")
-            + ("\n" + _listed(policy.allow_title_patterns, "") if policy.allow_title_patterns else "")
+            + _listed(policy.allow_url_patterns, "none", "web addresses matching: ")
+            + (
+                "\n" + _listed(policy.allow_title_patterns, "", "windows titled like: ")
+                if policy.allow_title_patterns
+                else ""
+            )
         )
     else:
         captured = "Every app and site except those listed under 'Never captured'."
@@ -58,10 +73,11 @@ def notice_text(policy: CapturePolicy) -> str:
             captured,
             "",
             "Never captured:",
-            _listed(policy.deny_apps, "no app is denied by name"),
-            _listed(policy.deny_url_patterns, "no web site is denied by address"),
-            "  - private and incognito browser windows; windows whose title matches:",
-            _listed(policy.deny_title_patterns, "none"),
+            _listed(policy.deny_apps, "none", "apps: "),
+            _listed(policy.deny_url_patterns, "none", "web addresses matching: "),
+            _listed(
+                policy.deny_title_patterns, "none", "private and incognito windows, and windows titled like: "
+            ),
             "  - what you type in password fields (it becomes <PASSWORD>); passwords, card numbers and",
             "    similar secrets are removed on this computer before anything is stored",
             "",

@@ -157,3 +157,15 @@ def test_the_collector_stores_the_acceptance_audited_and_in_its_schema(
         body = schema["paths"][DEVICE_NOTICE_ACK_PATH]["post"]["requestBody"]["content"]["application/json"]
         assert set(body["schema"]["properties"]) == {"digest", "notice_version", "accepted_at"}
         assert "get" in schema["paths"][ADMIN_NOTICE_ACKS_PATH]
+
+
+def test_the_tray_offers_the_notice_and_says_why_nothing_is_recorded(tmp_path: Path) -> None:
+    from demotrace.device.control_client import ControlClient
+    from demotrace.device.tray import TrayActions, menu_entries, status_text
+
+    opened: list[Path] = []
+    actions = TrayActions(ControlClient(tmp_path / "control.sock"), open_notice=opened.append)
+    entry = next(entry for entry in menu_entries(actions) if entry.label == "Read the notice…")
+    entry.action()
+    assert opened == [tmp_path / "control.sock"]
+    assert "until you read and accept the notice" in status_text({"state": "awaiting notice"})
