@@ -169,3 +169,25 @@ def test_the_tray_offers_the_notice_and_says_why_nothing_is_recorded(tmp_path: P
     entry.action()
     assert opened == [tmp_path / "control.sock"]
     assert "until you read and accept the notice" in status_text({"state": "awaiting notice"})
+
+
+def test_an_acceptance_the_collector_missed_is_sent_again(tmp_path: Path) -> None:
+    gate = CaptureGate(FLEET)
+    tries: list[NoticeAck] = []
+    sent = threading.Event()
+
+    def flaky(ack: NoticeAck) -> None:
+        tries.append(ack)
+        if len(tries) < 3:
+            raise OSError("collector unreachable")
+        sent.set()
+
+    keeper = NoticeKeeper(gate, tmp_path / "ack.json", report=flaky, retry_seconds=0.1).start()
+    try:
+        assert keeper.accept({"digest": notice_digest(FLEET)})["ok"]
+        assert gate.decide(EDITOR).capture == "all"  # recording does not wait for the collector
+        assert sent.wait(10) and len(tries) == 3
+    finally:
+        keeper.stop()
+    stored = load_ack(tmp_path / "ack.json")
+    assert stored is not None and stored.reported and keeper.last_report_error is None

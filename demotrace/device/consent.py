@@ -3,8 +3,8 @@
 The agent's ``NoticeKeeper`` sets ``notice_accepted`` in the capture gate whenever the policy changes
 (``notice.acceptance_holds``: a widening asks again, a narrowing does not) and takes new acceptances from
 the control socket (``demotrace notice --accept``, the tray). The acceptance reaches the collector from a
-thread of its own, and again after a failure at the next change of the gate: a collector that is down
-never holds up recording that the person has accepted.
+thread of its own, tried again every minute after a failure: a collector that is down never holds up
+recording that the person has accepted.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from demotrace.policy import CaptureGate, CapturePolicy
 log = logging.getLogger(__name__)
 
 NOTICE_ACK_FILE = "notice-ack.json"
+REPORT_RETRY_SECONDS = 60.0
 
 
 class NoticeError(Exception):
@@ -84,8 +85,10 @@ class NoticeKeeper:
         gate: CaptureGate,
         path: Path,
         report: Callable[[NoticeAck], None] | None = None,
+        retry_seconds: float = REPORT_RETRY_SECONDS,
     ) -> None:
         self.gate = gate
+        self.retry_seconds = retry_seconds
         self.path = path
         self.report = report
         self.ack = load_ack(path)
@@ -161,26 +164,30 @@ class NoticeKeeper:
 
     def _report_loop(self) -> None:
         assert self.report is not None
+        failed = False
         while True:
-            self._wake.wait()
+            # Timed only while an acceptance failed to reach the collector: it is tried again.
+            self._wake.wait(self.retry_seconds if failed else None)
             self._wake.clear()
-            self._report_pending(self.report)  # at a stop too: one last try
+            failed = not self._report_pending(self.report)  # at a stop too: one last try
             if self._stop.is_set():
                 return
 
-    def _report_pending(self, report: Callable[[NoticeAck], None]) -> None:
+    def _report_pending(self, report: Callable[[NoticeAck], None]) -> bool:
+        """Send the acceptance if the collector has not got it; False when that failed."""
         with self._lock:
             ack = self.ack
         if ack is None or ack.reported:
-            return
+            return True
         try:
             report(ack)
-        except Exception as error:  # retried at the next change of the gate (a policy refresh)
+        except Exception as error:  # tried again after retry_seconds, or at the next gate change
             self.last_report_error = str(error)
             log.warning("the collector did not get the notice acceptance yet: %s", error)
-            return
+            return False
         self.last_report_error = None
         with self._lock:
             if self.ack is ack:
                 self.ack = msgspec.structs.replace(ack, reported=True)
                 save_ack(self.path, self.ack)
+        return True
