@@ -6,6 +6,8 @@ Pure parts without X; the collector part against a real collector (ServerThread,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from test_collector import Live
 from demotrace.collector.app import create_app
 from demotrace.collector.server import ServerThread
 from demotrace.device.consent import NoticeError, NoticeKeeper, accept_notice, load_ack
-from demotrace.device.enrollment import DeviceCredentials
+from demotrace.device.enrollment import DeviceCredentials, save_credentials
 from demotrace.device.policy_sync import report_notice_ack
 from demotrace.notice import NoticeAck, acceptance_holds, notice_digest, notice_text
 from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, WindowContext, decide
@@ -191,3 +193,64 @@ def test_an_acceptance_the_collector_missed_is_sent_again(tmp_path: Path) -> Non
         keeper.stop()
     stored = load_ack(tmp_path / "ack.json")
     assert stored is not None and stored.reported and keeper.last_report_error is None
+
+
+def _cli_env(home: Path) -> dict[str, str]:
+    import os
+
+    (home / "run").mkdir(parents=True, mode=0o700)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),
+        "XDG_RUNTIME_DIR": str(home / "run"),
+    }
+
+
+def _notice_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "demotrace.cli", "notice", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_without_a_recorder_a_researcher_accepts_locally_and_a_fleet_device_tells_the_collector(
+    tmp_path: Path,
+) -> None:
+    researcher = _cli_env(tmp_path / "researcher")
+    policy_file = tmp_path / "mine.toml"
+    policy_file.write_text('mode = "allowlist"\nallow_apps = ["gedit"]\n')
+    shown = _notice_cli(researcher, "--policy", str(policy_file))
+    assert shown.returncode == 0 and "apps: gedit" in shown.stdout and "Not accepted yet" in shown.stdout
+    accepted = _notice_cli(researcher, "--policy", str(policy_file), "--accept")
+    assert accepted.returncode == 0 and "Accepted" in accepted.stdout, accepted.stderr
+    ack = load_ack(tmp_path / "researcher" / "config" / "demotrace" / "notice-ack.json")
+    mine = CapturePolicy(mode="allowlist", allow_apps=["gedit"])
+    assert ack is not None and acceptance_holds(ack, mine) and not ack.reported
+    assert "You have accepted" in _notice_cli(researcher, "--policy", str(policy_file)).stdout
+    broken = tmp_path / "broken.toml"
+    broken.write_text("mode = [")
+    refused = _notice_cli(researcher, "--policy", str(broken), "--accept")
+    assert (
+        refused.returncode == 2 and "Traceback" not in refused.stderr and "not valid TOML" in refused.stderr
+    )
+
+    fleet_device = _cli_env(tmp_path / "employee")
+    with (
+        ServerThread(create_app(tmp_path / "collector", admin_token=ADMIN)) as server,
+        httpx.Client(timeout=30) as client,
+    ):
+        device_id, token = Live(server.url, tmp_path / "collector", client).enroll("laptop")
+        save_credentials(
+            DeviceCredentials(server.url, device_id, token),
+            tmp_path / "employee" / "config" / "demotrace" / "device.json",
+        )
+        accepted = _notice_cli(fleet_device, "--accept")
+        assert accepted.returncode == 0 and "gnome-terminal-server" in accepted.stdout, accepted.stderr
+        listed = httpx.get(
+            f"{server.url}{ADMIN_NOTICE_ACKS_PATH}", headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()
+        assert [(row["device_id"], row["current_policy_notice"]) for row in listed] == [(device_id, True)]
+    stored = load_ack(tmp_path / "employee" / "config" / "demotrace" / "notice-ack.json")
+    assert stored is not None and stored.reported
