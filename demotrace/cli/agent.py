@@ -166,7 +166,8 @@ def uninstall(
     if problem is None:
         systemctl_user("daemon-reload")
     if not remove_data:
-        _say(f"kept the data on this device: {data_dir()}, {config_dir()}, {state_dir()} (--remove-data)")
+        kept = f"{data_dir()}, {config_dir()}, {state_dir()}"
+        _say(f"kept the data on this device: {kept} (delete it with --remove-data)")
         return
     folders = [folder for folder in (data_dir(), config_dir(), state_dir()) if folder.exists()]
     if not folders:
