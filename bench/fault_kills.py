@@ -186,7 +186,9 @@ def _kill_on(
     try:
         driver.start()
         for number in range(1, kills + 1):
-            recorder, output = start_recorder(desktop.display, spool, key, credentials, url, wait=False)
+            recorder, output = start_recorder(
+                desktop.display, spool, key, credentials, url, wait=False, accept_notice=True
+            )
             if rng.random() < KILLS_WHILE_STARTING:
                 moment = rng.uniform(*KILL_WHILE_STARTING_S)
                 time.sleep(moment)
@@ -207,7 +209,7 @@ def _kill_on(
                 f": {len(tally.committed)} records committed so far")  # fmt: skip
         # The last recorder stops cleanly, which uploads what is left (the input stops meanwhile).
         stop_driving.set()
-        recorder, output = start_recorder(desktop.display, spool, key, credentials, url)
+        recorder, output = start_recorder(desktop.display, spool, key, credentials, url, accept_notice=True)
         time.sleep(RECORDER_SETTLE_SECONDS)
         tally.final_exit = stop_process(recorder)
         _note_errors(output, tally)

@@ -270,7 +270,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         port = free_port()
         collector, _, url = start_collector_with_policy(work / "collector", port, demo_fleet_policy())
         recorder, output = start_recorder(
-            desktop.display, work / "spool", work / "spool.key", work / "device.json", url
+            desktop.display, work / "spool", work / "spool.key", work / "device.json", url, accept_notice=True
         )
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system

@@ -131,7 +131,7 @@ def run_soak(
         collector, _ = start_collector(out / "collector", port, admin_token)
         put_fleet_policy(url, admin_token, demo_fleet_policy())
         recorder, recorder_output = start_recorder(
-            desktop.display, out / "spool", out / "spool.key", out / "device.json", url
+            desktop.display, out / "spool", out / "spool.key", out / "device.json", url, accept_notice=True
         )
         counts: list[int] = []
         threads = [

@@ -33,6 +33,7 @@ Reason = Literal[
     "unknown page",
     "not allowlisted",
     "low battery",
+    "notice not accepted",
 ]
 
 
@@ -291,9 +292,12 @@ def is_low_battery(policy: CapturePolicy, state: DeviceState) -> bool:
 
 
 def decide_device(policy: CapturePolicy, state: DeviceState, now_wall: float) -> Decision:
-    """The part of a decision that does not depend on the window: exemption, pause, battery."""
+    """The part of a decision that does not depend on the window: exemption, notice, pause, battery."""
     if state.exempt:
         return Decision("nothing", "exempt")
+    if not state.notice_accepted:
+        # Nothing before the person has seen and accepted the notice for the policy in force.
+        return Decision("nothing", "notice not accepted")
     if is_paused(state, now_wall):
         return Decision("nothing", "paused")
     if is_low_battery(policy, state) and policy.low_battery_mode != "normal":
@@ -350,8 +354,8 @@ def decide(
 ) -> Decision:
     """What may be captured of ``window`` (the focused one; None: none) now.
 
-    Exemption and pause stop everything, then the window's own denial, then low battery (frames off,
-    or everything off with ``low_battery_mode = "pause"``).
+    Exemption, a notice not accepted and pause stop everything, then the window's own denial, then low
+    battery (frames off, or everything off with ``low_battery_mode = "pause"``).
     """
     device = decide_device(policy, state, now_wall)
     if device.capture == "nothing" and device.reason != "low battery":
@@ -382,6 +386,9 @@ class DeviceState(msgspec.Struct, kw_only=True):
     on_battery: bool = False
     battery_percent: float | None = None
     metered_network: bool = False
+    # Has the person accepted the notice for the policy in force (device/consent.py keeps it)? Never
+    # True by default: whoever builds a gate says so explicitly.
+    notice_accepted: bool = False
 
 
 class CaptureGate:
@@ -391,10 +398,16 @@ class CaptureGate:
     power/network watchers write to it from theirs.
     """
 
-    def __init__(self, policy: CapturePolicy = DEFAULT_LOCAL_POLICY, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        policy: CapturePolicy = DEFAULT_LOCAL_POLICY,
+        clock: Callable[[], float] = time.time,
+        *,
+        notice_accepted: bool = False,
+    ):
         self._lock = threading.Lock()
         self._policy = policy
-        self._state = DeviceState()
+        self._state = DeviceState(notice_accepted=notice_accepted)
         self._listeners: list[Callable[[], None]] = []
         self.clock = clock
 

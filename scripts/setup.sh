@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(xvfb openbox xterm xdotool x11-utils tesseract-ocr ffmpeg chromium)
-PROGRAMS=(Xvfb openbox xterm xdotool xwininfo tesseract ffmpeg chromium)
+# systemd and desktop-file-utils: `agent install`'s unit and autostart entry are checked with their
+# validators (systemd-analyze verify, desktop-file-validate) in tests/test_agent_install.py.
+DEBIAN_PACKAGES=(xvfb openbox xterm xdotool x11-utils tesseract-ocr ffmpeg chromium systemd desktop-file-utils)
+PROGRAMS=(Xvfb openbox xterm xdotool xwininfo tesseract ffmpeg chromium systemd-analyze desktop-file-validate)
 
 missing=0
 for program in "${PROGRAMS[@]}"; do
@@ -16,7 +18,7 @@ if [ "$missing" = 1 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
 fi
 
 # The collector's PostgreSQL tests need a server: this machine's image has one on PATH; elsewhere take

@@ -32,7 +32,8 @@ def recording(
         display=display,
         on_started=started.set,
         batch_seconds=batch_seconds,
-        gate=gate,
+        # The notice is accepted explicitly here, as a person would: a bare gate records nothing.
+        gate=gate if gate is not None else CaptureGate(notice_accepted=True),
         **options,
     )
     failures: list[BaseException] = []

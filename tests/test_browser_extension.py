@@ -183,7 +183,7 @@ def session(desktop: VirtualDesktop, site: str, tmp_path_factory: pytest.TempPat
             page.goto(allowed)
             wait_for(lambda: page_url_reported(bridge, desktop.display, policy, allowed), "the allowed page")
             browser = Browser(page, desktop)
-            with recording(spool, desktop.display, CaptureGate(policy), browser=bridge):
+            with recording(spool, desktop.display, CaptureGate(policy, notice_accepted=True), browser=bridge):
                 browser.click("#search")
                 browser.type("allowedtext")
                 browser.click("#pw")

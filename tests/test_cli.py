@@ -159,7 +159,7 @@ def test_record_runs_as_a_lean_process_that_stops_cleanly(tmp_path: Path, deskto
     # still reach it, and none of the CLI's own libraries is loaded in the hours-long recording.
     spool = tmp_path / "spool"
     recorder, output = start_recorder(
-        desktop.display, spool, tmp_path / "spool.key", tmp_path / "d.json", None
+        desktop.display, spool, tmp_path / "spool.key", tmp_path / "d.json", None, accept_notice=True
     )
     try:
         command_line = Path(f"/proc/{recorder.pid}/cmdline").read_bytes().split(b"\0")

@@ -66,7 +66,7 @@ def short_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def gate() -> CaptureGate:
-    return CaptureGate()
+    return CaptureGate(notice_accepted=True)
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_a_persisted_pause_is_kept_only_while_it_runs() -> None:
 def test_pause_persists_and_a_restart_neither_shortens_nor_extends_it(short_dir: Path) -> None:
     clock = FakeClock()
     state_file = short_dir / "state" / "pause.json"
-    gate = CaptureGate(clock=clock)
+    gate = CaptureGate(clock=clock, notice_accepted=True)
     first = PauseController(gate, state_file, clock)
     paused_until = first.pause(None)
     assert paused_until == START + 15 * 60  # the policy's default
@@ -142,7 +142,7 @@ def test_pause_persists_and_a_restart_neither_shortens_nor_extends_it(short_dir:
 
     # The recorder restarts ten minutes later: the pause keeps its end, not a new 15 minutes.
     clock.now += 600
-    restarted_gate = CaptureGate(clock=clock)
+    restarted_gate = CaptureGate(clock=clock, notice_accepted=True)
     second = PauseController(restarted_gate, state_file, clock)
     assert restarted_gate.state.paused_until == paused_until
     assert second.status()["state"] == "paused"
@@ -151,7 +151,7 @@ def test_pause_persists_and_a_restart_neither_shortens_nor_extends_it(short_dir:
 
     # Restarted after the pause ended: recording, and the stale file is gone.
     clock.now += 301
-    late_gate = CaptureGate(clock=clock)
+    late_gate = CaptureGate(clock=clock, notice_accepted=True)
     third = PauseController(late_gate, state_file, clock)
     assert late_gate.state.paused_until is None
     assert not state_file.exists()

@@ -128,7 +128,7 @@ class Probes:
 
 
 def counting_gate() -> tuple[CaptureGate, list[int]]:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     changes = [0]
 
     def heard() -> None:
@@ -163,7 +163,7 @@ def test_watcher_fills_the_gate_on_start_and_writes_only_changes() -> None:
 
 
 def test_watcher_refreshes_on_its_timer_and_stops() -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     probes = Probes()
     watcher = DeviceStateWatcher(
         gate, interval=0.05, power_reader=probes.read_power, metered_reader=probes.read_metered
@@ -178,7 +178,7 @@ def test_watcher_refreshes_on_its_timer_and_stops() -> None:
 
 
 def test_watcher_survives_a_failing_probe() -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     probes = Probes()
     calls = [0]
 
@@ -202,4 +202,4 @@ def test_watcher_survives_a_failing_probe() -> None:
 
 def test_watcher_refuses_a_bad_interval() -> None:
     with pytest.raises(ValueError, match="interval"):
-        DeviceStateWatcher(CaptureGate(), interval=0)
+        DeviceStateWatcher(CaptureGate(notice_accepted=True), interval=0)

@@ -211,7 +211,7 @@ def test_request_approve_delete_and_refuse(
     assert again.status_code == 409
 
     # The device learns it on its next refresh: capture stops and the unsent spool is deleted.
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     sync = PolicySync(alice, gate, alice_spool, interval=0.2).start()
     try:
         assert wait_for_exempt(gate), f"PolicySync never applied the exemption: {sync.last_error}"
@@ -273,7 +273,7 @@ def test_a_denied_device_keeps_recording_and_may_ask_again(
     first = request_exemption(alice, "please")
     denied = admin(server, "POST", f"/v1/admin/exemptions/{first['id']}/deny")
     assert denied.json()["status"] == "denied"
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     alice_spool.append([make_batch("a1", 0)])
     PolicySync(alice, gate, alice_spool, interval=1).refresh_once()
     assert not gate.state.exempt
@@ -313,7 +313,7 @@ def test_fleet_policy_is_validated_stored_and_applied(
 
     stored = set_policy(server, ALLOWLIST_POLICY)
     assert stored.status_code == 200, stored.text
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     PolicySync(alice, gate, alice_spool).refresh_once()
     assert gate.policy.mode == "allowlist"
     assert gate.policy.allow_apps == ["xterm", "firefox"]
@@ -335,7 +335,7 @@ def test_the_device_keeps_its_last_policy_while_the_server_is_down(
     server = ServerThread(create_app(data_dir, admin_token=ADMIN_TOKEN), sock).start()
     device = enroll(server.url, "carol")
     set_policy(server, ALLOWLIST_POLICY)
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     cache = tmp_path / "policy-cache.json"
     sync = PolicySync(device, gate, alice_spool, cache_file=cache)
     assert sync.refresh_once() is not None
@@ -346,7 +346,7 @@ def test_the_device_keeps_its_last_policy_while_the_server_is_down(
     assert gate.policy.mode == "allowlist"
 
     # A restart while the server is still down starts from the cached fleet policy, not the default.
-    restarted = CaptureGate()
+    restarted = CaptureGate(notice_accepted=True)
     PolicySync(device, restarted, alice_spool, cache_file=cache)
     assert restarted.policy.mode == "allowlist"
 
@@ -549,7 +549,7 @@ def test_an_exempt_answer_stops_the_uploader_and_applies_the_exemption_at_once(
     alice_spool: Spool,
     resumable_bytes: int,
 ) -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     # The device has heard from the collector (not exempt) and would ask again only in an hour.
     sync = PolicySync(alice, gate, alice_spool, interval=3600).start()
     upload_requests: list[str] = []
@@ -606,7 +606,7 @@ def test_a_local_policy_replaces_the_fleet_policy_but_not_an_exemption(
 ) -> None:
     assert set_policy(server, ALLOWLIST_POLICY).status_code == 200
     local = CapturePolicy(mode="denylist", deny_apps=["keepassxc"])
-    gate = CaptureGate(local)
+    gate = CaptureGate(local, notice_accepted=True)
     cache = tmp_path / "policy-cache.json"
     sync = PolicySync(alice, gate, alice_spool, cache_file=cache, follow_fleet_policy=False)
     assert sync.refresh_once() is not None
@@ -619,6 +619,6 @@ def test_a_local_policy_replaces_the_fleet_policy_but_not_an_exemption(
     assert gate.state.exempt and gate.policy == local
     assert alice_spool.pending_count() == 0
     # After a restart, the cached exemption holds before the collector is reached; the policy stays local.
-    restarted = CaptureGate(local)
+    restarted = CaptureGate(local, notice_accepted=True)
     PolicySync(alice, restarted, alice_spool, cache_file=cache, follow_fleet_policy=False)
     assert restarted.state.exempt and restarted.policy == local

@@ -85,7 +85,9 @@ def test_a_recorder_on_a_full_disk_keeps_recording_and_says_what_it_dropped(
     _fill(ballast, leave_bytes=640 * 1024)  # the spool, its reserve and a few frames
     spool = tiny_disk / "spool"
     # No server: a researcher's recorder, so nothing leaves the spool and the disk stays full.
-    recorder, output = start_recorder(desktop.display, spool, key, tmp_path / "device.json", None, home=home)
+    recorder, output = start_recorder(
+        desktop.display, spool, key, tmp_path / "device.json", None, home=home, accept_notice=True
+    )
     control = ControlClient(Path(user_dirs(home)["XDG_RUNTIME_DIR"]) / "demotrace" / SOCKET_NAME)
     stop = threading.Event()
     injected: list[Action] = []

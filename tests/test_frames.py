@@ -493,7 +493,7 @@ def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
     # On battery the encoder switches to cheaper settings; a delta must never mix them with its chain's,
     # so the first frame after the switch is a key frame. Power state injected through the gate.
     spool = Spool(tmp_path / "spool", os.urandom(32))
-    gate = CaptureGate(DEFAULT_LOCAL_POLICY)
+    gate = CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)
     with xterm(desktop, "demotrace-power", "60x20+50+50") as window:
         xdotool(desktop, "windowactivate", "--sync", str(window))
         with recording(spool, desktop.display, gate):

@@ -24,7 +24,7 @@ ALLOW_FORM = CapturePolicy(mode="allowlist", allow_apps=["DemoForm"])
 
 
 def started(policy: CapturePolicy = DEFAULT_LOCAL_POLICY, window: WindowInfo | None = FORM) -> GateSpans:
-    spans = GateSpans(CLOCK, policy, DeviceState(), window)
+    spans = GateSpans(CLOCK, policy, DeviceState(notice_accepted=True), window)
     spans.refresh(0, NOW)
     return spans
 
@@ -38,7 +38,7 @@ def press(ns: int, x: int, y: int, down: bool = True) -> Button:
 
 
 def test_a_recording_in_an_allowed_window_starts_without_a_span() -> None:
-    spans = GateSpans(CLOCK, DEFAULT_LOCAL_POLICY, DeviceState(), FORM)
+    spans = GateSpans(CLOCK, DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True), FORM)
     assert spans.refresh(0, NOW) is None
     assert spans.decision.capture == "all"
     assert spans.close_at_stop(3 * S) == []
@@ -46,10 +46,12 @@ def test_a_recording_in_an_allowed_window_starts_without_a_span() -> None:
 
 def test_a_pause_is_one_marker_stamped_at_its_start_with_its_length() -> None:
     spans = started()
-    began = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(paused_until=NOW + 60), 2 * S, NOW)
+    began = spans.gate_changed(
+        DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, paused_until=NOW + 60), 2 * S, NOW
+    )
     assert began == GateChange(span_started=True)
     assert not spans.decision.input_allowed
-    resumed = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(), 5 * S, NOW)
+    resumed = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True), 5 * S, NOW)
     assert resumed is not None and resumed.resumed
     [marker] = resumed.closed_span
     assert (marker.kind, marker.text, marker.t, marker.duration) == ("not_captured", "paused", 2.0, 3.0)
@@ -58,7 +60,9 @@ def test_a_pause_is_one_marker_stamped_at_its_start_with_its_length() -> None:
 
 def test_a_pause_that_runs_out_ends_at_its_own_instant_not_when_it_is_noticed() -> None:
     spans = started()
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(paused_until=NOW + 2), 1 * S, NOW)
+    spans.gate_changed(
+        DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, paused_until=NOW + 2), 1 * S, NOW
+    )
     assert spans.expires == NOW + 2
     assert spans.expired_at(2 * S, NOW + 1, 2 * S) is None  # still paused
     # Noticed at 10 s (gate clock 7 s past its end): the span ends 7 s before, at 3 s.
@@ -72,7 +76,9 @@ def test_a_pause_that_runs_out_ends_at_its_own_instant_not_when_it_is_noticed() 
 
 def test_a_pause_is_never_said_to_end_before_it_began_or_after_the_message_at_hand() -> None:
     spans = started()
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(paused_until=NOW + 1), 4 * S, NOW)
+    spans.gate_changed(
+        DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, paused_until=NOW + 1), 4 * S, NOW
+    )
     assert spans.expired_at(9 * S, NOW + 100, 9 * S) == 4 * S  # the clock jumped far ahead
     assert spans.expired_at(5 * S, NOW + 1.5, 9 * S) == 5 * S
 
@@ -80,7 +86,9 @@ def test_a_pause_is_never_said_to_end_before_it_began_or_after_the_message_at_ha
 def test_a_change_of_reason_inside_a_span_closes_it_and_opens_the_next() -> None:
     spans = started(ALLOW_FORM)
     spans.focus(TERMINAL, 1 * S, NOW)
-    change = spans.gate_changed(ALLOW_FORM, DeviceState(paused_until=NOW + 60), 4 * S, NOW)
+    change = spans.gate_changed(
+        ALLOW_FORM, DeviceState(notice_accepted=True, paused_until=NOW + 60), 4 * S, NOW
+    )
     assert change is not None and change.span_started
     assert [(m.text, m.t, m.duration) for m in change.closed_span] == [("not allowlisted", 1.0, 3.0)]
     [last] = spans.close_at_stop(6 * S)
@@ -102,7 +110,7 @@ def test_focus_on_a_denied_window_stops_input_and_focus_back_resumes_it() -> Non
 
 def test_a_stop_inside_a_span_writes_its_marker() -> None:
     spans = started()
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(exempt=True), 1 * S, NOW)
+    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, exempt=True), 1 * S, NOW)
     assert kinds(spans.close_at_stop(3 * S)) == [("not_captured", "exempt")]
 
 
@@ -110,10 +118,12 @@ def test_task_markers_during_a_span_follow_its_marker_in_order() -> None:
     spans = started()
     first = spans.task_marker(1 * S, "task_start", "Fill in the form for jane@example.com")
     assert first is not None and (first.kind, first.text) == ("task_start", "Fill in the form for <EMAIL>")
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(paused_until=NOW + 60), 2 * S, NOW)
+    spans.gate_changed(
+        DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, paused_until=NOW + 60), 2 * S, NOW
+    )
     assert spans.task_marker(3 * S, "task_end", "") is None  # held
     assert spans.task_marker(4 * S, "task_start", "next") is None
-    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(), 5 * S, NOW)
+    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True), 5 * S, NOW)
     assert change is not None
     assert kinds(change.closed_span) == [("not_captured", "paused"), ("task_end", ""), ("task_start", "next")]
     assert [m.t for m in change.closed_span] == [2.0, 3.0, 4.0]
@@ -121,23 +131,28 @@ def test_task_markers_during_a_span_follow_its_marker_in_order() -> None:
 
 def test_task_markers_while_exempt_are_dropped() -> None:
     spans = started()
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(exempt=True), 1 * S, NOW)
+    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, exempt=True), 1 * S, NOW)
     assert spans.task_marker(2 * S, "task_end", "") is None
-    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(), 3 * S, NOW)
+    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True), 3 * S, NOW)
     assert change is not None and kinds(change.closed_span) == [("not_captured", "exempt")]
 
 
 def test_low_battery_in_input_only_mode_writes_one_marker_and_stops_frames() -> None:
     policy = CapturePolicy(low_battery_percent=20, low_battery_mode="input_only")
     spans = started(policy)
-    low = DeviceState(on_battery=True, battery_percent=10)
+    low = DeviceState(notice_accepted=True, on_battery=True, battery_percent=10)
     change = spans.gate_changed(policy, low, 1 * S, NOW)
     assert change is not None and not change.span_started
     assert change.input_only_marker is not None
     assert (change.input_only_marker.kind, change.input_only_marker.text) == ("input_only", "low battery")
     assert spans.decision.input_allowed and not spans.decision.screen_allowed
-    assert spans.gate_changed(policy, DeviceState(on_battery=True, battery_percent=9), 2 * S, NOW) is None
-    back = spans.gate_changed(policy, DeviceState(), 3 * S, NOW)
+    assert (
+        spans.gate_changed(
+            policy, DeviceState(notice_accepted=True, on_battery=True, battery_percent=9), 2 * S, NOW
+        )
+        is None
+    )
+    back = spans.gate_changed(policy, DeviceState(notice_accepted=True), 3 * S, NOW)
     assert back == GateChange(screen_back=True)  # no span: input was captured all along
 
 
@@ -175,10 +190,12 @@ def test_a_held_click_on_another_window_than_the_one_focused_next_is_forgotten()
 
 def test_clicks_are_not_held_through_a_pause_only_through_a_denied_window() -> None:
     spans = started()
-    spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(paused_until=NOW + 60), 1 * S, NOW)
+    spans.gate_changed(
+        DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True, paused_until=NOW + 60), 1 * S, NOW
+    )
     spans.press_written(press(2 * S, 100, 100), True, FORM.window_id)
     assert not spans.release_written(press(2 * S, 100, 100, down=False))
-    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(), 3 * S, NOW)
+    change = spans.gate_changed(DEFAULT_LOCAL_POLICY, DeviceState(notice_accepted=True), 3 * S, NOW)
     assert change is not None and change.released_clicks == []
 
 
@@ -196,7 +213,7 @@ def test_a_new_span_forgets_the_clicks_held_in_the_one_before() -> None:
     spans = started(ALLOW_FORM)
     spans.focus(TERMINAL, 1 * S, NOW)
     spans.press_written(press(2 * S, 100, 100), True, FORM.window_id)
-    spans.gate_changed(ALLOW_FORM, DeviceState(paused_until=NOW + 60), 3 * S, NOW)
+    spans.gate_changed(ALLOW_FORM, DeviceState(notice_accepted=True, paused_until=NOW + 60), 3 * S, NOW)
     spans.focus(FORM, 4 * S, NOW)
-    change = spans.gate_changed(ALLOW_FORM, DeviceState(), 5 * S, NOW)
+    change = spans.gate_changed(ALLOW_FORM, DeviceState(notice_accepted=True), 5 * S, NOW)
     assert change is not None and change.resumed and change.released_clicks == []

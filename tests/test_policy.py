@@ -22,7 +22,7 @@ from demotrace.policy import (
 )
 
 NOW = 1_800_000_000.0
-IDLE = DeviceState()
+IDLE = DeviceState(notice_accepted=True)
 FORM = WindowContext(app="DemoForm", instance="demoform", process="python3", title="demotrace demo form")
 TERMINAL = WindowContext(app="XTerm", instance="xterm", process="xterm", title="bash")
 KEEPASS = WindowContext(app="KeePassXC", instance="keepassxc", process="keepassxc", title="Passwords.kdbx")
@@ -156,7 +156,7 @@ def test_a_denylist_without_the_extension_goes_by_the_title_with_it_by_the_page(
 
 
 def test_pause_stops_everything_until_it_expires() -> None:
-    paused = DeviceState(paused_until=NOW + 60)
+    paused = DeviceState(notice_accepted=True, paused_until=NOW + 60)
     assert decide(DEFAULT_LOCAL_POLICY, FORM, paused, NOW) == Decision("nothing", "paused")
     assert decide(DEFAULT_LOCAL_POLICY, FORM, paused, NOW + 59.999).reason == "paused"
     assert decide(DEFAULT_LOCAL_POLICY, FORM, paused, NOW + 60) == Decision("all")
@@ -166,21 +166,21 @@ def test_pause_stops_everything_until_it_expires() -> None:
 
 
 def test_exemption_stops_everything_and_comes_first() -> None:
-    exempt = DeviceState(exempt=True, paused_until=NOW + 60)
+    exempt = DeviceState(notice_accepted=True, exempt=True, paused_until=NOW + 60)
     assert decide(DEFAULT_LOCAL_POLICY, FORM, exempt, NOW) == Decision("nothing", "exempt")
     assert decide(ALLOW_FORM, TERMINAL, exempt, NOW) == Decision("nothing", "exempt")
 
 
 def test_pause_is_reported_before_a_window_denial() -> None:
-    paused = DeviceState(paused_until=NOW + 60)
+    paused = DeviceState(notice_accepted=True, paused_until=NOW + 60)
     assert decide(DEFAULT_LOCAL_POLICY, KEEPASS, paused, NOW).reason == "paused"
 
 
 def test_low_battery_follows_the_policy_mode() -> None:
-    low = DeviceState(on_battery=True, battery_percent=12)
-    plugged = DeviceState(on_battery=False, battery_percent=12)
-    unknown = DeviceState(on_battery=True, battery_percent=None)
-    at_threshold = DeviceState(on_battery=True, battery_percent=20)
+    low = DeviceState(notice_accepted=True, on_battery=True, battery_percent=12)
+    plugged = DeviceState(notice_accepted=True, on_battery=False, battery_percent=12)
+    unknown = DeviceState(notice_accepted=True, on_battery=True, battery_percent=None)
+    at_threshold = DeviceState(notice_accepted=True, on_battery=True, battery_percent=20)
     input_only = decide(DEFAULT_LOCAL_POLICY, FORM, low, NOW)
     assert input_only == Decision("input_only", "low battery")
     assert input_only.input_allowed and not input_only.screen_allowed
@@ -250,7 +250,7 @@ def test_bad_patterns_are_refused_with_the_field_named() -> None:
 
 def test_the_gate_decides_at_its_clock_and_tells_listeners() -> None:
     now = [NOW]
-    gate = CaptureGate(ALLOW_FORM, clock=lambda: now[0])
+    gate = CaptureGate(ALLOW_FORM, clock=lambda: now[0], notice_accepted=True)
     heard = threading.Semaphore(0)
 
     def listener() -> None:

@@ -592,7 +592,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         )
         proxy = RecordingProxy(collector_url).start()
         try:
-            recorder, recorder_output = start_recorder(desktop.display, spool, key, credentials, proxy.url)
+            recorder, recorder_output = start_recorder(
+                desktop.display, spool, key, credentials, proxy.url, accept_notice=True
+            )
             try:
                 _drive(desktop.display, state_file)
                 # Let the recorder's RECORD connection deliver the last release before stopping it.

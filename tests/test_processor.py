@@ -143,7 +143,7 @@ def process(
         header,
         LAYOUT,
         clock,
-        CaptureGate(policy),
+        CaptureGate(policy, notice_accepted=True),
         NoFrames(),
         window_at=window_at,
         follow_pointer_window=False,
@@ -214,10 +214,10 @@ def test_a_pause_writes_its_span_then_the_task_markers_held_during_it(tmp_path: 
     script = Script()
     script.mark("task_start", "Mail jane@example.com")
     script.type("a")
-    script.gate(DeviceState(paused_until=time.time() + 600))
+    script.gate(DeviceState(notice_accepted=True, paused_until=time.time() + 600))
     script.type("paused")
     script.mark("task_end")
-    script.gate(DeviceState())
+    script.gate(DeviceState(notice_accepted=True))
     script.type("b")
     events = process(tmp_path, script)
     assert typed(events) == "ab"
@@ -231,9 +231,9 @@ def test_a_pause_writes_its_span_then_the_task_markers_held_during_it(tmp_path: 
 
 def test_a_task_marker_while_exempt_is_dropped(tmp_path: Path) -> None:
     script = Script()
-    script.gate(DeviceState(exempt=True))
+    script.gate(DeviceState(notice_accepted=True, exempt=True))
     script.mark("task_end")
-    script.gate(DeviceState())
+    script.gate(DeviceState(notice_accepted=True))
     events = process(tmp_path, script)
     assert markers(events) == [("not_captured", "exempt"), ("stop", "")]
 

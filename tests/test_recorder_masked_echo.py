@@ -114,7 +114,7 @@ def test_masked_fields_leave_one_marker_and_no_key_while_plain_text_is_kept(
     desktop: VirtualDesktop, dialog: Path, tmp_path: Path
 ) -> None:
     spool = make_spool(tmp_path)
-    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
         click(desktop, *centre_of(dialog, "pin"))
         xdotool(desktop, "type", "--delay", "40", PIN)
         click(desktop, *centre_of(dialog, "secret"))
@@ -146,7 +146,7 @@ def test_a_user_name_then_tab_then_a_masked_field_keeps_only_the_user_name(
     desktop: VirtualDesktop, dialog: Path, tmp_path: Path
 ) -> None:
     spool = make_spool(tmp_path)
-    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
         click(desktop, *centre_of(dialog, "user"))
         xdotool(desktop, "type", "--delay", "40", "jane.doe")
         xdotool(desktop, "key", "Tab")

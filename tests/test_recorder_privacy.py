@@ -187,7 +187,7 @@ def test_an_allowlist_keeps_the_xterm_out_of_everything(
     boxes = layout(apps)
     terminal = find_window(desktop.display, TERMINAL_CLASS)
     assert terminal is not None
-    gate = CaptureGate(CapturePolicy(mode="allowlist", allow_apps=[FORM_CLASS]))
+    gate = CaptureGate(CapturePolicy(mode="allowlist", allow_apps=[FORM_CLASS]), notice_accepted=True)
     spool = make_spool(tmp_path)
     click(desktop, *centre(boxes["status"]))  # start in the form
     with recording(spool, desktop.display, gate):
@@ -251,7 +251,7 @@ def test_a_denied_title_is_never_captured_even_with_the_local_default(
         time.sleep(0.3)
         spool = make_spool(tmp_path)
         click(desktop, *centre(boxes["status"]))
-        with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+        with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
             click(desktop, *centre(boxes["notes"]))  # a frame of the form, with the private xterm beside it
             type_text(desktop, "visible")
             click(desktop, 1100, 600)
@@ -279,7 +279,7 @@ def test_a_card_number_typed_in_the_form_never_reaches_the_spool(
     boxes = layout(apps)
     spool = make_spool(tmp_path)
     click(desktop, *centre(boxes["status"]))
-    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
         click(desktop, *centre(boxes["clear"]))
         click(desktop, *centre(boxes["notes"]))
         type_text(desktop, f"card {CARD} ok")
@@ -304,7 +304,7 @@ def test_a_password_typed_in_the_sign_in_window_leaves_no_keys(
     boxes = layout(apps)
     spool = make_spool(tmp_path)
     click(desktop, *centre(boxes["status"]))
-    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
         click(desktop, *centre(boxes["name"]))
         type_text(desktop, "before")
         click(desktop, *centre(boxes["sign_in"]))
@@ -336,7 +336,7 @@ def test_pause_stops_capture_at_once_and_resumes_on_time(
 ) -> None:
     boxes = layout(apps)
     clock = ShiftedClock()
-    gate = CaptureGate(DEFAULT_LOCAL_POLICY, clock=clock)
+    gate = CaptureGate(DEFAULT_LOCAL_POLICY, clock=clock, notice_accepted=True)
     spool = make_spool(tmp_path)
     click(desktop, *centre(boxes["status"]))
     click(desktop, *centre(boxes["notes"]))
@@ -381,7 +381,7 @@ def test_pause_stops_capture_at_once_and_resumes_on_time(
 
 def test_task_markers_are_written_in_order(desktop: VirtualDesktop, apps: Path, tmp_path: Path) -> None:
     boxes = layout(apps)
-    gate = CaptureGate(DEFAULT_LOCAL_POLICY)
+    gate = CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)
     spool = make_spool(tmp_path)
     click(desktop, *centre(boxes["status"]))
     with recording(spool, desktop.display, gate) as recorder:

@@ -391,6 +391,7 @@ def recorder_process(spool_dir: Path, key_file: Path, display: str) -> subproces
             display,
             "--batch-seconds",
             str(BATCH_SECONDS),
+            "--accept-notice",  # scripted: the person of this test has accepted the notice
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

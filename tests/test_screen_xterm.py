@@ -197,7 +197,7 @@ def test_the_login_and_host_typed_in_a_real_xterm_become_placeholders(
     assert login in this_identity().logins and host in this_identity().hosts
     spool = Spool(tmp_path / "spool", os.urandom(32))
     xdotool(desktop, "windowactivate", "--sync", terminal.window)
-    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY)):
+    with recording(spool, desktop.display, CaptureGate(DEFAULT_LOCAL_POLICY, notice_accepted=True)):
         xdotool(desktop, "type", "--delay", "30", f"echo ssh {login}@{host} now")
         time.sleep(0.5)
         xdotool(desktop, "key", "ctrl+u")  # a non-typing key ends the burst; the line is not run

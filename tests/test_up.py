@@ -74,13 +74,19 @@ def user_env_of(up: Up, display: str) -> dict[str, str]:
 
 
 def start_up(home: Path, display: str) -> Up:
-    """`demotrace up` in a session of its own, as a terminal runs it (it leads its process group)."""
+    """`demotrace up` in a session of its own, as a terminal runs it (it leads its process group), once
+    the person has accepted the notice (`demotrace notice --accept`, before `up`: no recorder runs yet)."""
+    env = user_env(home, display)
+    accepted = subprocess.run(
+        [sys.executable, "-m", "demotrace.cli", "notice", "--accept"], env=env, capture_output=True, text=True
+    )
+    assert accepted.returncode == 0 and "Accepted" in accepted.stdout, accepted.stderr
     process = subprocess.Popen(
         [sys.executable, "-m", "demotrace.cli", "up", "--port", str(free_port())],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=user_env(home, display),
+        env=env,
         start_new_session=True,
     )
     up = Up(process, home)

@@ -46,7 +46,7 @@ from demotrace.policy import CaptureGate, CapturePolicy, DeviceState, LowBattery
 KiB = 1024
 MiB = 1024 * KiB
 NOW = time.time()
-AC = DeviceState()
+AC = DeviceState(notice_accepted=True)
 POLICY = CapturePolicy()
 RULES = UploadRules(burst_bytes=256 * KiB, burst_age_s=300, battery_backlog_bytes=8 * MiB, battery_age_s=7200)
 
@@ -71,7 +71,7 @@ def test_nothing_to_send() -> None:
 
 
 def test_a_metered_network_holds_uploads_unless_the_policy_allows_them() -> None:
-    metered = DeviceState(metered_network=True)
+    metered = DeviceState(notice_accepted=True, metered_network=True)
     send, reason = decide(state=metered)
     assert not send and "metered" in reason
     assert decide(policy=CapturePolicy(upload_on_metered=True), state=metered)[0]
@@ -79,7 +79,7 @@ def test_a_metered_network_holds_uploads_unless_the_policy_allows_them() -> None
 
 
 def test_on_battery_uploads_wait_unless_the_backlog_is_large_or_old() -> None:
-    battery = DeviceState(on_battery=True, battery_percent=80.0)
+    battery = DeviceState(notice_accepted=True, on_battery=True, battery_percent=80.0)
     decision = upload_decision(POLICY, battery, 1 * MiB, 60.0, 0, NOW, rules=RULES)
     assert not decision.send and "battery" in decision.reason
     assert decision.recheck_after_s == pytest.approx(7200 - 60)  # when the backlog becomes old
@@ -91,14 +91,16 @@ def test_on_battery_uploads_wait_unless_the_backlog_is_large_or_old() -> None:
 
 @pytest.mark.parametrize("mode", ["input_only", "pause"])
 def test_a_low_battery_holds_everything_unless_the_mode_is_normal(mode: LowBatteryMode) -> None:
-    low = DeviceState(on_battery=True, battery_percent=10.0)
+    low = DeviceState(notice_accepted=True, on_battery=True, battery_percent=10.0)
     policy = CapturePolicy(low_battery_mode=mode, low_battery_percent=20)
     send, reason = decide(policy=policy, state=low, backlog=64 * MiB, age=86400.0)
     assert not send and "battery low" in reason
     normal = CapturePolicy(low_battery_mode="normal", low_battery_percent=20)
     assert decide(policy=normal, state=low, backlog=64 * MiB)[0]
     assert not decide(policy=normal, state=low, backlog=1 * MiB)[0]  # still an ordinary battery deferral
-    assert decide(policy=policy, state=DeviceState(on_battery=False, battery_percent=10.0))[0]  # charging
+    assert decide(
+        policy=policy, state=DeviceState(notice_accepted=True, on_battery=False, battery_percent=10.0)
+    )[0]  # charging
 
 
 def test_the_daily_cap_holds_until_the_next_local_day() -> None:
@@ -183,7 +185,7 @@ def expected(records: list[Record], credentials: DeviceCredentials) -> list[Reco
 def test_no_uploads_on_a_metered_network_until_it_turns_unmetered(
     spool: Spool, credentials: DeviceCredentials, data_dir: Path
 ) -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     gate.update_state(metered_network=True)
     records = some_records("s", 3)
     spool.append(records)
@@ -211,7 +213,7 @@ def test_no_uploads_on_a_metered_network_until_it_turns_unmetered(
 
 
 def test_the_policy_may_allow_metered_uploads(spool: Spool, credentials: DeviceCredentials) -> None:
-    gate = CaptureGate(CapturePolicy(upload_on_metered=True))
+    gate = CaptureGate(CapturePolicy(upload_on_metered=True), notice_accepted=True)
     gate.update_state(metered_network=True)
     spool.append(some_records())
     uploader = Uploader(spool, credentials, gate=gate, rules=IMMEDIATE_UPLOAD_RULES)
@@ -228,7 +230,7 @@ def test_the_daily_cap_holds_the_backlog_for_the_next_day_across_restarts(
     # Random pixels do not compress: each frame costs ~20 kB, so a 50 kB cap lets two through a day.
     frames: list[Record] = [make_frame("s", index, size=20_000) for index in range(6)]
     spool.append(frames)
-    gate = CaptureGate(CapturePolicy(daily_upload_mb=0.05))
+    gate = CaptureGate(CapturePolicy(daily_upload_mb=0.05), notice_accepted=True)
     clock = Clock()
 
     first = Uploader(spool, credentials, gate=gate, rules=IMMEDIATE_UPLOAD_RULES, clock=clock)
@@ -266,7 +268,7 @@ def test_a_record_larger_than_the_whole_cap_still_goes_first_thing_in_a_day(
     spool: Spool, credentials: DeviceCredentials, data_dir: Path
 ) -> None:
     spool.append([make_frame("s", 0, size=30_000), make_frame("s", 1, size=30_000)])
-    gate = CaptureGate(CapturePolicy(daily_upload_mb=0.01))
+    gate = CaptureGate(CapturePolicy(daily_upload_mb=0.01), notice_accepted=True)
     clock = Clock()
     uploader = Uploader(spool, credentials, gate=gate, rules=IMMEDIATE_UPLOAD_RULES, clock=clock)
     uploader.start()
@@ -283,7 +285,9 @@ def test_a_record_larger_than_the_whole_cap_still_goes_first_thing_in_a_day(
 def test_on_battery_uploads_wait_for_a_large_backlog_or_mains_power(
     spool: Spool, credentials: DeviceCredentials, data_dir: Path
 ) -> None:
-    gate = CaptureGate(CapturePolicy(low_battery_percent=20, low_battery_mode="input_only"))
+    gate = CaptureGate(
+        CapturePolicy(low_battery_percent=20, low_battery_mode="input_only"), notice_accepted=True
+    )
     gate.update_state(on_battery=True, battery_percent=80.0)
     rules = UploadRules(burst_bytes=0, burst_age_s=0, battery_backlog_bytes=64 * KiB, battery_age_s=3600)
     uploader = Uploader(spool, credentials, gate=gate, rules=rules)
@@ -314,7 +318,7 @@ def test_on_battery_uploads_wait_for_a_large_backlog_or_mains_power(
 def test_a_trickle_waits_for_a_burst_or_the_stop_flush(
     spool: Spool, credentials: DeviceCredentials, data_dir: Path
 ) -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     rules = UploadRules(burst_bytes=64 * KiB, burst_age_s=3600)
     uploader = Uploader(spool, credentials, gate=gate, rules=rules)
     uploader.start()
@@ -340,7 +344,7 @@ def test_a_trickle_waits_for_a_burst_or_the_stop_flush(
 def test_an_old_trickle_goes_when_it_reaches_the_burst_age(
     spool: Spool, credentials: DeviceCredentials, data_dir: Path
 ) -> None:
-    gate = CaptureGate()
+    gate = CaptureGate(notice_accepted=True)
     clock = Clock()
     uploader = Uploader(spool, credentials, gate=gate, rules=UploadRules(burst_bytes=MiB), clock=clock)
     spool.append(some_records("s", 1))
@@ -385,7 +389,9 @@ def test_a_large_record_resumes_after_a_restart_of_both_sides_and_is_stored_once
     big = make_frame("s", 0, size=3 * MiB)  # ~3 MiB compressed: 12 chunks of 256 KiB
     body = compressed(big)
     spool.append([big])
-    gate = CaptureGate(CapturePolicy(daily_upload_mb=2.0))  # 7 chunks a day: the cap cuts it mid-record
+    gate = CaptureGate(
+        CapturePolicy(daily_upload_mb=2.0), notice_accepted=True
+    )  # 7 chunks a day: the cap cuts it mid-record
     clock = Clock()
     sock = reserve_port()
     port = sock.getsockname()[1]

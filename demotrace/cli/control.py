@@ -131,6 +131,10 @@ def status(socket_path: SocketOption = None) -> None:
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # wrapped, never cut: a path is there to be copied
     table.add_row("state", f"[bold {colour}]{state}[/]")
+    if state == "awaiting notice":
+        table.add_row(
+            "notice", "not accepted: read it with `demotrace notice`, then `demotrace notice --accept`"
+        )
     if answer.get("paused_until"):
         remaining = float(answer.get("remaining_seconds") or 0)
         table.add_row("paused until", f"{_clock(answer['paused_until'])} ({remaining / 60:.1f} min left)")

@@ -6,6 +6,7 @@ Both record into a local collector and build the dataset (demotrace/demo/run.py)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -43,12 +44,28 @@ def up(
 
     if not os.environ.get("DISPLAY"):
         raise fail("no $DISPLAY: `up` records a real desktop; use `demotrace demo` on a machine without one")
+    _offer_notice()
     try:
         spool, data = spool or default_spool_dir(), data or default_collector_dir()
         code = record_local(spool, data, port, console=stderr)
     except (LocalSetupError, TransportError) as error:
         raise fail(str(error)) from error
     raise typer.Exit(code)
+
+
+def _offer_notice() -> None:
+    """At a terminal, show the notice of `up`'s policy and ask, unless it is accepted already; elsewhere
+    the recorder waits (and says so) until `demotrace notice --accept`."""
+    from demotrace.device.consent import accept_notice, default_ack_path, load_ack
+    from demotrace.notice import acceptance_holds, notice_digest, notice_text
+    from demotrace.policy import DEFAULT_LOCAL_POLICY
+
+    path = default_ack_path()
+    if acceptance_holds(load_ack(path), DEFAULT_LOCAL_POLICY) or not sys.stdin.isatty():
+        return
+    stderr.print(notice_text(DEFAULT_LOCAL_POLICY), markup=False, highlight=False, soft_wrap=True)
+    if typer.confirm("Accept this notice? Nothing is recorded until you do", default=False, err=True):
+        accept_notice(path, DEFAULT_LOCAL_POLICY, notice_digest(DEFAULT_LOCAL_POLICY))
 
 
 def register_demo_commands(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import typer
 import typer.main
 
 from demotrace.cli.admin import register_admin_commands
+from demotrace.cli.agent import register_agent_commands
 from demotrace.cli.browser import register_browser_commands
 from demotrace.cli.build import register_build_commands
 from demotrace.cli.control import register_control_commands
@@ -19,6 +20,7 @@ from demotrace.cli.conventions import CONTEXT_SETTINGS, VersionOption, tidy_comm
 from demotrace.cli.datasets import register_datasets_commands
 from demotrace.cli.demo import register_demo_commands
 from demotrace.cli.exemption import register_exemption_commands
+from demotrace.cli.notice import register_notice_commands
 from demotrace.cli.paths import register_paths_commands
 from demotrace.cli.record import register_record_commands
 from demotrace.cli.replay import register_replay_commands
@@ -45,6 +47,8 @@ register_datasets_commands(app)  # datasets check
 register_demo_commands(app)  # demo, up
 register_replay_commands(app)  # replay
 register_control_commands(app)  # pause, resume, status, task, tray
+register_notice_commands(app)  # notice
+register_agent_commands(app)  # agent install, agent uninstall
 register_paths_commands(app)  # paths
 register_exemption_commands(app)  # exemption
 register_admin_commands(app)  # admin

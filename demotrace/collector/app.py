@@ -28,6 +28,8 @@ Wire protocol (v1):
   asked for on the portal that this device has not reported applying yet.
 - ``POST /v1/device/report`` JSON ``{"frames_dropped_quota", "frames_dropped_disk_full", "disk_full"}``:
   what the device had to drop, written to the audit log.
+- ``POST /v1/device/notice-ack`` JSON ``{"digest", "notice_version", "accepted_at"}`` → 201: the
+  device's person accepted the recording notice (audited); admins list them at ``GET /v1/admin/notice-acks``.
 - Admin (``Authorization: Bearer <admin token>``; audited as ``admin:token:<8 hex of its SHA-256>``):
   ``GET /v1/admin/exemptions``, ``POST /v1/admin/exemptions/{id}/approve|deny``,
   ``PUT|GET /v1/admin/policy`` (TOML; a complete policy, and ``?confirm_widening=true`` when it
@@ -59,6 +61,7 @@ from demotrace import __version__
 from demotrace.collector.accounts import LocalAccounts
 from demotrace.collector.admin_auth import AdminCredentials
 from demotrace.collector.bodies import read_body
+from demotrace.collector.consent import ConsentService
 from demotrace.collector.devices import DeviceAdmin
 from demotrace.collector.errors import (
     BodyTooSlow,
@@ -94,6 +97,7 @@ from demotrace.collector.portal.pages_fleet import add_fleet_pages
 from demotrace.collector.portal.pages_login import add_portal_shell
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
 from demotrace.collector.routes_admin import add_admin_routes, add_device_routes, add_people_routes
+from demotrace.collector.routes_consent import add_consent_routes
 from demotrace.collector.routes_uploads import add_upload_routes
 from demotrace.collector.store import (
     BlobStore,
@@ -105,6 +109,7 @@ from demotrace.collector.store import (
     open_blob_store,
 )
 from demotrace.collector.store.account_store import AccountStore
+from demotrace.collector.store.consent_store import ConsentStore
 from demotrace.collector.store.exemption_store import ExemptionStore
 from demotrace.collector.store.migrate import check_at_head
 from demotrace.collector.store.pause_store import PauseStore
@@ -201,6 +206,7 @@ def create_app(
         ),
         pace=guards.pace,
     )
+    consent = ConsentService(ConsentStore(metadata.engine), exemptions.fleet_policy)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -270,4 +276,5 @@ def create_app(
     add_admin_pages(app, exemptions)
     add_employee_pages(app, my_data, exemptions)
     add_fleet_pages(app, devices, exemptions)
+    add_consent_routes(app, services, consent)
     return app

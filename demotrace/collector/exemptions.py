@@ -19,7 +19,7 @@ from demotrace.collector.errors import (
     PayloadTooLarge,
     WideningNotConfirmed,
 )
-from demotrace.collector.policy_review import missing_keys, policy_diff, widenings
+from demotrace.collector.policy_review import missing_keys, policy_diff
 from demotrace.collector.store import BlobStore
 from demotrace.collector.store.exemption_store import (
     EXEMPTION_APPROVED,
@@ -32,6 +32,7 @@ from demotrace.collector.store.exemption_store import (
 from demotrace.collector.upload_guard import audit_record
 from demotrace.collector.uploads import ResumableUploads
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy, PolicyError, parse_policy
+from demotrace.policy_change import widenings
 
 MAX_EXEMPTION_BODY_BYTES = 16 * 1024
 MAX_REASON_CHARS = 2000

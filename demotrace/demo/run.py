@@ -6,6 +6,7 @@ processes started through the `demotrace` command, talking HTTP on loopback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from demotrace.demo.compare import Comparison, as_redacted, compare_actions
+from demotrace.device.control_protocol import SOCKET_NAME
 from demotrace.model import Action
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy
 from demotrace.protocol import ADMIN_POLICY_PATH, HEALTH_PATH
@@ -155,9 +157,14 @@ def start_recorder(
     *,
     home: Path | None = None,
     wait: bool = True,
+    accept_notice: bool,
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
     """`demotrace record` as its own process, once it records (RuntimeError if it does not start);
     with ``wait=False`` at once (``output.ready`` is set when it records: fault injection).
+
+    With ``accept_notice`` the notice of the policy in force is accepted through the recorder's control
+    socket, as `demotrace notice --accept` does, as soon as the recorder runs (a scripted person);
+    without, it records nothing until someone accepts it.
 
     Its XDG folders (control socket, pause state, config) are under ``home``, by default the spool's
     parent folder."""
@@ -172,10 +179,36 @@ def start_recorder(
         text=True,
     )
     output = ProcessOutput(process, ready_text=RECORDER_READY_LINE).start()
-    if wait and (not output.ready.wait(30) or process.poll() is not None):
+    socket_path = Path(user_dirs(home or spool.parent)["XDG_RUNTIME_DIR"]) / "demotrace" / SOCKET_NAME
+    if not wait:
+        if accept_notice:
+            threading.Thread(target=accept_when_ready, args=(output, socket_path), daemon=True).start()
+        return process, output
+    if not output.ready.wait(30) or process.poll() is not None:
         process.kill()
         raise RuntimeError(f"recorder did not start:\n{output.text()}")
+    if accept_notice:
+        accept_notice_now(socket_path)
     return process, output
+
+
+def accept_notice_now(socket_path: Path) -> None:
+    """Accept the notice the recorder on ``socket_path`` shows (the digest it gives, as a person would)."""
+    from demotrace.device.control_client import ControlClient
+
+    client = ControlClient(socket_path)
+    shown = client.request("notice")
+    answer = client.request("accept_notice", digest=shown["digest"])
+    if not answer.get("ok"):
+        raise RuntimeError(f"the recorder refused the notice acceptance: {answer.get('error')}")
+
+
+def accept_when_ready(output: ProcessOutput, socket_path: Path) -> None:
+    from demotrace.device.control_protocol import ControlError
+
+    output.ready.wait()
+    with contextlib.suppress(ControlError, RuntimeError):  # it may be killed on purpose meanwhile
+        accept_notice_now(socket_path)
 
 
 def stop_process(process: subprocess.Popen[str], timeout: float = 60) -> int:
@@ -236,8 +269,11 @@ def record_scripted_session(
         )
         try:
             say(f"collector on {url}, data in {collector_data}; fleet policy allows DemoForm and DemoTerm")
-            recorder, recorder_output = start_recorder(desktop.display, spool, key, credentials, url)
-            say("recorder running; driving the scripted session")
+            # The demo's person accepts the notice, scripted, once the recorder shows it.
+            recorder, recorder_output = start_recorder(
+                desktop.display, spool, key, credentials, url, accept_notice=True
+            )
+            say("recorder running, notice accepted; driving the scripted session")
             injected = run_scripted_session(
                 desktop.display, seed=seed, seconds=seconds, app_state_file=out / "app-state.json"
             )

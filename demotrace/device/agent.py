@@ -30,6 +30,7 @@ from demotrace.redact.tesseract_api import tessdata_folder
 
 if TYPE_CHECKING:
     from demotrace.device.enrollment import DeviceCredentials
+    from demotrace.notice import NoticeAck
 
 # Before a fleet device has heard from its collector (and has no cached policy), nothing is allowed:
 # a device must never record more than its fleet policy says, not even for the first seconds.
@@ -51,6 +52,7 @@ class AgentConfig:
     ca_bundle: Path | None = None  # the only CA trusted for the collector (else the system's)
     allow_plain_http: bool = False
     spool_quota_bytes: int | None = None  # frames beyond it go, oldest unsent first
+    notice_ack: Path | None = None  # the person's acceptance of the notice (None: config_dir's)
 
 
 def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
@@ -84,6 +86,15 @@ def _device_credentials(config: AgentConfig, server: str) -> DeviceCredentials:
     return device
 
 
+def _notice_reporter(device: DeviceCredentials) -> Callable[[NoticeAck], None]:
+    from demotrace.device.policy_sync import report_notice_ack
+
+    def report(ack: NoticeAck) -> None:
+        report_notice_ack(device, ack)
+
+    return report
+
+
 def encode_config(config: AgentConfig) -> str:
     return msgspec.json.encode(config, enc_hook=str).decode()
 
@@ -103,6 +114,7 @@ def _say(text: str) -> None:
 
 def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
+    from demotrace.device.consent import NOTICE_ACK_FILE, NoticeKeeper
     from demotrace.device.control import LocalControl
     from demotrace.device.device_state import DeviceStateWatcher
     from demotrace.memory import keep_heap_flat
@@ -110,7 +122,11 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     keep_heap_flat()  # before any thread starts
     local_policy = load_policy(config.policy) if config.policy is not None else None
     store: Spool = open_spool(config.spool, config.key, config.spool_quota_bytes)
-    gate = CaptureGate(local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)))
+    # Nothing is recorded until the NoticeKeeper finds the person's acceptance of this policy's notice.
+    gate = CaptureGate(
+        local_policy or (FLEET_BOOTSTRAP_POLICY if config.server else load_policy(None)),
+        notice_accepted=False,
+    )
     try:
         tessdata_folder()  # the loaded engine needs Debian's model (tesseract-ocr-eng)
     except OcrError as error:
@@ -134,7 +150,9 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     follow_power()
     uploader = None
     sync = None
+    notice: NoticeKeeper | None = None
     device_id = config.device_id
+    ack_path = config.notice_ack or config.config_dir / NOTICE_ACK_FILE
     try:
         if config.server is not None:
             from demotrace.device.policy_sync import PolicySync
@@ -152,6 +170,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 follow_fleet_policy=local_policy is None,
             )
             sync.refresh_once()  # the fleet policy before the first event, when the server answers
+            notice = NoticeKeeper(gate, ack_path, report=_notice_reporter(device)).start()
             sync.start()
             uploader = Uploader(
                 store,
@@ -163,6 +182,14 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
             )
             uploader.start()
 
+        if notice is None:
+            notice = NoticeKeeper(gate, ack_path).start()  # a researcher's own recording: accepted locally
+        if not gate.state.notice_accepted:
+            say(
+                "waiting for you to accept the notice: nothing is captured until then "
+                "(read it with `demotrace notice`, accept it with `demotrace notice --accept` or the tray)"
+            )
+        keeper = notice
         control: list[LocalControl] = []
 
         def status_details() -> dict[str, Any]:
@@ -170,6 +197,7 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
             fail) and when they go, what was dropped."""
             # Without an uploader (no collector) the records stay on this device.
             answer: dict[str, Any] = {"spool": str(config.spool), "uploads": uploader is not None}
+            answer["notice_report_error"] = keeper.last_report_error
             answer.update(store.room())
             if uploader is not None:
                 answer.update(uploader.status())
@@ -185,6 +213,11 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 pending_count=store.pending_count,
                 more_status=status_details,
                 on_pause_change=sync.note_pause_change if sync is not None else None,
+                more_commands={
+                    "notice": keeper.notice,
+                    "accept_notice": keeper.accept,
+                    "notice_reload": keeper.reload,
+                },
             ).start()
             control.append(local)
             if sync is not None:
@@ -212,6 +245,8 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
             if browser is not None:
                 browser.stop()
     finally:
+        if notice is not None:
+            notice.stop()
         if sync is not None:
             sync.stop()
         if uploader is not None:

@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--display", default=None)
     parser.add_argument("--batch-seconds", type=float, default=1.0)
     parser.add_argument("--policy", type=Path, default=None, help="capture policy (TOML); default: local")
+    parser.add_argument(
+        "--accept-notice",
+        action="store_true",
+        help="the notice counts as accepted (tests); without it nothing is captured",
+    )
     args = parser.parse_args(argv)
     try:
         policy = load_policy(args.policy)
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             display=args.display,
             batch_seconds=args.batch_seconds,
             on_started=lambda: print("recording", flush=True),
-            gate=CaptureGate(policy),
+            gate=CaptureGate(policy, notice_accepted=args.accept_notice),
         )
     finally:
         spool.close()

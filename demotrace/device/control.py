@@ -14,7 +14,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,12 @@ class ControlServer:
         controller: PauseController,
         on_task_marker: Callable[[str, str], None],
         path: Path | None = None,
+        more_commands: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> None:
         self.controller = controller
         self.on_task_marker = on_task_marker
+        # Commands the agent adds (the notice: "notice", "accept_notice", "notice_reload").
+        self.more_commands = dict(more_commands or {})
         # The task the person marked as started and not yet ended (this recorder's run only).
         self.open_task: str | None = None
         self._task_lock = threading.Lock()
@@ -182,6 +185,8 @@ class ControlServer:
                 if self.controller.gate.state.exempt:
                     raise ControlError("this device is exempt: nothing is recorded, so there is no task")
                 return self._task_marker(command, request.get("text"))
+            if isinstance(command, str) and command in self.more_commands:
+                return self.more_commands[command](request)
         except ControlError as error:
             return {"ok": False, "error": str(error)}
         return {
@@ -246,6 +251,7 @@ class LocalControl:
         more_status: Callable[[], dict[str, Any]] | None = None,
         notify: bool = True,
         on_pause_change: Callable[[PauseChange, float | None], None] | None = None,
+        more_commands: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> None:
         listeners: list[Callable[[PauseChange, float | None], None]] = []
         if notify:
@@ -269,7 +275,7 @@ class LocalControl:
             more_status=more_status,
             on_change=on_change,
         )
-        self.server = ControlServer(self.controller, on_task_marker, socket_path)
+        self.server = ControlServer(self.controller, on_task_marker, socket_path, more_commands)
 
     def start(self) -> LocalControl:
         try:

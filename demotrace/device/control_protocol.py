@@ -3,7 +3,9 @@
 Protocol: one JSON object per line each way. Requests ``{"cmd": "pause", "minutes": 15}`` (minutes
 optional: the policy's default), ``{"cmd": "resume"}``, ``{"cmd": "status"}``,
 ``{"cmd": "task_start", "text": "..."}``, ``{"cmd": "task_end"}``, ``{"cmd": "watch"}`` (the server then
-writes a status line now and after every change, until the client hangs up). Answers
+writes a status line now and after every change, until the client hangs up); the agent adds
+``{"cmd": "notice"}`` (the notice of the policy in force: text, digest, accepted),
+``{"cmd": "accept_notice", "digest": "..."}`` and ``{"cmd": "notice_reload"}``. Answers
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 

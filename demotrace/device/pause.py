@@ -74,9 +74,11 @@ def restored_pause(paused_until: float | None, now: float) -> float | None:
     return paused_until
 
 
-def recording_state(paused_until: float | None, exempt: bool, now: float) -> str:
+def recording_state(paused_until: float | None, exempt: bool, now: float, notice_accepted: bool) -> str:
     if exempt:
         return "exempt"
+    if not notice_accepted:
+        return "awaiting notice"  # nothing is recorded until the person accepts the notice
     if paused_until is not None and paused_until > now:
         return "paused"
     return "recording"
@@ -192,7 +194,8 @@ class PauseController:
         remaining = max(0.0, paused_until - now) if paused_until is not None else 0.0
         policy = self.gate.policy
         status: dict[str, Any] = {
-            "state": recording_state(paused_until, state.exempt, now),
+            "state": recording_state(paused_until, state.exempt, now, state.notice_accepted),
+            "notice_accepted": state.notice_accepted,
             "paused_until": paused_until,
             "remaining_seconds": round(remaining, 1),
             "exempt": state.exempt,

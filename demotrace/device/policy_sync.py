@@ -30,9 +30,11 @@ from demotrace.device.client import CollectorClient, CollectorUnreachable, Trans
 from demotrace.device.enrollment import DeviceCredentials, collector_client
 from demotrace.device.spool import Spool
 from demotrace.files import write_private_file
+from demotrace.notice import NoticeAck
 from demotrace.policy import CaptureGate, CapturePolicy, PolicyError, parse_policy
 from demotrace.protocol import (
     DEVICE_EXEMPTION_APPLIED_PATH,
+    DEVICE_NOTICE_ACK_PATH,
     DEVICE_PAUSES_PATH,
     DEVICE_POLICY_PATH,
     EXEMPTIONS_PATH,
@@ -141,6 +143,21 @@ def report_exemption_applied(
             collector, "POST", DEVICE_EXEMPTION_APPLIED_PATH, timeout, {"deleted_unsent": deleted_unsent}
         )
     if response.status_code != 200:
+        raise PolicySyncError(f"collector answered {response.status_code}: {refusal_detail(response)}")
+
+
+def report_notice_ack(
+    credentials: DeviceCredentials,
+    ack: NoticeAck,
+    *,
+    client: CollectorClient | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Tell the collector which notice this device's person accepted, and when."""
+    body = {"digest": ack.digest, "notice_version": ack.version, "accepted_at": ack.accepted_at}
+    with _collector(credentials, client) as collector:
+        response = _call(collector, "POST", DEVICE_NOTICE_ACK_PATH, timeout, body)
+    if response.status_code != 201:
         raise PolicySyncError(f"collector answered {response.status_code}: {refusal_detail(response)}")
 
 

@@ -10,6 +10,8 @@ icon runs the default item (Pause for the policy's default length, or Resume whi
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -45,6 +47,8 @@ def status_text(status: dict[str, Any]) -> str:
     state = status.get("state")
     if state == "exempt":
         return "Exempt: nothing is recorded on this device."
+    if state == "awaiting notice":
+        return "Nothing is recorded until you read and accept the notice (menu: Read the notice)."
     if state == "paused":
         minutes = float(status.get("remaining_seconds") or 0) / 60
         return f"Paused: recording resumes in {minutes:.0f} min."
@@ -75,8 +79,10 @@ class TrayActions:
         ask_task_text: Callable[[], str | None] | None = None,
         open_url: Callable[[str], object] = webbrowser.open,
         tell: Callable[[str, str], object] = notify,
+        open_notice: Callable[[Path], object] | None = None,
     ) -> None:
         self.client = client
+        self.open_notice = open_notice or open_notice_dialog
         self.portal_url = portal_url
         self.ask_task_text = ask_task_text or ask_task_text_with_tk
         self.open_url = open_url
@@ -118,6 +124,18 @@ class TrayActions:
         if self.portal_url:
             self.open_url(self.portal_url)
 
+    def read_notice(self) -> None:
+        """The notice in its own window (accepting it there tells the recorder)."""
+        self.open_notice(self.client.path)
+
+
+def open_notice_dialog(socket_path: Path) -> subprocess.Popen[bytes]:
+    """Start the notice window (demotrace/device/notice_dialog.py) as a process of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "demotrace.device.notice_dialog", "--socket", str(socket_path)],
+        stdin=subprocess.DEVNULL,
+    )
+
 
 def menu_entries(actions: TrayActions, paused: bool = False) -> list[TrayEntry]:
     """The menu, top to bottom. The default item (what a click on the icon does) is Resume while
@@ -133,6 +151,7 @@ def menu_entries(actions: TrayActions, paused: bool = False) -> list[TrayEntry]:
         TrayEntry("Start task…", actions.start_task),
         TrayEntry("End task", actions.end_task),
         TrayEntry("Open portal", actions.open_portal, enabled=bool(actions.portal_url)),
+        TrayEntry("Read the notice…", actions.read_notice),
     ]
     return entries
 
@@ -199,8 +218,15 @@ class Tray:
         self.actions = TrayActions(client, portal_url)
         self.icon: Any = None
         self._stop = threading.Event()
+        self._notice_shown = False  # the first-run window opens once per tray run, not at every update
 
     def _apply(self, status: dict[str, Any] | None) -> None:
+        awaiting = status is not None and status.get("state") == "awaiting notice"
+        if awaiting and not self._notice_shown:
+            self._notice_shown = True
+            self.actions.read_notice()
+        # Once accepted, a later widening of the policy opens the window again.
+        self._notice_shown = self._notice_shown and awaiting
         recording = status is not None and status.get("state") == "recording"
         paused = status is not None and status.get("state") == "paused"
         self.icon.icon = draw_icon(recording)

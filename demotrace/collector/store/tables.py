@@ -191,3 +191,18 @@ class WebSessionEntry(Base):
     account_id: Mapped[str] = mapped_column(String(64), ForeignKey("accounts.account_id"), index=True)
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class NoticeAckEntry(Base):
+    """A person's acceptance, on one device, of the recording notice for a policy (append-only: a new
+    acceptance is a new row; the newest per device is the one in force)."""
+
+    __tablename__ = "notice_acks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.device_id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    digest: Mapped[str] = mapped_column(String(64))  # notice.notice_digest of the policy accepted
+    notice_version: Mapped[int] = mapped_column(Integer)
+    accepted_at: Mapped[float] = mapped_column(Float)  # the device's clock
+    received_at: Mapped[float] = mapped_column(Float)  # the collector's

@@ -1,7 +1,7 @@
 """The employee portal: pauses asked for on the portal, and the pauses devices report.
 
 Revision ID: 0005_employee
-Revises: 0003_accounts
+Revises: 0004_consent
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_employee"
-down_revision = "0003_accounts"
+down_revision = "0004_consent"
 branch_labels = None
 depends_on = None
 
