@@ -301,7 +301,7 @@ def test_upload_pending_with_no_server_raises_and_keeps_everything(spool: Spool)
     host, port = sock.getsockname()
     spool.append(some_records())
     try:
-        with pytest.raises(UploadError, match="6 records remain"):
+        with pytest.raises(UploadError, match="6 records left in the spool"):
             upload_pending(spool, DeviceCredentials(f"http://{host}:{port}", "d", "t"))
     finally:
         sock.close()

@@ -217,7 +217,7 @@ def health_problems(answer: dict[str, Any]) -> list[str]:
         problems.append("the disk is full: frames are being dropped, events are kept")
     if answer.get("frames_dropped"):
         problems.append(
-            f"{answer['frames_dropped']} frames dropped for room "
+            f"{plural(answer['frames_dropped'], 'frame')} dropped for room "
             f"({answer.get('frames_dropped_quota', 0)} spool quota, "
             f"{answer.get('frames_dropped_disk_full', 0)} full disk)"
         )

@@ -59,6 +59,7 @@ from demotrace.device.upload_rules import (
 from demotrace.policy import CaptureGate
 from demotrace.protocol import DEVICE_REPORT_PATH
 from demotrace.threads import name_os_thread
+from demotrace.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -387,13 +388,13 @@ class Uploader:
         except RetryLater as retry:
             self.last_error = retry.reason
             raise UploadError(
-                f"{retry.reason}; {self.spool.pending_count()} records remain in the spool"
+                f"{retry.reason}; {plural(self.spool.pending_count(), 'record')} left in the spool"
             ) from None
         except ExemptAnswer:
             self._exempted()
             raise DeviceExempt(
                 f"{self.last_error}; the next policy refresh deletes the"
-                f" {self.spool.pending_count()} records left in the spool"
+                f" {plural(self.spool.pending_count(), 'record')} left in the spool"
             ) from None
         return self._sender.records_sent - sent_before
 
