@@ -8,3 +8,12 @@ def plural(count: int, noun: str, many: str | None = None) -> str:
     if count == 1:
         return f"{count} {noun}"
     return f"{count} {many or noun + 's'}"
+
+
+def size_text(size: int) -> str:
+    """A byte count as people read it: "812 bytes", "42 kB", "3.4 MB" (decimal units)."""
+    if size < 1000:
+        return plural(size, "byte")
+    if size < 1_000_000:
+        return f"{size / 1000:.0f} kB"
+    return f"{size / 1e6:.1f} MB"

@@ -455,6 +455,7 @@ def test_status_shows_the_upload_under_way_record_by_record(
     from demotrace.device.control_client import ControlClient
     from demotrace.device.pause import PauseController
     from demotrace.policy import CaptureGate
+    from demotrace.wording import size_text
 
     spool.append(some_records("p", count=5))  # 10 records
     uploaders: list[Uploader] = []
@@ -502,7 +503,7 @@ def test_status_shows_the_upload_under_way_record_by_record(
         result = CliRunner().invoke(cli, ["status", "--socket", str(control.path)])
         assert result.exit_code == 0, result.output
         shown = " ".join(result.output.split())
-        assert f"last upload 10 records, {uploader.bytes_sent / 1e6:.1f} MB, ended at" in shown, shown
+        assert f"last upload 10 records, {size_text(uploader.bytes_sent)}, ended at" in shown, shown
         assert "waiting to upload nothing" in shown, shown
     finally:
         uploader.stop()

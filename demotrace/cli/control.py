@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from demotrace.cli.shared import console, fail, stderr
-from demotrace.wording import plural
+from demotrace.wording import plural, size_text
 
 SocketOption = Annotated[
     Path | None,
@@ -131,7 +131,7 @@ def upload_progress_row(progress: dict[str, Any]) -> tuple[str, Table | str] | N
     if progress.get("started") is None:
         return None
     sent, total = int(progress["records_sent"]), int(progress["records_total"])
-    megabytes = f"{progress['bytes_sent'] / 1e6:.1f} MB"
+    megabytes = size_text(int(progress["bytes_sent"]))
     if not progress.get("active"):
         ended = progress.get("ended") or progress["started"]
         return "last upload", f"{plural(sent, 'record')}, {megabytes}, ended at {_clock(ended)}"
