@@ -32,6 +32,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+# An activated virtual environment (ours too, with .venv/bin on PATH) has no pip: use the Python it was made from.
+PYTHON="$("$PYTHON" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')"
 "$PYTHON" -c 'import sys, tkinter; assert sys.version_info[:2] == (3, 11), sys.version' \
     || { echo "setup: need Python 3.11 with tkinter (found $PYTHON)" >&2; exit 1; }
 

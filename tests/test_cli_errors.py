@@ -93,3 +93,29 @@ def test_commands_that_need_a_desktop_say_so(tmp_path: Path) -> None:
     env.pop("DISPLAY", None)
     for command in (["record"], ["up"], ["tray"]):
         assert "no $DISPLAY" in one_error_line(demotrace(*command, env=env))
+
+
+def test_exemption_commands_use_the_enrolment_up_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not enrolled at all: one line saying how to enrol. After `up` (which enrols with its own collector,
+    not in device.json), `exemption status` asks that collector."""
+    env = home_env(tmp_path)
+    line = one_error_line(demotrace("exemption", "status", env=env))
+    assert line == (
+        "error: this device is not enrolled with a collector: run demotrace enroll --server URL, "
+        "or demotrace up (it enrols with its own local collector)"
+    )
+    from demotrace.demo.local import ensure_local_credentials
+
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = tmp_path / ".local" / "share" / "demotrace" / "collector"  # up's default collector folder
+    with ServerThread(create_app(data)) as server:
+        ensure_local_credentials(data, server.url)
+        answer = demotrace("exemption", "status", env=env)
+        assert answer.returncode == 0, answer.stderr
+        assert " ".join(answer.stdout.split()) == (
+            "No exemption requested: this device records where the policy allows it."
+        )

@@ -262,7 +262,7 @@ def test_exemption_without_deletion_keeps_collected_data(
         request_exemption(alice, "once more")
     # Sending by hand says so plainly, and keeps the records for the policy refresh to delete.
     alice_spool.append([make_batch("a1", 2)])
-    with pytest.raises(DeviceExempt, match=r"exempt from recording.*1 records left"):
+    with pytest.raises(DeviceExempt, match=r"exempt from recording.*1 record left"):
         upload_pending(alice_spool, alice)
     assert alice_spool.pending_count() == 1
 

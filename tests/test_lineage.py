@@ -116,7 +116,7 @@ def test_build_delete_a_person_check_says_stale_and_a_rebuild_leaves_them_out(
     assert len(images_after) == 4 and set(images_after) <= set(images_before)  # hers removed too
     assert pseudonyms.session("s-alice-1") not in (dataset / "adp" / "trajectories.jsonl").read_text()
     again = runner.invoke(cli_app, check)
-    assert again.exit_code == 0 and "current (1 sessions" in again.output
+    assert again.exit_code == 0 and "current (1 session," in again.output
 
 
 def test_check_tells_deleted_from_reduced_and_ignores_what_arrived_after_the_build() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from test_collector import Live, make_batch, packed
 from typer.testing import CliRunner
 
@@ -89,3 +90,53 @@ def test_a_conflict_does_not_tell_whose_record_it_is(tmp_path: Path) -> None:
     assert other_device.status_code == same_device.status_code == 409
     assert other_device.json() == same_device.json()  # one answer for both: nothing about other devices
     assert "another device" not in other_device.text
+
+
+def test_devices_list_shows_whole_ids_and_revoke_takes_a_unique_start(tmp_path: Path) -> None:
+    """What `devices list` shows on a narrow terminal can be given to `revoke` as is, or just its start."""
+    data_dir = tmp_path / "data"
+    with (
+        ServerThread(create_app(data_dir, admin_token=OLD_ADMIN)) as server,
+        httpx.Client(timeout=30) as client,
+    ):
+        live = Live(server.url, data_dir, client)
+        lost_id, _ = live.enroll("lost laptop")
+        kept_id, _ = live.enroll("desk")
+        admin = ["--server", server.url, "--admin-token", OLD_ADMIN]
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["admin", "devices", "list", *admin], terminal_width=80)
+        assert listed.exit_code == 0, listed.output
+        assert lost_id in listed.output and kept_id in listed.output  # whole, never cut with "…"
+
+        common = 0
+        while lost_id[common] == kept_id[common]:
+            common += 1
+        revoked = runner.invoke(cli, ["admin", "devices", "revoke", lost_id[: common + 1], *admin])
+        assert revoked.exit_code == 0, revoked.output
+        assert f"Device {lost_id} revoked" in " ".join(revoked.output.split())
+
+        for given, says in [
+            (
+                "zz",
+                "error: no enrolled device has an id starting with 'zz': see demotrace admin devices list",
+            ),
+            ("", "error: give a device id: see demotrace admin devices list"),
+        ]:
+            refused = runner.invoke(cli, ["admin", "devices", "revoke", given, *admin])
+            assert refused.exit_code == 2
+            assert " ".join(refused.output.split()) == says
+        audit = client.get(
+            f"{server.url}/v1/admin/audit", headers={"Authorization": f"Bearer {OLD_ADMIN}"}
+        ).json()
+        assert [entry["device_id"] for entry in audit if entry["action"] == "device_revoked"] == [lost_id]
+
+
+def test_a_start_shared_by_two_devices_is_refused() -> None:
+    import typer
+
+    from demotrace.cli.admin import _one_device
+
+    assert _one_device("ab", ["abc1", "ff"]) == "abc1"
+    assert _one_device("abc1", ["abc1", "abc12"]) == "abc1"  # a whole id is never ambiguous
+    with pytest.raises(typer.Exit):
+        _one_device("ab", ["abc1", "abd2"])

@@ -354,7 +354,7 @@ def test_an_old_trickle_goes_when_it_reaches_the_burst_age(
         assert uploader.last_decision is not None
         assert 0 < (uploader.last_decision.recheck_after_s or 0) <= 300
         status = uploader.status()
-        assert status["upload_wait"].startswith("waiting to send in one burst (")
+        assert status["upload_wait"].startswith("collected to send in one burst, when 1024 KiB wait (")
         assert 0 < status["upload_next_try"] - clock() <= 300  # the burst goes by then at the latest
         clock.days = 1  # much later than 5 minutes; the timed wait is what wakes it in real life
         uploader.wake()

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+import typer
 import zstandard
 
 from demotrace.collector.app import create_app
@@ -300,7 +301,7 @@ def test_upload_pending_with_no_server_raises_and_keeps_everything(spool: Spool)
     host, port = sock.getsockname()
     spool.append(some_records())
     try:
-        with pytest.raises(UploadError, match="6 records remain"):
+        with pytest.raises(UploadError, match="6 records left in the spool"):
             upload_pending(spool, DeviceCredentials(f"http://{host}:{port}", "d", "t"))
     finally:
         sock.close()
@@ -433,3 +434,87 @@ def test_backoff_honours_retry_after_up_to_the_cap() -> None:
     assert backoff_delay(1, 5.0, 1.0, 60.0, 0.0) == 5.0
     assert backoff_delay(1, 3600.0, 1.0, 60.0, 0.0) == 60.0
     assert backoff_delay(8, 5.0, 1.0, 60.0, 1.0) == 60.0
+
+
+# --- progress, as `demotrace status` shows it ---------------------------------------------------------
+
+
+def test_status_shows_the_upload_under_way_record_by_record(
+    spool: Spool, credentials: DeviceCredentials, data_dir: Path
+) -> None:
+    """While records go, the control socket answers with the burst's progress (read on the socket's
+    thread while the upload thread waits in a request); afterwards `status` shows the last upload."""
+    import shutil
+    import tempfile
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from demotrace.cli.control import register_control_commands, status_table
+    from demotrace.device.control import ControlServer
+    from demotrace.device.control_client import ControlClient
+    from demotrace.device.pause import PauseController
+    from demotrace.policy import CaptureGate
+    from demotrace.wording import size_text
+
+    spool.append(some_records("p", count=5))  # 10 records
+    uploaders: list[Uploader] = []
+    seen: list[dict[str, object]] = []
+    mid_burst: list[dict[str, object]] = []
+    socket_dir = Path(tempfile.mkdtemp(prefix="dt-", dir="/tmp"))  # AF_UNIX paths are short
+    controller = PauseController(
+        CaptureGate(),
+        socket_dir / "pause.json",
+        pending_count=spool.pending_count,
+        more_status=lambda: uploaders[0].status(),
+    )
+    control = ControlServer(controller, lambda kind, text: None, socket_dir / "control.sock").start()
+
+    def look(request: httpx.Request) -> None:
+        if request.method != "PUT":
+            return
+        seen.append(uploaders[0].progress.snapshot())
+        if len(seen) == 5:
+            mid_burst.append(ControlClient(control.path).request("status"))
+
+    http = httpx.Client(event_hooks={"request": [look]})
+    uploader = Uploader(spool, credentials, client=http)
+    uploaders.append(uploader)
+    try:
+        assert uploader.status()["upload_progress"]["started"] is None  # nothing sent yet: no row
+        uploader.start()
+        wait_until(lambda: spool.pending_count() == 0 and not uploader.progress.snapshot()["active"])
+        assert [snapshot["records_sent"] for snapshot in seen] == list(range(10))
+        assert all(snapshot["active"] and snapshot["records_total"] == 10 for snapshot in seen)
+        sent_bytes = [int(str(snapshot["bytes_sent"])) for snapshot in seen]
+        assert sent_bytes == sorted(sent_bytes) and sent_bytes[0] == 0 < sent_bytes[-1]
+
+        progress = mid_burst[0]["upload_progress"]
+        assert isinstance(progress, dict)
+        assert progress["active"] and (progress["records_sent"], progress["records_total"]) == (4, 10)
+        console = Console(record=True, width=120)
+        console.print(status_table(mid_burst[0]))
+        shown = " ".join(console.export_text().split())
+        assert "uploading" in shown and "4 of 10 records sent" in shown, shown
+
+        last = uploader.status()["upload_progress"]
+        assert not last["active"] and last["records_sent"] == 10 and last["bytes_sent"] == uploader.bytes_sent
+        cli = typer_app(register_control_commands)
+        result = CliRunner().invoke(cli, ["status", "--socket", str(control.path)])
+        assert result.exit_code == 0, result.output
+        shown = " ".join(result.output.split())
+        assert f"last upload 10 records, {size_text(uploader.bytes_sent)}, ended at" in shown, shown
+        assert "waiting to upload nothing" in shown, shown
+    finally:
+        uploader.stop()
+        http.close()
+        control.stop()
+        controller.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    assert stored_count(data_dir) == 10
+
+
+def typer_app(register: Callable[[typer.Typer], None]) -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app

@@ -61,6 +61,7 @@ from demotrace.capture.scrub import FrameScrubber
 from demotrace.capture.sink import RecordSink
 from demotrace.model import SessionHeader
 from demotrace.policy import DEFAULT_LOCAL_POLICY, CaptureGate
+from demotrace.wording import plural
 
 RECORDER_VERSION = "0.1.0"
 STOP_DRAIN_SECONDS = 0.3
@@ -470,7 +471,7 @@ def record_until_signal(
         if recorder.scrubber is not None:
             print(
                 f"demotrace: screen scrub {recorder.scrub_cpu_seconds():.2f} CPU-s,"
-                f" {recorder.frames_held()} frames held for a deferred scrub",
+                f" {plural(recorder.frames_held(), 'frame')} held for a deferred scrub",
                 file=status,
                 flush=True,
             )

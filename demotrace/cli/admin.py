@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from demotrace.cli.shared import console, fail, stderr
 from demotrace.protocol import (
@@ -28,6 +28,7 @@ from demotrace.protocol import (
     error_summary,
     path_for,
 )
+from demotrace.wording import plural
 
 admin_app = typer.Typer(
     help="Collector administration: exemptions, fleet policy, audit log.", no_args_is_help=True
@@ -95,7 +96,7 @@ def admin_list(
     if as_json:
         print(json.dumps(requests, indent=2))
         return
-    table = Table("id", "device", "status", "delete data", "requested", "decided by", "reason")
+    table = Table("id", _device_column(), "status", "delete data", "requested", "decided by", "reason")
     for request in requests:
         table.add_row(
             str(request["id"]),
@@ -115,7 +116,8 @@ def _decide(server: str, token: str, request_id: int, verb: str) -> None:
     console.print(f"Exemption request {request_id} {answer['status']} for device {answer['device_id']}.")
     if "deleted_records" in answer:
         console.print(
-            f"Deleted {answer['deleted_records']} records ({answer['deleted_blobs']} stored blobs) "
+            f"Deleted {plural(answer['deleted_records'], 'record')} "
+            f"({plural(answer['deleted_blobs'], 'stored blob')}) "
             "collected from that device."
         )
 
@@ -179,7 +181,7 @@ def admin_devices_list(
     if as_json:
         print(json.dumps(devices, indent=2))
         return
-    table = Table("device", "name", "enrolled")
+    table = Table(_device_column(), "name", "enrolled")
     for device in devices:
         table.add_row(device["device_id"], device["name"], _when(device["enrolled_at"]))
     console.print(table)
@@ -187,14 +189,37 @@ def admin_devices_list(
 
 @admin_devices_app.command("revoke")
 def admin_devices_revoke(
-    device_id: Annotated[str, typer.Argument(help="Device id (from `devices list`).")],
+    device_id: Annotated[
+        str, typer.Argument(help="Device id from `devices list`, or enough of its start to name one device.")
+    ],
     server: ServerOption,
     admin_token: AdminTokenOption,
 ) -> None:
     """Revoke a device: its token is refused from now on (a lost or stolen laptop)."""
-    path = path_for(ADMIN_DEVICE_REVOKE_PATH, device_id=device_id)
-    AdminClient(server, admin_token).call("POST", path)
+    client = AdminClient(server, admin_token)
+    known = [str(device["device_id"]) for device in client.call("GET", ADMIN_DEVICES_PATH)]
+    device_id = _one_device(device_id, known)
+    client.call("POST", path_for(ADMIN_DEVICE_REVOKE_PATH, device_id=device_id))
     console.print(f"Device {device_id} revoked: its uploads are refused from now on.")
+
+
+def _one_device(given: str, known: list[str]) -> str:
+    """The enrolled device ``given`` names: its whole id, or the one id it starts; else one clear error."""
+    if given in known:
+        return given
+    if not given:
+        raise fail("give a device id: see demotrace admin devices list")
+    matches = [device_id for device_id in known if device_id.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise fail(f"no enrolled device has an id starting with {given!r}: see demotrace admin devices list")
+    raise fail(f"{len(matches)} devices have ids starting with {given!r}: give more of the id")
+
+
+def _device_column() -> Column:
+    """Device ids are shown whole (they are copied into `devices revoke` and `audit --device`)."""
+    return Column("device", no_wrap=True, min_width=32)
 
 
 @admin_policy_app.command("get")
@@ -234,7 +259,13 @@ def admin_audit(
     if as_json:
         print(json.dumps(entries, indent=2))
         return
-    table = Table("when", "who", "what", "device", "details")
+    table = Table(
+        "when",
+        Column("who", overflow="fold"),
+        Column("what", no_wrap=True),
+        _device_column(),
+        Column("details", overflow="fold"),  # folded, never cut: ids in it are copied too
+    )
     for entry in entries:
         table.add_row(
             _when(entry["at"]),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from demotrace.cli.shared import KeyOption, fail, print_fields, stderr
+from demotrace.wording import plural, size_text
 
 if TYPE_CHECKING:
     from demotrace.collector.store import CollectorLocation
@@ -282,7 +283,7 @@ def build_progress() -> Iterator[Callable[[BuildProgress], None]]:
                 sessions,
                 total=progress.total or None,
                 completed=progress.done,
-                description=f"sessions: {progress.steps} steps, {progress.images} images",
+                description=f"sessions: {plural(progress.steps, 'step')}, {plural(progress.images, 'image')}",
             )
             return
         for task in outputs.values():  # outputs are written one after the other
@@ -306,7 +307,7 @@ def print_build_summary(summary: BuildSummary) -> None:
             ("sessions", str(summary.sessions)),
             ("episodes", episodes),
             ("steps", f"{summary.steps} ({summary.steps_without_frame} without a frame)"),
-            ("images", f"{summary.frames_written} ({summary.image_bytes / 1e6:.1f} MB)"),
+            ("images", f"{summary.frames_written} ({size_text(summary.image_bytes)})"),
             ("formats", ", ".join(summary.formats)),
             ("viewer", summary.viewer_path),
             ("report", summary.report_path),

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from demotrace.cli.shared import console, fail, stderr
+from demotrace.wording import plural, size_text
 
 SocketOption = Annotated[
     Path | None,
@@ -96,7 +97,7 @@ def upload_line(answer: dict[str, Any]) -> str:
     pending = answer.get("spool_pending")
     if pending is None:
         return f"unknown ({answer.get('spool_error', 'the spool did not answer')})"
-    records = f"{pending} record{'' if pending == 1 else 's'}"
+    records = plural(pending, "record")
     if not answer.get("uploads", True):
         return f"{records}, kept on this device (no collector: nothing is uploaded)"
     if pending == 0:
@@ -122,9 +123,33 @@ def upload_bar(sent: int, cap: int) -> Table:
     return row
 
 
-def status(socket_path: SocketOption = None) -> None:
-    """Show whether the recorder records, is paused or exempt, the open task, and why uploads wait."""
-    answer = _call(socket_path, "status")
+def upload_progress_row(progress: dict[str, Any]) -> tuple[str, Table | str] | None:
+    """The upload under way (records and bytes of this burst, and of a large record in chunks), or the
+    last one, as one `status` row; None before anything was sent."""
+    from rich.progress_bar import ProgressBar
+
+    if progress.get("started") is None:
+        return None
+    sent, total = int(progress["records_sent"]), int(progress["records_total"])
+    megabytes = size_text(int(progress["bytes_sent"]))
+    if not progress.get("active"):
+        ended = progress.get("ended") or progress["started"]
+        return "last upload", f"{plural(sent, 'record')}, {megabytes}, ended at {_clock(ended)}"
+    row = Table.grid(padding=(0, 1))
+    words = f"{sent} of {plural(total, 'record')} sent ({megabytes}), since {_clock(progress['started'])}"
+    row.add_row(ProgressBar(total=max(total, 1), completed=sent, width=20), words)
+    record_total = int(progress.get("record_bytes_total") or 0)
+    if record_total > 1e6:  # a large record going in chunks: its own bar, or it looks stuck
+        record_sent = min(int(progress["record_bytes_sent"]), record_total)
+        row.add_row(
+            ProgressBar(total=record_total, completed=record_sent, width=20),
+            f"this record: {record_sent / 1e6:.1f} of {record_total / 1e6:.1f} MB",
+        )
+    return "uploading", row
+
+
+def status_table(answer: dict[str, Any]) -> Table:
+    """Everything `status` shows, from the recorder's status answer."""
     state = answer.get("state", "unknown")
     colour = {"recording": "red", "paused": "yellow", "exempt": "green"}.get(state, "white")
     table = Table(show_header=False, box=None)
@@ -145,6 +170,9 @@ def status(socket_path: SocketOption = None) -> None:
         "pause",
         f"default {answer.get('pause_default_minutes'):g} min, max {answer.get('pause_max_minutes'):g} min",
     )
+    progress = upload_progress_row(answer.get("upload_progress") or {})
+    if progress is not None:
+        table.add_row(*progress)
     if "spool_pending" in answer:
         table.add_row("waiting to upload", escape(upload_line(answer)))
     if answer.get("daily_cap_bytes"):
@@ -154,7 +182,34 @@ def status(socket_path: SocketOption = None) -> None:
     problems = health_problems(answer)
     if problems:
         table.add_row("[bold yellow]problem[/]", "; ".join(problems))
-    console.print(table)
+    return table
+
+
+def status(
+    socket_path: SocketOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Keep the status on screen, refreshed every second, until Ctrl+C."
+        ),
+    ] = False,
+) -> None:
+    """Show whether the recorder records, is paused or exempt, the open task, the upload under way, and why
+    uploads wait."""
+    if not watch:
+        console.print(status_table(_call(socket_path, "status")))
+        return
+    import time
+
+    from rich.live import Live
+
+    try:
+        with Live(status_table(_call(socket_path, "status")), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(status_table(_call(socket_path, "status")), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 def health_problems(answer: dict[str, Any]) -> list[str]:
@@ -166,7 +221,7 @@ def health_problems(answer: dict[str, Any]) -> list[str]:
         problems.append("the disk is full: frames are being dropped, events are kept")
     if answer.get("frames_dropped"):
         problems.append(
-            f"{answer['frames_dropped']} frames dropped for room "
+            f"{plural(answer['frames_dropped'], 'frame')} dropped for room "
             f"({answer.get('frames_dropped_quota', 0)} spool quota, "
             f"{answer.get('frames_dropped_disk_full', 0)} full disk)"
         )

@@ -11,6 +11,7 @@ import typer
 
 from demotrace.cli.build import DatabaseUrlOption, collector_location
 from demotrace.cli.shared import console, fail
+from demotrace.wording import plural
 
 datasets_app = typer.Typer(help="Check datasets built from a collector against it.", no_args_is_help=True)
 
@@ -66,10 +67,13 @@ def check(
         store.close()
     report = check_lineage(manifest, pseudonyms, current)
     if not report.stale:
-        console.print(f"{dataset}: current ({report.sessions} sessions, none deleted since the build)")
+        console.print(
+            f"{dataset}: current ({plural(report.sessions, 'session')}, none deleted since the build)"
+        )
         return
     console.print(
-        f"{dataset}: STALE: of its {report.sessions} sessions, {len(report.deleted)} were deleted at the "
+        f"{dataset}: STALE: of its {plural(report.sessions, 'session')}, {len(report.deleted)} "
+        f"{'was' if len(report.deleted) == 1 else 'were'} deleted at the "
         f"source and {len(report.reduced)} lost records (retention) since the build. Rebuild it with "
         "`demotrace build` from the same source: the rebuild leaves them out."
     )

@@ -19,8 +19,20 @@ exemption_app = typer.Typer(
 
 
 def _credentials(path: Path | None) -> Any:
-    from demotrace.device.enrollment import CredentialsError, load_credentials
+    """The device's credentials: ``path``, else those of ``enroll`` (device.json), else those ``up`` made
+    with its local collector (the default collector folder)."""
+    from demotrace.demo.local import local_credentials_path
+    from demotrace.device.enrollment import CredentialsError, default_credentials_path, load_credentials
+    from demotrace.device.paths import default_collector_dir
 
+    if path is None and not default_credentials_path().exists():
+        made_by_up = local_credentials_path(default_collector_dir())
+        if not made_by_up.exists():
+            raise fail(
+                "this device is not enrolled with a collector: run demotrace enroll --server URL, "
+                "or demotrace up (it enrols with its own local collector)"
+            )
+        path = made_by_up
     try:
         return load_credentials(path)
     except CredentialsError as error:

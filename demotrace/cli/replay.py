@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from demotrace.cli.shared import fail, stderr
+from demotrace.wording import plural
 
 EXIT_BAD_INPUT = 2  # nothing was replayed
 EXIT_STOPPED = 1  # replay began and stopped part way (the fail-safe)
@@ -104,13 +105,16 @@ def replay(
                 steps, skipped = resolve_placeholders(steps, rule)
             for position, step in enumerate(steps):
                 show(position, len(steps), step)
-            stderr.print(f"{len(steps)} steps in {len(chosen)} episodes check out; no input sent")
+            stderr.print(
+                f"{plural(len(steps), 'step')} in {plural(len(chosen), 'episode')} check out; no input sent"
+            )
         else:
             pacing = Pacing().faster(speed)
             result = run_replay(chosen, display=display, pacing=pacing, on_step=show, placeholders=rule)
             skipped = result.skipped_steps
             stderr.print(
-                f"replayed {result.steps} steps ({result.calls} pyautogui calls) from {len(chosen)} episodes "
+                f"replayed {plural(result.steps, 'step')} ({plural(result.calls, 'pyautogui call')}) from "
+                f"{plural(len(chosen), 'episode')} "
                 f"on a {result.screen.width}x{result.screen.height} screen"
             )
     except ReplayError as error:
@@ -119,7 +123,7 @@ def replay(
         raise fail(f"{error}{suffix}", code) from error
     if skipped:
         stderr.print(
-            f"[yellow]left out {len(skipped)} steps that type redaction placeholders:[/] "
+            f"[yellow]left out {plural(len(skipped), 'step')} that type redaction placeholders:[/] "
             + escape(", ".join(skipped))
         )
 

@@ -21,6 +21,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from demotrace.dataset.export.agentnet import Trajectory
 from demotrace.dataset.quality import placeholder_kinds
+from demotrace.wording import plural
 
 REPORT_FILE = "report.html"
 TOP_APPS = 15
@@ -183,6 +184,6 @@ def render_report(figures: ReportFigures, title: str = "demotrace dataset report
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        f"<p>{figures.episodes:,} episodes · {figures.steps:,} steps</p>"
+        f"<p>{plural(figures.episodes, 'episode')} · {plural(figures.steps, 'step')}</p>"
         f"{''.join(sections)}</body></html>\n"
     )

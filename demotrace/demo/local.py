@@ -28,6 +28,7 @@ from demotrace.device.paths import config_dir
 from demotrace.policy import DEFAULT_LOCAL_POLICY
 from demotrace.processes import child_options
 from demotrace.protocol import DEVICE_POLICY_PATH
+from demotrace.wording import plural
 
 RECORDER_STOP_SECONDS = (
     120.0  # the recorder's own upload flush is bounded at 30 s; frames may still be in OCR
@@ -211,14 +212,14 @@ def _report(kept: KeptData, console: Console, *, clean: bool) -> None:
         return
     _say(
         console,
-        f"kept {uploaded + kept.pending} records: {uploaded} in the collector {kept.collector}, "
+        f"kept {plural(uploaded + kept.pending, 'record')}: {uploaded} in the collector {kept.collector}, "
         f"{kept.pending} waiting in the encrypted spool {kept.spool}",
     )
     if kept.pending:
         _say(
             console,
-            f"{kept.pending} records were not uploaded: they stay in the spool and go at the next `demotrace "
-            f"up`; `demotrace build --spool {kept.spool} --out dataset` includes them now",
+            f"{plural(kept.pending, 'record')} not uploaded: they stay in the spool and go at the next "
+            f"`demotrace up`; `demotrace build --spool {kept.spool} --out dataset` includes them now",
         )
     if clean and uploaded:
         _say(console, f"build a dataset with: demotrace build --from-server {kept.collector} --out dataset")

@@ -27,6 +27,7 @@ from demotrace.device.spool import Spool, open_spool
 from demotrace.policy import CaptureGate, CapturePolicy, load_policy
 from demotrace.redact.ocr_settings import OcrError
 from demotrace.redact.tesseract_api import tessdata_folder
+from demotrace.wording import plural
 
 if TYPE_CHECKING:
     from demotrace.device.enrollment import DeviceCredentials
@@ -251,7 +252,10 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
             sync.stop()
         if uploader is not None:
             left = uploader.stop(flush=True, timeout=30)
-            say(f"uploaded {uploader.records_sent} records, {uploader.bytes_sent} bytes ({left} pending)")
+            say(
+                f"uploaded {plural(uploader.records_sent, 'record')}, {plural(uploader.bytes_sent, 'byte')}"
+                f" ({left} pending)"
+            )
         watcher.stop()
         deferred_scrub.close()
         frame_scrubber.close()

@@ -21,6 +21,7 @@ import zstandard
 
 from demotrace.device.client import CollectorClient, CollectorUnreachable, refusal_code, refusal_detail
 from demotrace.device.spool import SpooledRecord
+from demotrace.device.upload_progress import UploadProgress
 from demotrace.device.upload_rules import DailyUploadCounter, KiB, MiB, local_day
 from demotrace.protocol import RECORD_MEDIA_TYPE, RECORD_PATH, UPLOAD_PATH, UPLOADS_PATH, path_for
 
@@ -90,6 +91,7 @@ class RecordSender:
         resumable_bytes: int,
         chunk_bytes: int,
         compression_level: int,
+        progress: UploadProgress | None = None,
     ) -> None:
         self.client = client
         self.device_id = device_id
@@ -102,15 +104,18 @@ class RecordSender:
         self.records_sent = 0
         self.records_rejected = 0
         self.allowance: int | None = None
+        self.progress = progress or UploadProgress()
         self._compressor = zstandard.ZstdCompressor(level=compression_level)
 
     def send(self, item: SpooledRecord, deadline: float | None) -> None:
         """Send one record; returns once the collector has it or has refused it for good."""
         body = self._compressor.compress(item.payload)
+        self.progress.record_started(len(body))
         if len(body) > self.resumable_bytes:
             self._send_resumable(item, body, deadline)
         else:
             self._send_whole(item, body, deadline)
+        self.progress.record_done()  # accepted, or refused for good: either way it leaves the queue
 
     def _take_allowance(self, size: int) -> None:
         """Count ``size`` bytes against today's cap before they go; DailyCapReached if they do not fit."""
@@ -123,6 +128,7 @@ class RecordSender:
 
     def _count_sent(self, size: int) -> None:
         self.bytes_sent += size
+        self.progress.bytes_went(size)
         self.counter.add(local_day(self.clock()), size)
 
     def _timeout(self, deadline: float | None) -> float:
@@ -217,6 +223,7 @@ class RecordSender:
         """PUT the chunks from ``session.received`` on; False if the session must be opened again."""
         total = len(body)
         offset = session.received
+        self.progress.record_started(total, already_received=offset)
         path = path_for(UPLOAD_PATH, upload_id=session.upload_id)
         while True:
             if offset >= total:  # every byte is there (an earlier completion failed): complete it

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from demotrace.device.control_client import ControlClient
 from demotrace.device.control_protocol import ControlError
 from demotrace.device.notify import notify
+from demotrace.wording import plural
 
 PAUSE_CHOICES_MINUTES = (5, 15, 30)
 ICON_SIZE = 64
@@ -55,7 +56,7 @@ def status_text(status: dict[str, Any]) -> str:
     lines = ["Recording where the policy allows it."]
     pending = status.get("spool_pending")
     if isinstance(pending, int):
-        lines.append(f"{pending} records waiting to upload.")
+        lines.append(f"{plural(pending, 'record')} waiting to upload.")
     return "\n".join(lines)
 
 

@@ -121,8 +121,9 @@ def upload_decision(
         return UploadDecision(
             False,
             0,
-            f"waiting to send in one burst ({backlog_bytes / KiB:.0f} of {rules.burst_bytes / KiB:.0f} KiB"
-            f" or {rules.burst_age_s / 60:g} minutes old): fewer wake-ups of the network",
+            f"collected to send in one burst, when {rules.burst_bytes / KiB:.0f} KiB wait"
+            f" ({backlog_bytes / KiB:.0f} KiB now) or the oldest is {rules.burst_age_s / 60:g} minutes old:"
+            " fewer wake-ups of the network",
             recheck_after_s=rules.burst_age_s - age,
         )
     return UploadDecision(True, remaining, "sending")

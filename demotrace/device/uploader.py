@@ -42,6 +42,7 @@ from demotrace.device.record_upload import (
     RetryLater,
 )
 from demotrace.device.spool import Spool, SpoolBacklogReader, SpoolError
+from demotrace.device.upload_progress import UploadProgress
 from demotrace.device.upload_rules import (
     DEFAULT_UPLOAD_RULES,
     UNRESTRICTED,
@@ -59,6 +60,7 @@ from demotrace.device.upload_rules import (
 from demotrace.policy import CaptureGate
 from demotrace.protocol import DEVICE_REPORT_PATH
 from demotrace.threads import name_os_thread
+from demotrace.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,7 @@ class Uploader:
         self.next_try: float | None = None  # wall time of the next attempt after a hold or a failure
         self.counter = DailyUploadCounter(state_path or spool.directory / UPLOAD_STATE_FILE)
         self._backlog = SpoolBacklogReader(spool.directory)
+        self.progress = UploadProgress()  # what `status` shows while a burst goes
         self._client = collector_client(credentials, http=client, timeout=request_timeout)
         self._sender = RecordSender(
             self._client,
@@ -140,6 +143,7 @@ class Uploader:
             resumable_bytes=resumable_bytes,
             chunk_bytes=chunk_bytes,
             compression_level=compression_level,
+            progress=self.progress,
         )
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -316,7 +320,11 @@ class Uploader:
         ``upload_wait``: the reason of the last hold, or the last failure while retrying; None while
         sending or with nothing to send. ``upload_next_try``: wall time of the next attempt, if known
         (a hold that ends by itself or a retry); None means "as soon as the reason goes away"."""
-        return {**self._wait_status(), **self._volume_status()}
+        return {
+            **self._wait_status(),
+            **self._volume_status(),
+            "upload_progress": self.progress.snapshot(),
+        }
 
     def _wait_status(self) -> dict[str, Any]:
         decision = self.last_decision
@@ -406,13 +414,13 @@ class Uploader:
             self.last_error = retry.reason
             self._unreported_failure = self.last_error
             raise UploadError(
-                f"{retry.reason}; {self.spool.pending_count()} records remain in the spool"
+                f"{retry.reason}; {plural(self.spool.pending_count(), 'record')} left in the spool"
             ) from None
         except ExemptAnswer:
             self._exempted()
             raise DeviceExempt(
                 f"{self.last_error}; the next policy refresh deletes the"
-                f" {self.spool.pending_count()} records left in the spool"
+                f" {plural(self.spool.pending_count(), 'record')} left in the spool"
             ) from None
         return self._sender.records_sent - sent_before
 
@@ -420,6 +428,15 @@ class Uploader:
         self, should_stop: Callable[[], bool], deadline: float | None, phase: UploadPhase
     ) -> UploadDecision:
         """Send pending records, oldest first, while the decision allows; returns the one that stopped it."""
+        try:
+            return self._drain_pages(should_stop, deadline, phase)
+        finally:
+            self.progress.burst_ended(self.clock())
+
+    def _drain_pages(
+        self, should_stop: Callable[[], bool], deadline: float | None, phase: UploadPhase
+    ) -> UploadDecision:
+        in_burst = False
         while not should_stop():
             decision = self.last_decision = self.decide(phase)
             if not decision.send:
@@ -429,6 +446,12 @@ class Uploader:
                 return UploadDecision(False, 0, "nothing to send")
             if phase == "waiting":
                 phase = "burst"  # once started, a burst goes on until the backlog is empty
+            left = self._backlog.read().records
+            if in_burst:
+                self.progress.records_left(left)
+            else:
+                self.progress.burst_started(self.clock(), left)
+                in_burst = True
             self._sender.allowance = decision.max_bytes
             done: list[str] = []
             try:
