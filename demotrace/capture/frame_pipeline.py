@@ -34,6 +34,7 @@ from demotrace.frames.encoder import FrameEncoder
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.settings import PowerState, choose_encoding
 from demotrace.geometry import Box
+from demotrace.memory import give_back_free_heap
 from demotrace.model import FrameTaken, Monitor
 from demotrace.policy import CaptureGate, decide, decide_device
 from demotrace.redact.ocr import OcrError
@@ -293,6 +294,9 @@ class FramePipeline:
                 log.exception("frame encoding failed; the action is recorded without a frame")
             finally:
                 self._done(taken)
+            # The frame's temporaries (encoded bytes, tiles, records) are freed by now: their holes in
+            # the heap go back to the system instead of staying resident (see memory.py).
+            give_back_free_heap()
 
     def _encoding_for_power(self) -> None:
         """Encoder settings follow the power state (cheaper effort on battery); a change starts a chain."""
