@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,9 +156,11 @@ def start_recorder(
     *,
     home: Path | None = None,
     wait: bool = True,
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
     """`demotrace record` as its own process, once it records (RuntimeError if it does not start);
-    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection).
+    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection). ``prefix``
+    is a command that runs it and execs it in place (a benchmark's namespace, for one).
 
     Its XDG folders (control socket, pause state, config) are under ``home``, by default the spool's
     parent folder."""
@@ -165,7 +168,7 @@ def start_recorder(
     if server_url:
         args += ["--server", server_url]
     process = subprocess.Popen(
-        demotrace_command(*args),
+        [*prefix, *demotrace_command(*args)],
         env={**os.environ, **user_dirs(home or spool.parent), "DISPLAY": display},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
