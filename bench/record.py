@@ -1,13 +1,17 @@
 """Measure the recorder on the demo's scripted session, and the usual alternative in the same run.
 
     .venv/bin/python bench/record.py --seconds 120            # demotrace, then the baseline
-    .venv/bin/python bench/record.py --seconds 120 --no-baseline
+    .venv/bin/python bench/record.py --seconds 120 --no-baseline --no-battery
 
 Each run gets a fresh Xvfb (1920x1080) + openbox, our Tk app and an xterm, and the same seeded
 scripted session. demotrace runs as in the field: a collector and `demotrace record --server` as real
 processes. The baseline is what OBS-style recorders do: ffmpeg x11grab H.264 at 30 fps plus a JSONL
 input log (bench/baseline.py). CPU and memory come from /proc through psutil; the recorder reports
 its own input-callback latency on exit. An idle span with no input follows each session.
+
+The battery run (skip it with --no-battery) records the same session once more with the recorder seeing a
+discharging battery (bench/battery.py): the fleet policy defers screen OCR on battery, so frames are held
+encrypted and scrubbed once the charger is back in; that later work is measured apart, after the session.
 """
 
 from __future__ import annotations
