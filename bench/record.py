@@ -1,35 +1,51 @@
 """Measure the recorder on the demo's scripted session, and the usual alternative in the same run.
 
     .venv/bin/python bench/record.py --seconds 120            # demotrace, then the baseline
-    .venv/bin/python bench/record.py --seconds 120 --no-baseline
+    .venv/bin/python bench/record.py --seconds 120 --no-baseline --no-battery
 
 Each run gets a fresh Xvfb (1920x1080) + openbox, our Tk app and an xterm, and the same seeded
 scripted session. demotrace runs as in the field: a collector and `demotrace record --server` as real
 processes. The baseline is what OBS-style recorders do: ffmpeg x11grab H.264 at 30 fps plus a JSONL
 input log (bench/baseline.py). CPU and memory come from /proc through psutil; the recorder reports
 its own input-callback latency on exit. An idle span with no input follows each session.
+
+The battery run (skip it with --no-battery) records the same session once more with the recorder seeing a
+discharging battery (bench/battery.py): the fleet policy defers screen OCR on battery, so frames are held
+encrypted and scrubbed once the charger is back in; that later work is measured apart, after the session.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline import BaselineRecorder
+from battery import FakeBattery, wait_until_quiet
+from process_tree import (
+    RssSampler,
+    TreeSampler,
+    context_switches,
+    cpu_by_thread,
+    cpu_seconds,
+    cpu_with_children,
+    ocr_workers,
+    peak_rss_bytes,
+    rss_kinds,
+    rss_trend_per_10_minutes,
+    summed_tree_peak,
+    thread_cpu_seconds,
+    tree_cpu,
+)
 
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.demo.run import (
@@ -72,165 +88,16 @@ class Figures:
     worker_cpu_seconds: float = 0.0  # the OCR worker(s) alone
     engine_peak_rss: int = 0  # the largest child that ended during the run (tesseract CLI...), sampled
     ended_children: int = 0  # children that ended during the run, each counted at its sampled peak
+    # On battery: the frames' OCR deferred to mains power, run once the charger is back in.
+    deferred_cpu_seconds: float | None = None
+    deferred_wait_seconds: float = 0.0
+    tree_peak_rss_after_deferred: int = 0
 
     def per_minute(self, value: float) -> float:
         return value / (self.active_seconds / 60)
 
     def per_hour(self, value: float) -> float:
         return value * 3600 / self.active_seconds
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    return sum(float(p.cpu_times().user + p.cpu_times().system) for p in processes)
-
-
-def context_switches(processes: list[psutil.Process]) -> int:
-    return sum(p.num_ctx_switches().voluntary + p.num_ctx_switches().involuntary for p in processes)
-
-
-def cpu_by_thread(pid: int) -> dict[str, float]:
-    """CPU seconds of a process's live threads by OS thread name (demotrace names its threads)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    by_name: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue  # the thread ended
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks  # utime+stime
-    return by_name
-
-
-def thread_cpu_seconds(pid: int, prefix: str) -> float:
-    """CPU of a process's threads whose OS name starts with ``prefix``."""
-    return sum(seconds for name, seconds in cpu_by_thread(pid).items() if name.startswith(prefix))
-
-
-SamplerT = TypeVar("SamplerT", bound="Sampler")
-
-
-class Sampler:
-    """Calls ``sample`` every ``period`` seconds on a thread while the block runs."""
-
-    period = 1.0
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = time.monotonic()
-
-    def __enter__(self: SamplerT) -> SamplerT:
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self.sample(time.monotonic() - self._started)
-
-    def sample(self, seconds: float) -> None:
-        raise NotImplementedError
-
-
-class RssSampler(Sampler):
-    """Samples a process's resident set once a second (to see a trend, not the peak)."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__()
-        self.samples: list[tuple[float, int]] = []
-        self._pid = pid
-
-    def sample(self, seconds: float) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            pages = int(Path(f"/proc/{self._pid}/statm").read_text().split()[1])
-            self.samples.append((seconds, pages * os.sysconf("SC_PAGE_SIZE")))
-
-
-def rss_trend_per_10_minutes(samples: list[tuple[float, int]]) -> float:
-    """Least-squares slope of the resident set, in bytes per 10 minutes (0 with too few samples)."""
-    if len(samples) < 3:
-        return 0.0
-    slope = statistics.linear_regression([t for t, _ in samples], [float(r) for _, r in samples]).slope
-    return slope * 600
-
-
-OCR_WORKER_NAME = "dt-ocr-worker"
-
-
-def ocr_workers(process: psutil.Process) -> list[psutil.Process]:
-    """The recorder's OCR worker processes (capture/ocr_process.py)."""
-    found = []
-    for child in process.children():
-        with contextlib.suppress(psutil.Error):
-            if child.name() == OCR_WORKER_NAME:
-                found.append(child)
-    return found
-
-
-def cpu_with_children(processes: list[psutil.Process]) -> dict[int, float]:
-    """CPU of each process and of the children it waited for (Tesseract runs), by pid."""
-    totals = {}
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            totals[process.pid] = times.user + times.system + times.children_user + times.children_system
-    return totals
-
-
-def rss_kinds(pid: int) -> str:
-    """The resident set by kind now (anonymous: heap and buffers; file: code and libraries; shmem:
-    shared mappings such as grab buffers), for the report."""
-    kinds = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("RssAnon", "RssFile", "RssShmem"):
-            kinds[name[3:].lower()] = int(value.split()[0]) / 1024
-    return ", ".join(f"{name} {mib:.1f}" for name, mib in kinds.items()) + " MiB"
-
-
-def peak_rss_bytes(pid: int) -> int:
-    # VmHWM is the kernel's own high-water mark: no sampling can miss the peak.
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def tree_cpu(process: psutil.Process) -> dict[int, float]:
-    """CPU of a process and of every live descendant, by pid, each with the children it reaped (an
-    ended Tesseract run counts in its parent's children times)."""
-    return cpu_with_children([process, *process.children(recursive=True)])
-
-
-class TreeSampler(Sampler):
-    """Samples the resident set of every process of a tree twice a second, each under its pid: a
-    short-lived child (a Tesseract run per strip, a helper command) ends before anyone can read its
-    peak afterwards."""
-
-    period = 0.5
-
-    def __init__(self, process: psutil.Process) -> None:
-        super().__init__()
-        self.peaks: dict[int, tuple[str, int]] = {}  # pid → (name, highest resident set sampled)
-        self._process = process
-
-    def sample(self, seconds: float) -> None:
-        with contextlib.suppress(psutil.Error):
-            for member in [self._process, *self._process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    rss = int(member.memory_info().rss)
-                    _, peak = self.peaks.get(member.pid, ("", 0))
-                    self.peaks[member.pid] = (member.name(), max(peak, rss))
-
-    def ended(self, alive: set[int]) -> list[tuple[str, int]]:
-        """The processes seen that ended before the end, with their sampled peaks."""
-        return [found for pid, found in self.peaks.items() if pid not in alive]
 
 
 @dataclass
@@ -263,14 +130,20 @@ def drive(
     return Drive(len(injected), active, idle_end - cpu_start, idle_end - idle_cpu_start, wakeups)
 
 
-def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
+def measure_demotrace(seconds: float, idle: float, seed: int, battery: FakeBattery | None = None) -> Figures:
     with tempfile.TemporaryDirectory(prefix="demotrace-bench-") as tmp, VirtualDesktop() as desktop:
         work = Path(tmp)
         start_demo_apps(desktop, work / "app-state.json")
         port = free_port()
         collector, _, url = start_collector_with_policy(work / "collector", port, demo_fleet_policy())
         recorder, output = start_recorder(
-            desktop.display, work / "spool", work / "spool.key", work / "device.json", url, accept_notice=True
+            desktop.display,
+            work / "spool",
+            work / "spool.key",
+            work / "device.json",
+            url,
+            accept_notice=True,
+            prefix=battery.prefix if battery is not None else (),
         )
         process = psutil.Process(recorder.pid)
         children_before = process.cpu_times().children_user + process.cpu_times().children_system
@@ -294,10 +167,16 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
         tree_after = tree_cpu(process)
         tree_cpu_seconds = sum(cpu - tree_before.get(pid, 0.0) for pid, cpu in tree_after.items())
         live = [process, *process.children(recursive=True)]
-        # Each process of the tree at its own peak: the kernel's high-water mark for those still
-        # running, the sampled peak for those that ended (Tesseract runs, helper commands).
         ended = tree_rss.ended({member.pid for member in live})
-        tree_peak = sum(peak_rss_bytes(member.pid) for member in live) + sum(rss for _, rss in ended)
+        tree_peak = summed_tree_peak(process, tree_rss)
+        deferred_cpu, waited, peak_after = None, 0.0, 0
+        if battery is not None:
+            # Charger back in: the held frames are scrubbed now; that work is what battery mode moved.
+            battery.plug_in()
+            with TreeSampler(process) as after_rss:
+                waited = wait_until_quiet(lambda: sum(tree_cpu(process).values()), at_least=65.0)
+            deferred_cpu = sum(tree_cpu(process).values()) - sum(tree_after.values())
+            peak_after = summed_tree_peak(process, after_rss)
         worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
         kinds = {"recorder": rss_kinds(process.pid)}
         kinds.update({f"OCR worker {worker.pid}": rss_kinds(worker.pid) for worker in workers})
@@ -334,6 +213,9 @@ def measure_demotrace(seconds: float, idle: float, seed: int) -> Figures:
             engine_peak_rss=max((rss for _, rss in ended), default=0),
             ended_children=len(ended),
             rss_kinds=kinds,
+            deferred_cpu_seconds=deferred_cpu,
+            deferred_wait_seconds=waited,
+            tree_peak_rss_after_deferred=peak_after,
         )
 
 
@@ -370,6 +252,14 @@ def report(figures: Figures) -> None:
         f"  WHOLE PROCESS TREE: {figures.per_minute(figures.tree_cpu_seconds):.3f} CPU-s per active minute,"
         f" summed peak RSS {figures.tree_peak_rss / 2**20:.1f} MiB"
     )
+    if figures.deferred_cpu_seconds is not None:
+        print(
+            f"    then on mains again, the deferred scrub of the held frames:"
+            f" {figures.per_minute(figures.deferred_cpu_seconds):.3f} CPU-s per active minute of the session"
+            f" ({figures.deferred_cpu_seconds:.1f} CPU-s in {figures.deferred_wait_seconds:.0f} s, 60 s of"
+            f" it waiting for the power watcher); summed peak RSS with it"
+            f" {figures.tree_peak_rss_after_deferred / 2**20:.1f} MiB"
+        )
     if figures.worker_cpu_seconds or figures.engine_peak_rss:
         print(
             f"    of which the OCR worker process(es): {figures.per_minute(figures.worker_cpu_seconds):.3f}"
@@ -444,10 +334,23 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="length of the idle span")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true", help="measure demotrace only")
+    parser.add_argument("--no-battery", action="store_true", help="skip the run on (simulated) battery")
     args = parser.parse_args()
 
     ours = measure_demotrace(args.seconds, args.idle_seconds, args.seed)
     report(ours)
+    if not args.no_battery:
+        with FakeBattery() as battery:
+            on_battery = measure_demotrace(args.seconds, args.idle_seconds, args.seed, battery)
+        on_battery.name = "demotrace on battery (80 %, charger out; policy defers screen OCR to mains)"
+        report(on_battery)
+        print("== demotrace on battery / on mains (lower is better)")
+        battery_cpu = on_battery.per_minute(on_battery.tree_cpu_seconds)
+        print(
+            "  WHOLE PROCESS TREE during the session, CPU per active minute:"
+            f" {ratio(battery_cpu, ours.per_minute(ours.tree_cpu_seconds))};"
+            f" summed peak RSS: {ratio(on_battery.tree_peak_rss, ours.tree_peak_rss)}"
+        )
     if args.no_baseline:
         return
     theirs = measure_baseline(args.seconds, args.idle_seconds, args.seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 # mallopt parameters (malloc.h).
@@ -30,22 +31,48 @@ MMAP_THRESHOLD_BYTES = 4 << 20  # below a 1080p frame (8 MB), above the per-fram
 TRIM_THRESHOLD_BYTES = 8 << 20  # free heap kept before any is given back
 
 
+@functools.cache  # find_library runs ldconfig: once per process
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        return ctypes.CDLL(library)
+    except OSError:
+        return None
+
+
 def keep_heap_flat(
     mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
 ) -> None:
     """Tune glibc malloc for this process; call early, before threads start. A no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return
+    libc = _libc()
     try:
-        mallopt = ctypes.CDLL(library).mallopt
-    except (OSError, AttributeError):
+        mallopt = libc.mallopt if libc is not None else None
+    except AttributeError:
         return  # musl and other C libraries have no mallopt
+    if mallopt is None:
+        return
     for parameter, value in (
         (_M_ARENA_MAX, ARENA_MAX),
         (_M_MMAP_THRESHOLD, mmap_threshold),
         (_M_TRIM_THRESHOLD, trim_threshold),
     ):
         mallopt(parameter, value)
+
+
+def give_back_free_heap() -> None:
+    """Return the heap's free pages to the system now, the holes between blocks in use included (the
+    trim threshold only gives back free space at the heap's top). A no-op outside glibc.
+
+    Measured in the recorder during bench/record.py: its main heap held 6.5 MB free in 88 holes beside
+    ~17 MB in use, all of it resident; called after each frame (a few page faults when a hole is reused)."""
+    libc = _libc()
+    try:
+        trim = libc.malloc_trim if libc is not None else None
+    except AttributeError:
+        return
+    if trim is not None:
+        trim(0)

@@ -53,7 +53,13 @@ def test_a_portal_pause_pauses_the_real_recorder_and_shows_once_reported(
     )
     home = tmp_path / "home"
     recorder, output = start_recorder(
-        desktop.display, tmp_path / "spool", tmp_path / "spool.key", credentials, server.url, home=home
+        desktop.display,
+        tmp_path / "spool",
+        tmp_path / "spool.key",
+        credentials,
+        server.url,
+        home=home,
+        accept_notice=True,
     )
     control = ControlClient(home / "run" / "demotrace" / SOCKET_NAME)
 

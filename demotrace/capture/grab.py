@@ -29,10 +29,11 @@ from typing import Any
 from demotrace.frames.pixels import SCREEN_BYTES_PER_PIXEL, ScreenPixels, WritableBuffer
 from demotrace.model import Monitor
 
-# Frame buffers kept for reuse: a grab, one in OCR or encoding, and the encoder's delta base. (Four
-# while OCR took a second a frame and one more usually waited for it; now a frame's OCR takes tens of
-# ms, and a burst that outruns it gets one-off mappings.)
-FRAME_BUFFERS = 3
+# Frame buffers kept for reuse: a grab, and one in OCR or encoding. (Four while OCR took a second a
+# frame and one more usually waited for it; three while the encoder kept the last frame as its delta
+# base, which is now its tiles' signatures: frames/tile_signatures.py. A burst that outruns OCR gets
+# one-off mappings.)
+FRAME_BUFFERS = 2
 
 
 @dataclass(eq=False)

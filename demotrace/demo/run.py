@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,9 +159,11 @@ def start_recorder(
     home: Path | None = None,
     wait: bool = True,
     accept_notice: bool,
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], ProcessOutput]:
     """`demotrace record` as its own process, once it records (RuntimeError if it does not start);
-    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection).
+    with ``wait=False`` at once (``output.ready`` is set when it records: fault injection). ``prefix``
+    is a command that runs it and execs it in place (a benchmark's namespace, for one).
 
     With ``accept_notice`` the notice of the policy in force is accepted through the recorder's control
     socket, as `demotrace notice --accept` does, as soon as the recorder runs (a scripted person);
@@ -172,7 +175,7 @@ def start_recorder(
     if server_url:
         args += ["--server", server_url]
     process = subprocess.Popen(
-        demotrace_command(*args),
+        [*prefix, *demotrace_command(*args)],
         env={**os.environ, **user_dirs(home or spool.parent), "DISPLAY": display},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -22,6 +22,7 @@ from demotrace.frames.delta import changed_tiles_of_pixels, encode_delta
 from demotrace.frames.images import CODEC_MEDIA_TYPES, encode_adaptive
 from demotrace.frames.pixels import ScreenPixels, tile_grid
 from demotrace.frames.settings import EncodingSettings
+from demotrace.frames.tile_signatures import TileSignatures, can_sign, tile_signatures
 from demotrace.model import Frame, Monitor
 from demotrace.protocol import DELTA_MEDIA_TYPE
 
@@ -64,14 +65,42 @@ class EncodedFrame:
 MonitorBox = Monitor | tuple[int, int, int, int]
 
 
+Base = TileSignatures | ScreenPixels  # signatures where the frame's rows fall on 8-byte words
+
+
+def base_of(pixels: ScreenPixels, tile_size: int) -> Base:
+    """What a chain keeps of a frame to find the next frame's changes: its tiles' signatures (see
+    frames/tile_signatures.py: the frame's buffer can then go back to the grab pool at once), or the
+    pixels themselves where the width does not fall on 8-byte words."""
+    if can_sign(pixels.width, tile_size):
+        return tile_signatures(pixels.data, pixels.size, tile_size)
+    return pixels
+
+
+def changed_tiles_since(base: Base, pixels: ScreenPixels, tile_size: int) -> tuple[list[int], Base]:
+    """The tiles of ``pixels`` that differ from ``base``, and what to keep of ``pixels`` as the next base."""
+    if isinstance(base, TileSignatures):
+        signatures = tile_signatures(pixels.data, pixels.size, tile_size)
+        return base.changed_tiles(signatures), signatures
+    return changed_tiles_of_pixels(base.data, pixels.data, pixels.size, tile_size), pixels
+
+
+def same_frame(base: Base, pixels: ScreenPixels, tile_size: int) -> tuple[bool, Base]:
+    """Whether ``pixels`` equal ``base`` (dedup of full frames), and the next base."""
+    if isinstance(base, TileSignatures):
+        signatures = tile_signatures(pixels.data, pixels.size, tile_size)
+        return base.same(signatures), signatures
+    return pixels.data == base.data, pixels
+
+
 @dataclass
 class _Chain:
-    """What the encoder remembers of one monitor's current chain: the pixels of its last frame (the
-    caller's buffer itself, not a copy) and of its key frame when deltas refer to that."""
+    """What the encoder remembers of one monitor's current chain: its last frame and, when deltas refer
+    to it, its key frame, each as a ``Base`` (signatures, not the caller's buffer, where it can)."""
 
-    last_pixels: ScreenPixels
+    last: Base
     last_frame_id: str
-    key_pixels: ScreenPixels | None  # kept only when deltas refer to the key frame
+    key: Base | None  # kept only when deltas refer to the key frame
     key_frame_id: str
     length: int = 1  # frames in the chain so far, the key frame included
 
@@ -104,46 +133,52 @@ class FrameEncoder:
         """Encode one screenshot of ``monitor_box``. ``key`` says the window or app switched (a key frame
         if the settings want one there); ``force_key`` makes it a key frame whatever the settings.
 
-        ScreenPixels are kept as the next delta's base: do not change them afterwards."""
+        ScreenPixels whose rows do not fall on 8-byte words are kept as the next delta's base: do not
+        change them afterwards."""
         settings = self.settings
         if settings != self._chain_settings:
             self._chains.clear()  # a delta's tiles must match its key frame's codec and tile size
             self._chain_settings = settings
         pixels = screenshot if isinstance(screenshot, ScreenPixels) else ScreenPixels.of_image(screenshot)
         box = _box_of(monitor_box)
+        base: Base | None = None  # what to keep of these pixels, once known
         frame_id = frame_id or uuid.uuid4().hex
         chain = self._chains.get(box)
         force_key = force_key or (key and settings.key_on_window_change)
-        if chain is not None and chain.last_pixels.size == pixels.size and not force_key:
-            encoded = self._encode_against(chain, pixels, frame_id, settings)
-            if encoded is not None:
-                chain.last_pixels, chain.last_frame_id = pixels, frame_id
+        if chain is not None and chain.last.size == pixels.size and not force_key:
+            encoded, base = self._encode_against(chain, pixels, frame_id, settings)
+            if encoded is not None and base is not None:
+                chain.last, chain.last_frame_id = base, frame_id
                 chain.length += 1
                 return encoded
         codec, data = encode_adaptive(pixels, settings.key_codec, settings)
-        key_pixels = pixels if settings.reference == "key" else None
-        self._chains[box] = _Chain(pixels, frame_id, key_pixels, frame_id)
+        base = base if base is not None else base_of(pixels, settings.tile_size)
+        self._chains[box] = _Chain(base, frame_id, base if settings.reference == "key" else None, frame_id)
         return EncodedFrame(frame_id, CODEC_MEDIA_TYPES[codec], data, pixels.width, pixels.height)
 
     def _encode_against(
         self, chain: _Chain, pixels: ScreenPixels, frame_id: str, settings: EncodingSettings
-    ) -> EncodedFrame | None:
-        """A delta (or dedup reference) against the chain, or None when a key frame is due instead."""
-        if settings.reference == "key" and chain.key_pixels is not None:
-            base_pixels, base_id = chain.key_pixels, chain.key_frame_id
+    ) -> tuple[EncodedFrame | None, Base | None]:
+        """A delta (or dedup reference) against the chain, or None when a key frame is due instead; and
+        what to keep of ``pixels`` as the next base, when it was worked out on the way."""
+        if settings.reference == "key" and chain.key is not None:
+            base, base_id = chain.key, chain.key_frame_id
         else:
-            base_pixels, base_id = chain.last_pixels, chain.last_frame_id
+            base, base_id = chain.last, chain.last_frame_id
         if settings.delta:
             if chain.length >= settings.key_interval:
-                return None
-            tiles = changed_tiles_of_pixels(base_pixels.data, pixels.data, pixels.size, settings.tile_size)
+                return None, None
+            tiles, next_base = changed_tiles_since(base, pixels, settings.tile_size)
             columns, rows = tile_grid(pixels.width, pixels.height, settings.tile_size)
             if len(tiles) > settings.max_delta_share * columns * rows:
-                return None
+                return None, next_base
         else:
             # Full frames: only an identical frame (dedup) refers to another.
-            if not settings.dedup or pixels.data != base_pixels.data:
-                return None
+            if not settings.dedup:
+                return None, None
+            same, next_base = same_frame(base, pixels, settings.tile_size)
+            if not same:
+                return None, next_base
             tiles = []
         data = encode_delta(pixels, tiles, settings.tile_size, settings.tile_codec, settings)
         return EncodedFrame(
@@ -154,7 +189,7 @@ class FrameEncoder:
             pixels.height,
             base_frame_id=base_id,
             changed_tiles=len(tiles),
-        )
+        ), next_base
 
 
 def _box_of(monitor_box: MonitorBox) -> tuple[int, int, int, int]:

@@ -26,8 +26,9 @@ WritableBuffer = bytearray | memoryview
 class ScreenPixels:
     """A screenshot as grabbed: raw BGRX bytes, row-major, 4 per pixel (the 4th is unused).
 
-    The encoder keeps the buffer as the base of the next delta, so whoever passes one must not change
-    it afterwards (the recorder paints blackouts and OCR boxes into it *before* encoding).
+    The encoder keeps its tiles' signatures as the base of the next delta (the buffer itself only where
+    rows do not fall on 8-byte words), so whoever passes one must not change it once encoded (the
+    recorder paints blackouts and OCR boxes into it *before* encoding).
 
     ``release`` (optional) gets the buffer back when this object goes away, for reuse by the next grab:
     the object is then the buffer's only owner, so never copy it (``dataclasses.replace``) nor keep

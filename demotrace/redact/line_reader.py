@@ -18,7 +18,9 @@ no text, no pixels. It is dropped with the rest on ``forget`` (pause, stop).
 
 from __future__ import annotations
 
-import hashlib
+# hashlib's own blake2b, without hashlib: importing hashlib loads OpenSSL's libcrypto (3.3 MiB resident
+# in the OCR worker, measured), for a hash that is CPython's built-in anyway.
+from _blake2 import blake2b
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,7 +72,7 @@ class LineCache:
 
 
 def line_key(crop: Grey, block: bool) -> bytes:
-    digest = hashlib.blake2b(crop.tobytes(), digest_size=16)
+    digest = blake2b(crop.tobytes(), digest_size=16)
     digest.update(f"{crop.shape}{block}".encode())
     return digest.digest()
 
