@@ -22,6 +22,7 @@ from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_r
 from demotrace.dataset.options import ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool
 from demotrace.dataset.ray_stores import build_dataset_from_store
+from demotrace.dataset.record_sources import SpoolRecords
 from demotrace.dataset.sessions import SessionEvents, collect_sessions
 from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker, encode_record
@@ -123,6 +124,27 @@ def test_ray_build_of_a_spool_is_byte_identical_to_the_local_build(ray_cluster: 
     assert distributed.parquet_shards > 1 and distributed.webdataset_shards > 1
     assert distributed.redactions_by_kind and distributed.redactions_by_kind == local.redactions_by_kind
     assert b"sess-a" not in (tmp_path / "ray" / "out" / "trajectories.jsonl").read_bytes()
+
+
+def test_ray_build_of_a_spool_by_id_matches_the_local_build(ray_cluster: None, tmp_path: Path) -> None:
+    """Plain Ray tasks get session keys and record ids; each reads its sessions from the spool itself."""
+    key_path = tmp_path / "spool.key"
+    spool = Spool(tmp_path / "spool", load_or_create_key(key_path))
+    data = fleet()
+    spool.append(list(data.frames.values()))
+    spool.append(data.batches)
+    limits = ShardLimits(max_steps=4)
+    local = build_dataset(
+        spool.batches(), spool.load_frame, tmp_path / "local", pseudonym_key=KEY, shard_limits=limits
+    )
+    spool.close()
+    distributed = build_dataset_from_store(
+        SpoolRecords(tmp_path / "spool", key_path), tmp_path / "ray", pseudonym_key=KEY, shard_limits=limits
+    )
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+    assert (distributed.sessions, distributed.sessions_without_header) == (4, 1)
+    assert distributed.steps == local.steps == 16 and distributed.frames_written == 15
+    assert distributed.parquet_shards > 1 and distributed.webdataset_shards > 1
 
 
 def test_ray_build_takes_the_same_options_as_the_local_build(ray_cluster: None, tmp_path: Path) -> None:

@@ -149,15 +149,18 @@ def build(
     pseudonym_key, key_path = pseudonym_key_for(out)
     settings: dict[str, Any] = {"idle_gap": idle_gap, "formats": chosen, "pseudonym_key": pseudonym_key}
     ray = RayChoice(engine == "ray", ray_address, workers, verbose)
-    with staged_build(out) as staging, build_progress() as progress:
-        if location is None:
-            assert spool is not None
-            settings["source"] = BuildSource({"kind": "spool", "spool": str(spool.resolve())})
-            summary = _from_spool(spool, key, staging, settings, ray, progress)
-        else:
-            settings["source"] = BuildSource({"kind": "collector", **location.describe()})
-            summary = _from_collector(location, staging, settings, ray, progress)
-        summary = moved_summary(summary, staging, out, key_path)
+    try:
+        with staged_build(out) as staging, build_progress() as progress:
+            if location is None:
+                assert spool is not None
+                settings["source"] = BuildSource({"kind": "spool", "spool": str(spool.resolve())})
+                summary = _from_spool(spool, key, staging, settings, ray, progress)
+            else:
+                settings["source"] = BuildSource({"kind": "collector", **location.describe()})
+                summary = _from_collector(location, staging, settings, ray, progress)
+            summary = moved_summary(summary, staging, out, key_path)
+    except ConnectionError as error:  # Ray's, when --ray-address does not answer
+        raise fail(f"cannot join the Ray cluster at {ray_address}: {error}") from error
     if as_json:
         import msgspec
 
@@ -190,17 +193,20 @@ def _from_spool(
     try:
         store = open_spool(spool, key)
         frames = SpoolFrames(spool, key)
-        if ray.enabled:
-            from demotrace.dataset.distributed import build_dataset_ray
+        if ray.enabled:  # Ray's workers read the records from the spool by id
+            from demotrace.dataset.ray_stores import build_dataset_from_store
+            from demotrace.dataset.record_sources import SpoolRecords
 
-            return build_dataset_ray(
-                store.batches(),
-                frames,
+            store.close()
+            build_source = settings.pop("source")
+            return build_dataset_from_store(
+                SpoolRecords(spool, key),
                 staging,
                 num_cpus=ray.workers,
                 address=ray.address,
                 verbose=ray.verbose,
                 progress=progress,
+                build_source=build_source,
                 **settings,
             )
         from demotrace.dataset.build import build_dataset
@@ -232,6 +238,8 @@ def _from_collector(
                 staging,
                 num_cpus=ray.workers,
                 address=ray.address,
+                verbose=ray.verbose,
+                progress=progress,
                 build_source=build_source,
                 **settings,
             )

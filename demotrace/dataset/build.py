@@ -54,7 +54,9 @@ def dataset_scrubber(
 ) -> Scrubber:
     """Names to scrub: this machine's user and host, the caller's, and every raw device and session id
     of the dataset (an id typed or shown in a title would undo its pseudonym)."""
-    own_ids = KnownNames(device_ids=tuple(sorted(set(device_ids))), session_ids=tuple(session_ids))
+    own_ids = KnownNames(
+        device_ids=tuple(sorted(set(device_ids))), session_ids=tuple(sorted(set(session_ids)))
+    )
     names = local_names().merged(own_ids)
     if extra_names is not None:
         names = names.merged(extra_names)
@@ -138,11 +140,10 @@ def build_dataset(
     )
     lineage = LineageRecorder()
     sessions, without_header = collect_sessions(lineage.observe(records))
-    scrubber = dataset_scrubber(
-        [session.session_id for session in sessions],
-        (session.header.device_id for session in sessions),
-        extra_names,
-    )
+    # Every session's ids are names to scrub, with a header or not: the same list a build that reads the
+    # store's metadata (``ray_stores``) makes, so both engines write the same bytes.
+    seen = lineage.sessions()
+    scrubber = dataset_scrubber([s for _, s in seen], (d for d, _ in seen), extra_names)
     count = len(sessions)
     pool_size = min(workers if workers is not None else usable_cores(), count)
     progress(BuildProgress("sessions", 0, count))

@@ -28,6 +28,7 @@ from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
 from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
+from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import QualityConfig
 from demotrace.dataset.sessions import session_events
 from demotrace.dataset.write import BuildSummary, write_dataset
@@ -95,12 +96,15 @@ def process_sessions(
     reader = _reader(source)
     load_frame = resolving_loader(reader.load_frame)
     results: list[dict[str, Any]] = []
+    steps = images = 0
     for _device_id, session_id, batch_ids in sessions:
         session = session_events(session_id, reader.load_batches(batch_ids))
         if session is None:
             results.append({"session_id": session_id, "start_wall": 0.0, "output": None})
             continue
         output = process_session(session, options, scrubber, load_frame)
+        steps += sum(len(episode.actions) for episode in output.episodes)
+        images += len(output.image_files)
         results.append(
             {
                 "session_id": session_id,
@@ -108,7 +112,7 @@ def process_sessions(
                 "output": pickle.dumps(output, _PICKLE_PROTOCOL),
             }
         )
-    return {"sessions": results, "cpu": time.process_time() - started}
+    return {"sessions": results, "cpu": time.process_time() - started, "steps": steps, "images": images}
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -145,6 +149,8 @@ def build_dataset_from_store(
     address: str | None = None,
     build_source: BuildSource | None = None,
     timings: dict[str, float] | None = None,
+    progress: ProgressCallback = no_progress,
+    verbose: bool = False,
 ) -> BuildSummary:
     """``build.build_dataset`` over every session of ``source``, on Ray (a local one with ``num_cpus``
     workers, or the cluster at ``address``); the driver hands out record ids only. ``timings``, when
@@ -177,7 +183,8 @@ def build_dataset_from_store(
     rows: list[dict[str, Any]] = []
     worker_cpu = 0.0
     planned = time.perf_counter()
-    with ray_runtime(num_cpus, address):
+    progress(BuildProgress("sessions", 0, len(sessions)))
+    with ray_runtime(num_cpus, address, verbose=verbose):
         if sessions:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
             shared = [ray.put((options, scrubber))]  # in a list: workers fetch it once, not per task
@@ -187,15 +194,27 @@ def build_dataset_from_store(
                 task.remote(source, build_id, shared, chunk)
                 for chunk in _chunks(sessions, workers * _TASKS_PER_WORKER)
             ]
-            for result in ray.get(pending):
+            steps = images = 0
+            while pending:  # as they finish, to tell progress; the order is restored below
+                done, pending = ray.wait(pending, num_returns=1)
+                result = ray.get(done[0])
                 rows += result["sessions"]
                 worker_cpu += result["cpu"]
+                steps += result["steps"]
+                images += result["images"]
+                progress(BuildProgress("sessions", len(rows), len(sessions), steps, images))
     mapped = time.perf_counter()
     kept = [row for row in rows if row["output"] is not None]
     outputs = ordered_outputs(kept)
     with source.open() as reader:  # the describer may send each episode's first frame
         summary = write_dataset(
-            options, outputs, len(kept), len(rows) - len(kept), scrubber, resolving_loader(reader.load_frame)
+            options,
+            outputs,
+            len(kept),
+            len(rows) - len(kept),
+            scrubber,
+            resolving_loader(reader.load_frame),
+            progress=progress,
         )
     write_manifest(out_dir, lineage.manifest(build_source, options.pseudonyms))
     if timings is not None:
