@@ -145,6 +145,7 @@ def test_ray_build_of_a_spool_by_id_matches_the_local_build(ray_cluster: None, t
     assert (distributed.sessions, distributed.sessions_without_header) == (4, 1)
     assert distributed.steps == local.steps == 16 and distributed.frames_written == 15
     assert distributed.parquet_shards > 1 and distributed.webdataset_shards > 1
+    assert not (tmp_path / "ray" / ".pieces").exists()  # the workers' export pieces, assembled and gone
 
 
 def test_ray_build_takes_the_same_options_as_the_local_build(ray_cluster: None, tmp_path: Path) -> None:

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
+from demotrace.dataset.export.agentnet import episode_to_trajectory
 from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.images import ImageWriter
 from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool, usable_cores
+from demotrace.dataset.pieces import piece_stem, write_session_pieces
 from demotrace.dataset.privacy import (
     KnownNames,
     Pseudonyms,
@@ -94,7 +96,11 @@ def process_session(
         for action in episode.actions:
             if action.frame_id is not None:
                 writer.image_for(action.frame_id)
-    return SessionOutput(kept, counts, writer.refs, writer.files)
+    pieces = None
+    if options.describer is None:  # a describer rewrites instructions later, on the driver
+        trajectories = [episode_to_trajectory(episode, writer.refs.get) for episode in kept]
+        pieces = write_session_pieces(trajectories, options, piece_stem(session.session_id))
+    return SessionOutput(kept, counts, writer.refs, writer.files, pieces)
 
 
 def build_dataset(
