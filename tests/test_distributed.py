@@ -24,6 +24,7 @@ from demotrace.dataset.parallel import map_sessions_in_pool
 from demotrace.dataset.ray_stores import build_dataset_from_store
 from demotrace.dataset.record_sources import SpoolRecords
 from demotrace.dataset.sessions import SessionEvents, collect_sessions
+from demotrace.dataset.store_build import build_dataset_from_source
 from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker, encode_record
 from demotrace.protocol import record_id_of
@@ -190,6 +191,29 @@ def test_the_local_engine_on_a_process_pool_writes_what_one_process_writes(tmp_p
     assert (
         (pooled.sessions, pooled.steps, pooled.frames_written) == (4, 16, 15) == (one.sessions, one.steps, 15)
     )
+
+
+def test_the_local_engine_reading_a_spool_by_session_writes_what_the_records_build_writes(
+    tmp_path: Path,
+) -> None:
+    key_path = tmp_path / "spool.key"
+    spool = Spool(tmp_path / "spool", load_or_create_key(key_path))
+    data = fleet()
+    spool.append(list(data.frames.values()))
+    spool.append(data.batches)
+    limits = ShardLimits(max_steps=4)
+    build_dataset(
+        spool.batches(), spool.load_frame, tmp_path / "records", pseudonym_key=KEY, shard_limits=limits
+    )
+    spool.close()
+    source = SpoolRecords(tmp_path / "spool", key_path)
+    for workers in (1, 2):
+        out = tmp_path / f"by-session-{workers}"
+        summary = build_dataset_from_source(
+            source, out, pseudonym_key=KEY, shard_limits=limits, workers=workers
+        )
+        assert_same_dataset(tmp_path / "records", out)
+        assert (summary.sessions, summary.sessions_without_header, summary.steps) == (4, 1, 16)
 
 
 def test_the_pool_maps_sessions_in_worker_processes_and_keeps_their_order(tmp_path: Path) -> None:

@@ -187,18 +187,15 @@ def _from_spool(
     ray: RayChoice,
     progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
-    from demotrace.dataset.frame_sources import SpoolFrames
+    from demotrace.dataset.record_sources import SpoolRecords
     from demotrace.device.spool import SpoolError, open_spool
 
+    build_source = settings.pop("source")
     try:
-        store = open_spool(spool, key)
-        frames = SpoolFrames(spool, key)
+        open_spool(spool, key).close()  # a missing or malformed key is told here, in one line
         if ray.enabled:  # Ray's workers read the records from the spool by id
             from demotrace.dataset.ray_stores import build_dataset_from_store
-            from demotrace.dataset.record_sources import SpoolRecords
 
-            store.close()
-            build_source = settings.pop("source")
             return build_dataset_from_store(
                 SpoolRecords(spool, key),
                 staging,
@@ -209,10 +206,15 @@ def _from_spool(
                 build_source=build_source,
                 **settings,
             )
-        from demotrace.dataset.build import build_dataset
+        from demotrace.dataset.store_build import build_dataset_from_source
 
-        return build_dataset(
-            store.batches(), frames, staging, workers=ray.workers, progress=progress, **settings
+        return build_dataset_from_source(  # one session read at a time, by id
+            SpoolRecords(spool, key),
+            staging,
+            workers=ray.workers,
+            progress=progress,
+            build_source=build_source,
+            **settings,
         )
     except SpoolError as error:
         raise fail(str(error)) from error
@@ -225,8 +227,7 @@ def _from_collector(
     ray: RayChoice,
     progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
-    from demotrace.collector.reader import CollectorReader, CollectorSource, ReaderError
-    from demotrace.dataset.frame_sources import CollectorFrames
+    from demotrace.collector.reader import CollectorSource, ReaderError
 
     try:
         if ray.enabled:  # Ray's workers read the records from the stores by id
@@ -243,17 +244,17 @@ def _from_collector(
                 build_source=build_source,
                 **settings,
             )
-        from demotrace.dataset.build import build_dataset
+        from demotrace.dataset.store_build import build_dataset_from_source
 
-        with CollectorReader(location=location) as reader:
-            return build_dataset(
-                reader.iter_batches(),
-                CollectorFrames(location=location),
-                staging,
-                workers=ray.workers,
-                progress=progress,
-                **settings,
-            )
+        build_source = settings.pop("source")
+        return build_dataset_from_source(  # one session read at a time, by id
+            CollectorSource(location),
+            staging,
+            workers=ray.workers,
+            progress=progress,
+            build_source=build_source,
+            **settings,
+        )
     except ReaderError as error:
         raise fail(str(error)) from error
 
