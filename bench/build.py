@@ -3,6 +3,7 @@
     .venv/bin/python bench/build.py                        # 8 and 24 sessions, local and Ray
     .venv/bin/python bench/build.py --before 12b9447       # and the same 8 sessions built by that commit
     .venv/bin/python bench/build.py --encodings            # the image encodings compared on real frames
+    .venv/bin/python bench/build.py --records --ray-data   # and the engines before reading by session
 
 The frames are real: the demo's scripted session (`demotrace demo --seconds 180`: Xvfb 1920x1080,
 openbox, our Tk app and an xterm, a real recorder uploading to a real collector), recorded once and kept
@@ -16,7 +17,10 @@ Per core: steps per second of wall time divided by the cores the engine was give
 CPU-second of the whole process tree (the same figure on an idle machine; on a shared one, the one
 that does not count other people's work). Ray's start-up
 (``ray.init``) is timed apart; it builds twice and the 2nd build is its figure (the 1st also starts and
-warms its worker processes).
+warms its worker processes). Ray runs with 1 and with --cores CPUs, and its steps per core are divided
+by the local engine's with as many cores. The local engine reads the spool one session at a time, by id,
+as the CLI does; ``--records`` also runs the pool fed from every batch read up front (the engine before),
+``--ray-data`` the Ray Data engine whose driver reads and ships every batch.
 """
 
 from __future__ import annotations
@@ -185,11 +189,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         started, cpu_started = time.perf_counter(), cpu()
         if spec["engine"] == "loader":
             summary = build_dataset(spool.batches(), spool.load_frame, out, pseudonym_key=KEY)
-        else:
+        elif spec["engine"] == "local-records":  # every batch read up front, then the sessions
             from demotrace.dataset.frame_sources import SpoolFrames
 
             frames = SpoolFrames(spool_dir, key_path)
             summary = build_dataset(spool.batches(), frames, out, pseudonym_key=KEY, workers=spec["cores"])
+        else:  # one session read at a time, by id (what the CLI does)
+            from demotrace.dataset.record_sources import SpoolRecords
+            from demotrace.dataset.store_build import build_dataset_from_source
+
+            source = SpoolRecords(spool_dir, key_path)
+            summary = build_dataset_from_source(source, out, pseudonym_key=KEY, workers=spec["cores"])
         result["wall"] = time.perf_counter() - started
         result["cpu"] = cpu() - cpu_started
     spool.close()
@@ -397,6 +407,11 @@ def main() -> int:
     parser.add_argument(
         "--ray-data", action="store_true", help="also the Ray Data engine (the driver reads every batch)"
     )
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="also the pool fed from every batch read up front (the engine before reading by session)",
+    )
     parser.add_argument("--encodings", action="store_true", help="compare image encodings and stop")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the recording is kept")
     parser.add_argument("--out", type=Path, default=None, help="keep spools and datasets here")
@@ -445,6 +460,10 @@ def main() -> int:
         name = f"local-pool-{sessions}"
         result = run_build(spec("local", sessions, args.cores, name), None)
         runs.append((f"after, local, pool of {args.cores}", sessions, args.cores, result))
+    if args.records:
+        for sessions in sorted({args.sessions, args.large}):
+            result = run_build(spec("local-records", sessions, args.cores, f"records-{sessions}"), None)
+            runs.append((f"records read up front, pool of {args.cores}", sessions, args.cores, result))
     if not args.no_ray:
         for cores in sorted({1, args.cores}):
             result = run_build(spec("ray", args.sessions, cores, f"ray-{cores}"), None)
@@ -524,12 +543,15 @@ def main() -> int:
             f"one core, after / before: {before['cpu'] / after['cpu']:.1f}x the steps per CPU-second, "
             f"{before['wall'] / after['wall']:.1f}x the steps per second of wall time"
         )
-    pools = [result for label, _, _, result in runs if "pool" in label]
-    if len(pools) == 2:
-        console.print(
-            f"peak memory (PSS of the process tree), {args.large} sessions / {args.sessions} sessions: "
-            f"{pools[1]['peak_rss'] / pools[0]['peak_rss']:.2f}"
-        )
+    for kind in ("after, local, pool", "records read up front, pool"):
+        pools = [(sessions, result) for label, sessions, _, result in runs if label.startswith(kind)]
+        if len(pools) == 2:
+            (small, first), (large, second) = pools
+            console.print(
+                f"{kind}: peak memory (PSS of the process tree) {first['peak_rss'] / 1e6:.0f} MB with "
+                f"{small} sessions, {second['peak_rss'] / 1e6:.0f} MB with {large}: "
+                f"{large} / {small} = {second['peak_rss'] / first['peak_rss']:.2f}"
+            )
     console.print(f"(spools and datasets in {out})")
     return 0 if ok else 1
 
