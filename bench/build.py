@@ -3,6 +3,7 @@
     .venv/bin/python bench/build.py                        # 8 and 24 sessions, local and Ray
     .venv/bin/python bench/build.py --before 12b9447       # and the same 8 sessions built by that commit
     .venv/bin/python bench/build.py --encodings            # the image encodings compared on real frames
+    .venv/bin/python bench/build.py --records --ray-data   # and the engines before reading by session
 
 The frames are real: the demo's scripted session (`demotrace demo --seconds 180`: Xvfb 1920x1080,
 openbox, our Tk app and an xterm, a real recorder uploading to a real collector), recorded once and kept
@@ -16,7 +17,10 @@ Per core: steps per second of wall time divided by the cores the engine was give
 CPU-second of the whole process tree (the same figure on an idle machine; on a shared one, the one
 that does not count other people's work). Ray's start-up
 (``ray.init``) is timed apart; it builds twice and the 2nd build is its figure (the 1st also starts and
-warms its worker processes).
+warms its worker processes). Ray runs with 1 and with --cores CPUs, and its steps per core are divided
+by the local engine's with as many cores. The local engine reads the spool one session at a time, by id,
+as the CLI does; ``--records`` also runs the pool fed from every batch read up front (the engine before),
+``--ray-data`` the Ray Data engine whose driver reads and ships every batch.
 """
 
 from __future__ import annotations
@@ -140,10 +144,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     spool = open_spool(spool_dir, key_path)
     result: dict[str, Any] = {}
-    if spec["engine"] == "ray":
+    if spec["engine"] in ("ray", "ray-data"):
         import ray
 
         from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+        from demotrace.dataset.ray_stores import build_dataset_from_store
+        from demotrace.dataset.record_sources import SpoolRecords
 
         def tree_cpu() -> float:
             """CPU of this process and every live descendant: Ray's daemons and workers."""
@@ -164,9 +170,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             for build in ("cold", "warm"):
                 started, cpu_started = time.perf_counter(), tree_cpu()
-                summary = build_dataset_ray(
-                    spool.batches(), SpoolFrames(spool_dir, key_path), out, pseudonym_key=KEY
-                )
+                if spec["engine"] == "ray-data":  # the Ray Data engine: the driver reads every batch
+                    summary = build_dataset_ray(
+                        spool.batches(), SpoolFrames(spool_dir, key_path), out, pseudonym_key=KEY
+                    )
+                else:  # plain tasks that read their sessions from the spool by id
+                    phases: dict[str, float] = {}
+                    summary = build_dataset_from_store(
+                        SpoolRecords(spool_dir, key_path), out, pseudonym_key=KEY, timings=phases
+                    )
+                    result["phases"] = phases
                 result[f"wall_{build}"] = time.perf_counter() - started
                 result["cpu"] = tree_cpu() - cpu_started  # Ray's processes stay up between builds
             result["wall"] = result["wall_warm"]
@@ -176,11 +189,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         started, cpu_started = time.perf_counter(), cpu()
         if spec["engine"] == "loader":
             summary = build_dataset(spool.batches(), spool.load_frame, out, pseudonym_key=KEY)
-        else:
+        elif spec["engine"] == "local-records":  # every batch read up front, then the sessions
             from demotrace.dataset.frame_sources import SpoolFrames
 
             frames = SpoolFrames(spool_dir, key_path)
             summary = build_dataset(spool.batches(), frames, out, pseudonym_key=KEY, workers=spec["cores"])
+        else:  # one session read at a time, by id (what the CLI does)
+            from demotrace.dataset.record_sources import SpoolRecords
+            from demotrace.dataset.store_build import build_dataset_from_source
+
+            source = SpoolRecords(spool_dir, key_path)
+            summary = build_dataset_from_source(source, out, pseudonym_key=KEY, workers=spec["cores"])
         result["wall"] = time.perf_counter() - started
         result["cpu"] = cpu() - cpu_started
     spool.close()
@@ -259,12 +278,12 @@ def worktree_of(ref: str) -> Iterator[Path]:
 
 
 def dataset_files(out: Path) -> dict[str, bytes]:
-    """Every file of a dataset; report.html with matplotlib's random SVG ids renumbered in order."""
+    """Every file of a dataset; report.html with matplotlib's random SVG ids renumbered in order, and
+    manifest.json without the build's time (as the tests compare them)."""
     sys.path.insert(0, str(REPO))
-    from tests.test_distributed import report_without_ids
+    from tests.test_distributed import dataset_files as comparable_files
 
-    files = {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*") if path.is_file()}
-    files["report.html"] = report_without_ids(files["report.html"])
+    files: dict[str, bytes] = comparable_files(out)
     return files
 
 
@@ -357,6 +376,21 @@ def _figures(seconds: float, size: int, count: int) -> tuple[str, str]:
 # --- the run ------------------------------------------------------------------------------------------
 
 
+def _print_per_core_ratios(runs: list[tuple[str, int, int, dict[str, Any]]], console: Console) -> None:
+    """Ray's steps per core (wall) and per CPU-second over the local engine's with as many cores."""
+    local = {cores: result for label, _, cores, result in runs if label.startswith("after, local")}
+    for label, _, cores, result in runs:
+        base = local.get(cores)
+        if "ray_start" not in result or base is None:
+            continue
+        wall = (result["steps"] / result["wall"]) / (base["steps"] / base["wall"])
+        cpu = (result["steps"] / result["cpu"]) / (base["steps"] / base["cpu"])
+        console.print(
+            f"{label} / local with {cores} core(s), per core: {wall:.2f} in wall time, "
+            f"{cpu:.2f} per CPU-second"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -370,6 +404,14 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=2, help="cores for the pool and for Ray")
     parser.add_argument("--before", metavar="REF", help="also build with the code of this commit")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument(
+        "--ray-data", action="store_true", help="also the Ray Data engine (the driver reads every batch)"
+    )
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="also the pool fed from every batch read up front (the engine before reading by session)",
+    )
     parser.add_argument("--encodings", action="store_true", help="compare image encodings and stop")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the recording is kept")
     parser.add_argument("--out", type=Path, default=None, help="keep spools and datasets here")
@@ -418,9 +460,17 @@ def main() -> int:
         name = f"local-pool-{sessions}"
         result = run_build(spec("local", sessions, args.cores, name), None)
         runs.append((f"after, local, pool of {args.cores}", sessions, args.cores, result))
+    if args.records:
+        for sessions in sorted({args.sessions, args.large}):
+            result = run_build(spec("local-records", sessions, args.cores, f"records-{sessions}"), None)
+            runs.append((f"records read up front, pool of {args.cores}", sessions, args.cores, result))
     if not args.no_ray:
-        result = run_build(spec("ray", args.sessions, args.cores, "ray"), None)
-        runs.append((f"after, ray, {args.cores} CPUs (2nd build)", args.sessions, args.cores, result))
+        for cores in sorted({1, args.cores}):
+            result = run_build(spec("ray", args.sessions, cores, f"ray-{cores}"), None)
+            runs.append((f"after, ray, {cores} CPU (2nd build)", args.sessions, cores, result))
+        if args.ray_data:
+            result = run_build(spec("ray-data", args.sessions, args.cores, "ray-data"), None)
+            runs.append((f"ray data, {args.cores} CPUs (2nd build)", args.sessions, args.cores, result))
 
     table = Table(
         title=f"dataset build, all formats, real 1920x1080 frames ({args.seconds} s demo session x N)"
@@ -456,10 +506,12 @@ def main() -> int:
     console.print(table)
     for label, _, _, result in runs:
         if "ray_start" in result:
+            phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result.get("phases", {}).items())
             console.print(
                 f"{label}: ray.init {result['ray_start']:.1f} s, 1st build {result['wall_cold']:.2f} s "
-                "(neither in the table)"
+                f"(neither in the table); 2nd build's phases (s): {phases or '-'}"
             )
+    _print_per_core_ratios(runs, console)
     ok = True
     checks = [
         (
@@ -470,9 +522,11 @@ def main() -> int:
         )
     ]
     if not args.no_ray:
-        checks.append(
-            (f"local pool of {args.cores}", out / f"local-pool-{args.sessions}", "ray", out / "ray")
-        )
+        pool = out / f"local-pool-{args.sessions}"
+        for cores in sorted({1, args.cores}):
+            checks.append((f"local pool of {args.cores}", pool, f"ray {cores} CPU", out / f"ray-{cores}"))
+        if args.ray_data:
+            checks.append((f"local pool of {args.cores}", pool, "ray data", out / "ray-data"))
     for first_label, first, second_label, second in checks:
         same = same_dataset(first, second)
         ok = ok and same
@@ -489,12 +543,15 @@ def main() -> int:
             f"one core, after / before: {before['cpu'] / after['cpu']:.1f}x the steps per CPU-second, "
             f"{before['wall'] / after['wall']:.1f}x the steps per second of wall time"
         )
-    pools = [result for label, _, _, result in runs if "pool" in label]
-    if len(pools) == 2:
-        console.print(
-            f"peak memory (PSS of the process tree), {args.large} sessions / {args.sessions} sessions: "
-            f"{pools[1]['peak_rss'] / pools[0]['peak_rss']:.2f}"
-        )
+    for kind in ("after, local, pool", "records read up front, pool"):
+        pools = [(sessions, result) for label, sessions, _, result in runs if label.startswith(kind)]
+        if len(pools) == 2:
+            (small, first), (large, second) = pools
+            console.print(
+                f"{kind}: peak memory (PSS of the process tree) {first['peak_rss'] / 1e6:.0f} MB with "
+                f"{small} sessions, {second['peak_rss'] / 1e6:.0f} MB with {large}: "
+                f"{large} / {small} = {second['peak_rss'] / first['peak_rss']:.2f}"
+            )
     console.print(f"(spools and datasets in {out})")
     return 0 if ok else 1
 

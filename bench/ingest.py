@@ -24,11 +24,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 import zstandard
 from rich.console import Console
 from rich.table import Table
@@ -94,7 +96,8 @@ def collector(
     database_url: str | None,
     blobs_url: str | None,
     env: dict[str, str],
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
+    """The collector's URL and process id (the root of its process tree)."""
     port = free_port()
     command = [
         sys.executable,
@@ -139,7 +142,7 @@ def collector(
             if time.monotonic() > deadline:
                 raise RuntimeError("collector did not start")
             time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -193,6 +196,9 @@ class Result:
     seconds: float
     stored: int
     resent_ok: bool
+    server_cpu: float  # CPU seconds of the collector's process tree during the upload
+    client_cpu: float  # of the load generator (this process)
+    busy: float  # % of the machine's CPU time in use during the upload, everyone's work included
 
 
 class Services:
@@ -221,13 +227,16 @@ def run(args: argparse.Namespace, backend: str, workers: int, services: Services
         database_url, blobs_url, env = services.fleet_stores(f"bench-{workers}w-{int(time.time())}")
     rng = random.Random(args.seed)
     uploads = [device_records(rng, device, args.records) for device in range(args.devices)]
-    with collector(args, data_dir, workers, database_url, blobs_url, env) as url:
+    with collector(args, data_dir, workers, database_url, blobs_url, env) as (url, pid):
         with httpx.Client(base_url=url, timeout=30) as client:
             tokens = [
                 client.post("/v1/enroll", json={"device_name": f"d{i}"}).json()["token"]
                 for i in range(args.devices)
             ]
+        server_cpu, client_cpu, machine = tree_cpu(pid), time.process_time(), psutil.cpu_times()
         seconds, statuses = asyncio.run(upload_all(url, tokens, uploads))
+        server_cpu, client_cpu = tree_cpu(pid) - server_cpu, time.process_time() - client_cpu
+        busy = machine_busy(machine, psutil.cpu_times())
         resent = [records[:3] for records in uploads]  # again, to any worker: must be "already stored"
         _, again = asyncio.run(upload_all(url, tokens, resent))
     retries = statuses.pop(503, 0) + statuses.pop(-1, 0)
@@ -246,7 +255,27 @@ def run(args: argparse.Namespace, backend: str, workers: int, services: Services
         seconds,
         stored,
         {status: n for status, n in again.items() if status not in (503, -1)} == {200: 3 * args.devices},
+        server_cpu,
+        client_cpu,
+        busy,
     )
+
+
+def machine_busy(before: Any, after: Any) -> float:
+    total = sum(after) - sum(before)
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    return 100.0 * (total - idle) / total if total > 0 else 0.0
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants (the collector's workers)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def main() -> int:
@@ -285,6 +314,9 @@ def main() -> int:
         "stored once",
         "re-sent: 200",
         "retries",
+        "collector CPU ms/record",
+        "client CPU ms/record",
+        "machine busy %",
     ):
         table.add_column(column, justify="left" if column == "backend" else "right")
     base: dict[str, float] = {}
@@ -303,9 +335,15 @@ def main() -> int:
             str(result.stored == result.records),
             str(result.resent_ok),
             str(result.retries),
+            f"{result.server_cpu / result.records * 1000:.1f}",
+            f"{result.client_cpu / result.records * 1000:.1f}",
+            f"{result.busy:.0f}",
         )
     console.print(table)
-    console.print("the load generator runs in this process, on the same 2 cores as the collector")
+    console.print(
+        "the load generator runs in this process, on the same cores as the collector; 'machine busy' is "
+        "everyone's CPU use during the upload: near 100 %, a second worker has no core to run on"
+    )
     return 0 if all(r.stored == r.records and r.resent_ok for r in results) else 1
 
 

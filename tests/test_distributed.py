@@ -22,7 +22,9 @@ from demotrace.dataset.distributed import FrameMap, SpoolFrames, build_dataset_r
 from demotrace.dataset.options import ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool
 from demotrace.dataset.ray_stores import build_dataset_from_store
+from demotrace.dataset.record_sources import SpoolRecords
 from demotrace.dataset.sessions import SessionEvents, collect_sessions
+from demotrace.dataset.store_build import build_dataset_from_source
 from demotrace.device.spool import Spool, load_or_create_key
 from demotrace.model import Batch, Marker, encode_record
 from demotrace.protocol import record_id_of
@@ -125,6 +127,28 @@ def test_ray_build_of_a_spool_is_byte_identical_to_the_local_build(ray_cluster: 
     assert b"sess-a" not in (tmp_path / "ray" / "out" / "trajectories.jsonl").read_bytes()
 
 
+def test_ray_build_of_a_spool_by_id_matches_the_local_build(ray_cluster: None, tmp_path: Path) -> None:
+    """Plain Ray tasks get session keys and record ids; each reads its sessions from the spool itself."""
+    key_path = tmp_path / "spool.key"
+    spool = Spool(tmp_path / "spool", load_or_create_key(key_path))
+    data = fleet()
+    spool.append(list(data.frames.values()))
+    spool.append(data.batches)
+    limits = ShardLimits(max_steps=4)
+    local = build_dataset(
+        spool.batches(), spool.load_frame, tmp_path / "local", pseudonym_key=KEY, shard_limits=limits
+    )
+    spool.close()
+    distributed = build_dataset_from_store(
+        SpoolRecords(tmp_path / "spool", key_path), tmp_path / "ray", pseudonym_key=KEY, shard_limits=limits
+    )
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+    assert (distributed.sessions, distributed.sessions_without_header) == (4, 1)
+    assert distributed.steps == local.steps == 16 and distributed.frames_written == 15
+    assert distributed.parquet_shards > 1 and distributed.webdataset_shards > 1
+    assert not (tmp_path / "ray" / ".pieces").exists()  # the workers' export pieces, assembled and gone
+
+
 def test_ray_build_takes_the_same_options_as_the_local_build(ray_cluster: None, tmp_path: Path) -> None:
     data = fleet()
     options = {"idle_gap": 2.0, "formats": ["agentnet", "adp"], "pseudonym_key": KEY}
@@ -167,6 +191,29 @@ def test_the_local_engine_on_a_process_pool_writes_what_one_process_writes(tmp_p
     assert (
         (pooled.sessions, pooled.steps, pooled.frames_written) == (4, 16, 15) == (one.sessions, one.steps, 15)
     )
+
+
+def test_the_local_engine_reading_a_spool_by_session_writes_what_the_records_build_writes(
+    tmp_path: Path,
+) -> None:
+    key_path = tmp_path / "spool.key"
+    spool = Spool(tmp_path / "spool", load_or_create_key(key_path))
+    data = fleet()
+    spool.append(list(data.frames.values()))
+    spool.append(data.batches)
+    limits = ShardLimits(max_steps=4)
+    build_dataset(
+        spool.batches(), spool.load_frame, tmp_path / "records", pseudonym_key=KEY, shard_limits=limits
+    )
+    spool.close()
+    source = SpoolRecords(tmp_path / "spool", key_path)
+    for workers in (1, 2):
+        out = tmp_path / f"by-session-{workers}"
+        summary = build_dataset_from_source(
+            source, out, pseudonym_key=KEY, shard_limits=limits, workers=workers
+        )
+        assert_same_dataset(tmp_path / "records", out)
+        assert (summary.sessions, summary.sessions_without_header, summary.steps) == (4, 1, 16)
 
 
 def test_the_pool_maps_sessions_in_worker_processes_and_keeps_their_order(tmp_path: Path) -> None:

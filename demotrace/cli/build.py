@@ -150,15 +150,18 @@ def build(
     pseudonym_key, key_path = pseudonym_key_for(out)
     settings: dict[str, Any] = {"idle_gap": idle_gap, "formats": chosen, "pseudonym_key": pseudonym_key}
     ray = RayChoice(engine == "ray", ray_address, workers, verbose)
-    with staged_build(out) as staging, build_progress() as progress:
-        if location is None:
-            assert spool is not None
-            settings["source"] = BuildSource({"kind": "spool", "spool": str(spool.resolve())})
-            summary = _from_spool(spool, key, staging, settings, ray, progress)
-        else:
-            settings["source"] = BuildSource({"kind": "collector", **location.describe()})
-            summary = _from_collector(location, staging, settings, ray, progress)
-        summary = moved_summary(summary, staging, out, key_path)
+    try:
+        with staged_build(out) as staging, build_progress() as progress:
+            if location is None:
+                assert spool is not None
+                settings["source"] = BuildSource({"kind": "spool", "spool": str(spool.resolve())})
+                summary = _from_spool(spool, key, staging, settings, ray, progress)
+            else:
+                settings["source"] = BuildSource({"kind": "collector", **location.describe()})
+                summary = _from_collector(location, staging, settings, ray, progress)
+            summary = moved_summary(summary, staging, out, key_path)
+    except ConnectionError as error:  # Ray's, when --ray-address does not answer
+        raise fail(f"cannot join the Ray cluster at {ray_address}: {error}") from error
     if as_json:
         import msgspec
 
@@ -185,29 +188,34 @@ def _from_spool(
     ray: RayChoice,
     progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
-    from demotrace.dataset.frame_sources import SpoolFrames
+    from demotrace.dataset.record_sources import SpoolRecords
     from demotrace.device.spool import SpoolError, open_spool
 
+    build_source = settings.pop("source")
     try:
-        store = open_spool(spool, key)
-        frames = SpoolFrames(spool, key)
-        if ray.enabled:
-            from demotrace.dataset.distributed import build_dataset_ray
+        open_spool(spool, key).close()  # a missing or malformed key is told here, in one line
+        if ray.enabled:  # Ray's workers read the records from the spool by id
+            from demotrace.dataset.ray_stores import build_dataset_from_store
 
-            return build_dataset_ray(
-                store.batches(),
-                frames,
+            return build_dataset_from_store(
+                SpoolRecords(spool, key),
                 staging,
                 num_cpus=ray.workers,
                 address=ray.address,
                 verbose=ray.verbose,
                 progress=progress,
+                build_source=build_source,
                 **settings,
             )
-        from demotrace.dataset.build import build_dataset
+        from demotrace.dataset.store_build import build_dataset_from_source
 
-        return build_dataset(
-            store.batches(), frames, staging, workers=ray.workers, progress=progress, **settings
+        return build_dataset_from_source(  # one session read at a time, by id
+            SpoolRecords(spool, key),
+            staging,
+            workers=ray.workers,
+            progress=progress,
+            build_source=build_source,
+            **settings,
         )
     except SpoolError as error:
         raise fail(str(error)) from error
@@ -220,8 +228,7 @@ def _from_collector(
     ray: RayChoice,
     progress: Callable[[BuildProgress], None],
 ) -> BuildSummary:
-    from demotrace.collector.reader import CollectorReader, CollectorSource, ReaderError
-    from demotrace.dataset.frame_sources import CollectorFrames
+    from demotrace.collector.reader import CollectorSource, ReaderError
 
     try:
         if ray.enabled:  # Ray's workers read the records from the stores by id
@@ -233,20 +240,22 @@ def _from_collector(
                 staging,
                 num_cpus=ray.workers,
                 address=ray.address,
+                verbose=ray.verbose,
+                progress=progress,
                 build_source=build_source,
                 **settings,
             )
-        from demotrace.dataset.build import build_dataset
+        from demotrace.dataset.store_build import build_dataset_from_source
 
-        with CollectorReader(location=location) as reader:
-            return build_dataset(
-                reader.iter_batches(),
-                CollectorFrames(location=location),
-                staging,
-                workers=ray.workers,
-                progress=progress,
-                **settings,
-            )
+        build_source = settings.pop("source")
+        return build_dataset_from_source(  # one session read at a time, by id
+            CollectorSource(location),
+            staging,
+            workers=ray.workers,
+            progress=progress,
+            build_source=build_source,
+            **settings,
+        )
     except ReaderError as error:
         raise fail(str(error)) from error
 

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from demotrace.dataset.describe import DescriberConfig
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S, Episode, split_episodes
+from demotrace.dataset.export.agentnet import episode_to_trajectory
 from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.images import ImageWriter
 from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.parallel import map_sessions_in_pool, usable_cores
+from demotrace.dataset.pieces import piece_stem, write_session_pieces
 from demotrace.dataset.privacy import (
     KnownNames,
     Pseudonyms,
@@ -54,7 +56,9 @@ def dataset_scrubber(
 ) -> Scrubber:
     """Names to scrub: this machine's user and host, the caller's, and every raw device and session id
     of the dataset (an id typed or shown in a title would undo its pseudonym)."""
-    own_ids = KnownNames(device_ids=tuple(sorted(set(device_ids))), session_ids=tuple(session_ids))
+    own_ids = KnownNames(
+        device_ids=tuple(sorted(set(device_ids))), session_ids=tuple(sorted(set(session_ids)))
+    )
     names = local_names().merged(own_ids)
     if extra_names is not None:
         names = names.merged(extra_names)
@@ -92,7 +96,11 @@ def process_session(
         for action in episode.actions:
             if action.frame_id is not None:
                 writer.image_for(action.frame_id)
-    return SessionOutput(kept, counts, writer.refs, writer.files)
+    pieces = None
+    if options.describer is None:  # a describer rewrites instructions later, on the driver
+        trajectories = [episode_to_trajectory(episode, writer.refs.get) for episode in kept]
+        pieces = write_session_pieces(trajectories, options, piece_stem(session.session_id))
+    return SessionOutput(kept, counts, writer.refs, writer.files, pieces)
 
 
 def build_dataset(
@@ -138,11 +146,10 @@ def build_dataset(
     )
     lineage = LineageRecorder()
     sessions, without_header = collect_sessions(lineage.observe(records))
-    scrubber = dataset_scrubber(
-        [session.session_id for session in sessions],
-        (session.header.device_id for session in sessions),
-        extra_names,
-    )
+    # Every session's ids are names to scrub, with a header or not: the same list a build that reads the
+    # store's metadata (``ray_stores``) makes, so both engines write the same bytes.
+    seen = lineage.sessions()
+    scrubber = dataset_scrubber([s for _, s in seen], (d for d, _ in seen), extra_names)
     count = len(sessions)
     pool_size = min(workers if workers is not None else usable_cores(), count)
     progress(BuildProgress("sessions", 0, count))

@@ -77,7 +77,7 @@ def _group_to_session(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "session_id": np.array([session_id], dtype=object),
         "has_header": np.array([session is not None]),
-        "device_id": np.array([session.header.device_id if session else ""], dtype=object),
+        "device_id": np.array([batches[0].device_id], dtype=object),
         "start_wall": np.array([session.header.wall if session else 0.0], dtype=np.float64),
         "session": np.array([pickle.dumps(session, _PICKLE_PROTOCOL)], dtype=object),
     }
@@ -270,8 +270,9 @@ def _map_sessions(
         for row in heads
         if row["has_header"]
     )
+    # Every session's ids are scrubbed, headerless ones too, as the local engine does.
     scrubber = dataset_scrubber(
-        [info.session_id for info in infos], (info.device_id for info in infos), extra_names
+        [str(row["session_id"]) for row in heads], (str(row["device_id"]) for row in heads), extra_names
     )
     outputs: list[SessionOutput] = []
     if grouped is not None and infos:

@@ -87,6 +87,10 @@ class LineageRecorder:
     def add(self, device_id: str, session_id: str, batch_ids: Iterable[str]) -> None:
         self._batches.setdefault((device_id, session_id), set()).update(batch_ids)
 
+    def sessions(self) -> list[tuple[str, str]]:
+        """(device id, session id) of every session seen, headers or not."""
+        return list(self._batches)
+
     def manifest(self, source: BuildSource, pseudonyms: Pseudonyms) -> Manifest:
         sessions = sorted(
             (

@@ -18,22 +18,23 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from multiprocessing.util import Finalize
+from typing import Any
 
 from demotrace.dataset.frame_sources import FrameSource
 from demotrace.dataset.options import BuildOptions
 from demotrace.dataset.privacy import Scrubber
-from demotrace.dataset.sessions import SessionEvents
-from demotrace.dataset.write import SessionOutput
 from demotrace.frames.resolver import resolving_loader
 from demotrace.model import Frame
 
 IN_FLIGHT_PER_WORKER = 2
 
 FrameLoader = Callable[[str], Frame | None]
-ProcessSession = Callable[[SessionEvents, BuildOptions, Scrubber, FrameLoader], SessionOutput]
+ProcessSession = Callable[[Any, BuildOptions, Scrubber, Any], Any]
+# What a worker makes of the source it opened, once for its life (default: a frame resolver).
+Prepare = Callable[[Any], Any]
 
 # One worker process's state, set by ``_start_worker``.
-_worker: tuple[ProcessSession, BuildOptions, Scrubber, FrameLoader] | None = None
+_worker: tuple[ProcessSession, BuildOptions, Scrubber, Any] | None = None
 
 
 def usable_cores() -> int:
@@ -42,19 +43,19 @@ def usable_cores() -> int:
 
 
 def _start_worker(
-    process: ProcessSession, options: BuildOptions, scrubber: Scrubber, frames: FrameSource
+    process: ProcessSession, options: BuildOptions, scrubber: Scrubber, source: Any, prepare: Prepare
 ) -> None:
     global _worker
     stack = ExitStack()
-    raw_frames = stack.enter_context(frames.open())
+    opened = stack.enter_context(source.open())
     Finalize(stack, stack.close, exitpriority=10)  # closes the store when the worker exits
-    _worker = (process, options, scrubber, resolving_loader(raw_frames))
+    _worker = (process, options, scrubber, prepare(opened))
 
 
-def _process(session: SessionEvents) -> SessionOutput:
+def _process(item: Any) -> Any:
     assert _worker is not None, "worker not started"
-    process, options, scrubber, load_frame = _worker
-    return process(session, options, scrubber, load_frame)
+    process, options, scrubber, prepared = _worker
+    return process(item, options, scrubber, prepared)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -64,13 +65,15 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def map_sessions_in_pool(
     process: ProcessSession,
-    sessions: Iterable[SessionEvents],
+    sessions: Iterable[Any],
     options: BuildOptions,
     scrubber: Scrubber,
-    frames: FrameSource,
+    source: FrameSource | Any,
     workers: int,
-) -> Iterator[SessionOutput]:
-    """``process(session, ...)`` for every session on ``workers`` processes; outputs in session order."""
+    prepare: Prepare = resolving_loader,
+) -> Iterator[Any]:
+    """``process(session, options, scrubber, prepare(opened source))`` for every session (events, or
+    the keys a worker reads them by) on ``workers`` processes; the results in the sessions' order."""
     # Forked workers share the parent's memory until they write to it, and a garbage collection in a
     # worker writes to every object it visits: the parent's sessions, libraries and all would be copied
     # into each worker (measured: peak memory of the tree +30 % from 8 to 24 sessions). Frozen objects
@@ -81,9 +84,9 @@ def map_sessions_in_pool(
             max_workers=workers,
             mp_context=_pool_context(),
             initializer=_start_worker,
-            initargs=(process, options, scrubber, frames),
+            initargs=(process, options, scrubber, source, prepare),
         ) as pool:
-            pending: deque[Future[SessionOutput]] = deque()
+            pending: deque[Future[Any]] = deque()
             for session in sessions:
                 pending.append(pool.submit(_process, session))
                 if len(pending) >= workers * IN_FLIGHT_PER_WORKER:

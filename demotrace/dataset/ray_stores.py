@@ -1,7 +1,8 @@
-"""The dataset build on Ray from a record store (a collector's database + blob store): the driver
-hands out record ids, never records. Each worker opens the store itself (once per process), reads its
-sessions' batches and frames, and runs the same ``build.process_session`` as the local engine; the
-driver only reads the metadata, then merges the outputs and writes the exports (``write.write_dataset``).
+"""The dataset build on Ray from a record store (a collector's database + blob store, or a spool):
+plain Ray tasks, and the driver hands out record ids, never records. Each worker opens the store itself
+(once per process), reads its sessions' batches and frames, and runs the same per-session step as the
+local engine (``store_build.build_session_by_ids``), which also writes the session's images and export
+pieces; the driver only reads the metadata, then concatenates the pieces (``write.write_dataset``).
 
 So the bytes of a recording cross the network once, from the store to the worker that needs them, and
 the driver's work does not grow with the records: throughput grows with the workers. Output is the
@@ -16,61 +17,53 @@ from __future__ import annotations
 import pickle
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from demotrace.dataset.build import dataset_scrubber, process_session
 from demotrace.dataset.describe import DescriberConfig
-from demotrace.dataset.distributed import ordered_outputs, ray_runtime
+from demotrace.dataset.distributed import ray_runtime
 from demotrace.dataset.episodes import DEFAULT_IDLE_GAP_S
-from demotrace.dataset.lineage import BuildSource, LineageRecorder, write_manifest
+from demotrace.dataset.lineage import BuildSource, write_manifest
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat, ShardLimits, prepare_build
 from demotrace.dataset.privacy import KnownNames, Scrubber
+from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import QualityConfig
-from demotrace.dataset.sessions import session_events
+from demotrace.dataset.store_build import (
+    BuiltSession,
+    OpenStore,
+    RecordSource,
+    SessionIds,
+    build_session_by_ids,
+    ordered_built,
+    plan_from_store,
+)
 from demotrace.dataset.write import BuildSummary, write_dataset
 from demotrace.frames.resolver import resolving_loader
-from demotrace.model import Batch, Frame
 
-# (device id, session id, batch record ids in seq order)
-SessionIds = tuple[str, str, list[str]]
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Tasks per worker: enough that a slow session does not leave the other workers idle at the end, few
 # enough that per-task overhead stays small next to the work.
 _TASKS_PER_WORKER = 4
 
 
-class RecordReader(Protocol):
-    def session_batch_ids(self) -> list[SessionIds]: ...
-
-    def load_batches(self, record_ids: Iterable[str]) -> list[Batch]: ...
-
-    def load_frame(self, frame_id: str) -> Frame | None: ...
-
-
-class RecordSource(Protocol):
-    """A picklable description of a record store; ``open()`` gives a reader (collector: CollectorSource)."""
-
-    def open(self) -> AbstractContextManager[RecordReader]: ...
-
-
 # --- in each worker process -------------------------------------------------------------------------
 
-_readers: dict[bytes, RecordReader] = {}
+_stores: dict[bytes, OpenStore] = {}
 _reader_stack = ExitStack()
 _builds: dict[str, tuple[BuildOptions, Scrubber]] = {}
 
 
-def _reader(source: RecordSource) -> RecordReader:
-    """This process's reader of ``source``, opened on first use and kept (a worker runs many tasks)."""
+def _store(source: RecordSource) -> OpenStore:
+    """This process's reader of ``source`` and its frame resolver, opened on first use and kept (a
+    worker runs many tasks)."""
     key = pickle.dumps(source, _PICKLE_PROTOCOL)
-    reader = _readers.get(key)
-    if reader is None:
-        reader = _reader_stack.enter_context(source.open())
-        _readers[key] = reader
-    return reader
+    store = _stores.get(key)
+    if store is None:
+        store = OpenStore(_reader_stack.enter_context(source.open()))
+        _stores[key] = store
+    return store
 
 
 def _settings(build_id: str, shared: list[Any]) -> tuple[BuildOptions, Scrubber]:
@@ -88,27 +81,19 @@ def _settings(build_id: str, shared: list[Any]) -> tuple[BuildOptions, Scrubber]
 def process_sessions(
     source: RecordSource, build_id: str, shared: list[Any], sessions: Sequence[SessionIds]
 ) -> dict[str, Any]:
-    """Read and process these sessions: each gives its start time and its output (None: no header);
-    ``cpu`` is the CPU seconds this worker spent on them."""
+    """Read and build these sessions (``store_build.build_session_by_ids``: images and export pieces
+    written here); ``cpu`` is the CPU seconds this worker spent on them."""
     started = time.process_time()
     options, scrubber = _settings(build_id, shared)
-    reader = _reader(source)
-    load_frame = resolving_loader(reader.load_frame)
-    results: list[dict[str, Any]] = []
-    for _device_id, session_id, batch_ids in sessions:
-        session = session_events(session_id, reader.load_batches(batch_ids))
-        if session is None:
-            results.append({"session_id": session_id, "start_wall": 0.0, "output": None})
-            continue
-        output = process_session(session, options, scrubber, load_frame)
-        results.append(
-            {
-                "session_id": session_id,
-                "start_wall": session.header.wall,
-                "output": pickle.dumps(output, _PICKLE_PROTOCOL),
-            }
-        )
-    return {"sessions": results, "cpu": time.process_time() - started}
+    store = _store(source)
+    built = [build_session_by_ids(entry, options, scrubber, store) for entry in sessions]
+    outputs = [entry.output for entry in built if entry.output is not None]
+    return {
+        "built": pickle.dumps(built, _PICKLE_PROTOCOL),
+        "cpu": time.process_time() - started,
+        "steps": sum(len(episode.actions) for output in outputs for episode in output.episodes),
+        "images": sum(len(output.image_files) for output in outputs),
+    }
 
 
 # --- the driver -------------------------------------------------------------------------------------
@@ -145,6 +130,8 @@ def build_dataset_from_store(
     address: str | None = None,
     build_source: BuildSource | None = None,
     timings: dict[str, float] | None = None,
+    progress: ProgressCallback = no_progress,
+    verbose: bool = False,
 ) -> BuildSummary:
     """``build.build_dataset`` over every session of ``source``, on Ray (a local one with ``num_cpus``
     workers, or the cluster at ``address``); the driver hands out record ids only. ``timings``, when
@@ -164,20 +151,12 @@ def build_dataset_from_store(
         describer=describer,
         shard_limits=shard_limits,
     )
-    build_source = build_source or BuildSource({"kind": "store"})
-    with source.open() as reader:
-        sessions = reader.session_batch_ids()
-    lineage = LineageRecorder()
-    for device_id, session_id, batch_ids in sessions:
-        lineage.add(device_id, session_id, batch_ids)
-    # The names to scrub are the sessions' raw ids, from the metadata: the local engine takes them from
-    # the headers, the same ids (a collector writes the device id it authenticated into both), except
-    # for sessions whose header has not arrived yet, which only this engine's list has.
-    scrubber = dataset_scrubber([s for _, s, _ in sessions], (d for d, _, _ in sessions), extra_names)
-    rows: list[dict[str, Any]] = []
+    sessions, lineage, scrubber = plan_from_store(source, extra_names)
+    built: list[BuiltSession] = []
     worker_cpu = 0.0
     planned = time.perf_counter()
-    with ray_runtime(num_cpus, address):
+    progress(BuildProgress("sessions", 0, len(sessions)))
+    with ray_runtime(num_cpus, address, verbose=verbose):
         if sessions:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
             shared = [ray.put((options, scrubber))]  # in a list: workers fetch it once, not per task
@@ -187,17 +166,30 @@ def build_dataset_from_store(
                 task.remote(source, build_id, shared, chunk)
                 for chunk in _chunks(sessions, workers * _TASKS_PER_WORKER)
             ]
-            for result in ray.get(pending):
-                rows += result["sessions"]
+            steps = images = 0
+            while pending:  # as they finish, to tell progress; the order is restored below
+                done, pending = ray.wait(pending, num_returns=1)
+                result = ray.get(done[0])
+                built += pickle.loads(result["built"])
                 worker_cpu += result["cpu"]
+                steps += result["steps"]
+                images += result["images"]
+                progress(BuildProgress("sessions", len(built), len(sessions), steps, images))
     mapped = time.perf_counter()
-    kept = [row for row in rows if row["output"] is not None]
-    outputs = ordered_outputs(kept)
+    outputs, without_header = ordered_built(built)
     with source.open() as reader:  # the describer may send each episode's first frame
         summary = write_dataset(
-            options, outputs, len(kept), len(rows) - len(kept), scrubber, resolving_loader(reader.load_frame)
+            options,
+            outputs,
+            len(outputs),
+            without_header,
+            scrubber,
+            resolving_loader(reader.load_frame),
+            progress=progress,
         )
-    write_manifest(out_dir, lineage.manifest(build_source, options.pseudonyms))
+    write_manifest(
+        out_dir, lineage.manifest(build_source or BuildSource({"kind": "store"}), options.pseudonyms)
+    )
     if timings is not None:
         timings.update(plan=planned - clock, sessions=mapped - planned, write=time.perf_counter() - mapped)
         timings["worker_cpu"] = worker_cpu

@@ -13,13 +13,13 @@ import msgspec
 
 from demotrace.dataset.describe import ChatDescriber, describe_episodes
 from demotrace.dataset.episodes import Episode
-from demotrace.dataset.export.adp import ADP_DIR, ADP_FILE, adp_jsonl
+from demotrace.dataset.export.adp import ADP_DIR, ADP_FILE
 from demotrace.dataset.export.agentnet import ImageRef, Trajectory, episode_to_trajectory
-from demotrace.dataset.export.parquet import PARQUET_DIR, write_parquet_shards
-from demotrace.dataset.export.steps import step_records
+from demotrace.dataset.export.parquet import PARQUET_DIR
 from demotrace.dataset.export.viewer import render_viewer
-from demotrace.dataset.export.wds import WEBDATASET_DIR, write_webdataset_shards
+from demotrace.dataset.export.wds import WEBDATASET_DIR
 from demotrace.dataset.options import ALL_FORMATS, BuildOptions, ExportFormat
+from demotrace.dataset.pieces import SessionPieces, assemble_pieces, write_session_pieces
 from demotrace.dataset.privacy import Scrubber
 from demotrace.dataset.progress import BuildProgress, ProgressCallback, no_progress
 from demotrace.dataset.quality import DROP_REASONS, QualityCounts
@@ -84,6 +84,7 @@ class SessionOutput:
     quality: QualityCounts
     images: dict[str, ImageRef | None]  # raw frame id → where its frame was written (None: not found)
     image_files: dict[str, int]  # file name in images/ → bytes
+    pieces: SessionPieces | None = None  # its share of the exports, when its worker wrote it
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -91,11 +92,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)
-
-
-def _jsonl(trajectories: Sequence[Trajectory]) -> bytes:
-    encoder = msgspec.json.Encoder()
-    return b"".join(encoder.encode(trajectory) + b"\n" for trajectory in trajectories)
 
 
 def _remove_unrequested(out_dir: Path, formats: Collection[ExportFormat]) -> None:
@@ -141,7 +137,7 @@ def write_dataset(
 ) -> BuildSummary:
     """Describe (if asked), turn the sessions' episodes, in the order given, into trajectories and write
     every export, the viewer, the report and the summary; ``progress`` hears each output start and end."""
-    out_dir, formats, shard_limits = options.out_dir, options.formats, options.shard_limits
+    out_dir, formats = options.out_dir, options.formats
     images_dir = options.images_dir
     kept = [episode for output in outputs for episode in output.episodes]
     quality_counts = _merged_quality(output.quality for output in outputs)
@@ -160,6 +156,7 @@ def write_dataset(
             kept = describe_episodes(kept, chat, scrubber, load_frame)
             describer_failures = chat.failures
     trajectories = [episode_to_trajectory(episode, images.get) for episode in kept]
+    pieces = _pieces(options, outputs, trajectories)
 
     _remove_unrequested(out_dir, formats)
     bytes_by_output: dict[str, int] = {}
@@ -167,41 +164,20 @@ def write_dataset(
     jsonl = b""
     if "agentnet" in formats:
         progress(BuildProgress(TRAJECTORIES_FILE, 0, 1))
-        jsonl = _jsonl(trajectories)
+        jsonl = b"".join(piece.agentnet for piece in pieces)
         _write_atomically(trajectories_path, jsonl)
         bytes_by_output["trajectories.jsonl"] = len(jsonl)
     adp_path = out_dir / ADP_DIR / ADP_FILE
     if "adp" in formats:
         progress(BuildProgress("adp", 0, 1))
-        adp = adp_jsonl(trajectories)
+        adp = b"".join(piece.adp for piece in pieces)
         _write_atomically(adp_path, adp)
         bytes_by_output["adp"] = len(adp)
-
-    def read_image(relative: str) -> bytes | None:
-        path = out_dir / relative
-        return path.read_bytes() if path.is_file() else None
-
-    parquet_shards: list[Path] = []
+    progress(BuildProgress("parquet and webdataset", 0, 1))
+    parquet_shards, webdataset_shards = assemble_pieces(options, pieces)
     if "parquet" in formats:
-        progress(BuildProgress("parquet", 0, 1))
-        parquet_shards = write_parquet_shards(
-            step_records(trajectories),
-            read_image,
-            out_dir / PARQUET_DIR,
-            max_rows=shard_limits.max_steps,
-            max_bytes=shard_limits.max_bytes,
-        )
         bytes_by_output["parquet"] = sum(shard.stat().st_size for shard in parquet_shards)
-    webdataset_shards: list[Path] = []
     if "webdataset" in formats:
-        progress(BuildProgress("webdataset", 0, 1))
-        webdataset_shards = write_webdataset_shards(
-            step_records(trajectories),
-            read_image,
-            out_dir / WEBDATASET_DIR,
-            max_samples=shard_limits.max_steps,
-            max_bytes=shard_limits.max_bytes,
-        )
         bytes_by_output["webdataset"] = sum(shard.stat().st_size for shard in webdataset_shards)
 
     progress(BuildProgress(VIEWER_FILE, 0, 1))
@@ -270,6 +246,22 @@ def write_dataset(
     _write_atomically(out_dir / SUMMARY_FILE, summary_json(summary))
     progress(BuildProgress("done", 1, 1, len(steps), frames_written))
     return summary
+
+
+def _pieces(
+    options: BuildOptions, outputs: Sequence[SessionOutput], trajectories: Sequence[Trajectory]
+) -> list[SessionPieces]:
+    """Each session's export pieces: as its worker wrote them, or written here when the worker could
+    not (the describer rewrites instructions across sessions, in order, after the workers are done)."""
+    if options.describer is None and all(output.pieces is not None for output in outputs):
+        return [output.pieces for output in outputs if output.pieces is not None]
+    pieces: list[SessionPieces] = []
+    start = 0
+    for number, output in enumerate(outputs):
+        end = start + len(output.episodes)
+        pieces.append(write_session_pieces(trajectories[start:end], options, f"driver-{number:08d}"))
+        start = end
+    return pieces
 
 
 def summary_json(summary: BuildSummary) -> bytes:

@@ -400,6 +400,25 @@ class Spool:
             if isinstance(record, Batch):
                 yield record
 
+    def batch_ids_by_session(self) -> dict[str, list[str]]:
+        """Batch record ids by session id, in commit order, from the plaintext columns alone."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session_id, record_id FROM records WHERE kind = 'batch' ORDER BY seq"
+            )
+            by_session: dict[str, list[str]] = {}
+            for session_id, record_id in rows:
+                by_session.setdefault(session_id, []).append(record_id)
+        return by_session
+
+    def load_batch(self, record_id: str) -> Batch | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sealed FROM records WHERE record_id = ? AND kind = 'batch'", (record_id,)
+            ).fetchone()
+        record = decode_record(self._open(record_id, row[0])) if row is not None else None
+        return record if isinstance(record, Batch) else None
+
     def load_frame(self, frame_id: str) -> Frame | None:
         with self._lock:
             row = self._db.execute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from demotrace.dataset.export.shards import Shard
 from demotrace.dataset.export.steps import StepRecord
 
 PARQUET_DIR = "parquet"
@@ -109,61 +110,49 @@ def shard_name(index: int, count: int) -> str:
     return f"{SHARD_PREFIX}{index:05d}-of-{count:05d}.parquet"
 
 
+def write_parquet_piece(
+    records: Iterable[StepRecord], read_image: Callable[[str], bytes | None], path: Path
+) -> list[int]:
+    """One session's rows, images embedded, as an Arrow IPC file (the piece a worker writes); returns
+    each row's image bytes (what a shard's size counts)."""
+    rows: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    for record in records:
+        image = read_image(record.image_path) if record.image_path is not None else None
+        rows.append(_row(record, image))
+        sizes.append(len(image) if image is not None else 0)
+    schema = parquet_schema()
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+    return sizes
+
+
+def assemble_parquet_shards(pieces: Sequence[Path], shards: Sequence[Shard], directory: Path) -> list[Path]:
+    """Write the planned shards (``shards.plan_shards``) from the pieces' rows and return their paths.
+
+    Pieces are memory-mapped and sliced without copying; a shard is written a row group
+    (``ROW_GROUP_ROWS``) at a time, so memory holds one group's images, not a shard's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    schema = parquet_schema()
+    partials: list[Path] = []
+    for number, shard in enumerate(shards):
+        partials.append(directory / f".shard-{number:05d}.partial")
+        with pq.ParquetWriter(partials[-1], schema) as writer:
+            slices = [_piece(pieces[index]).slice(start, stop - start) for index, start, stop in shard]
+            table = pa.concat_tables(slices) if slices else schema.empty_table()
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    _remove_old_shards(directory)
+    paths = [directory / shard_name(index, len(partials)) for index in range(len(partials))]
+    for partial, path in zip(partials, paths, strict=True):
+        os.replace(partial, path)
+    return paths
+
+
+def _piece(path: Path) -> pa.Table:
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
 def _remove_old_shards(directory: Path) -> None:
     # A previous build's shards have another "-of-N": left behind, a glob would read both builds.
     for old in directory.glob(f"{SHARD_PREFIX}*.parquet"):
         old.unlink()
-
-
-def write_parquet_shards(
-    records: Iterable[StepRecord],
-    read_image: Callable[[str], bytes | None],
-    directory: Path,
-    *,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> list[Path]:
-    """Write the shards (a new shard once one reaches ``max_rows`` rows or ``max_bytes`` of images) and
-    return their paths; with no records, one empty shard, so the split still loads.
-
-    Rows are streamed out one row group (``ROW_GROUP_ROWS``) at a time: memory holds one group's images,
-    not a shard's (a shard may hold 256 MiB of them)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    schema = parquet_schema()
-    partials: list[Path] = []
-    writer: pq.ParquetWriter | None = None
-    group: list[dict[str, Any]] = []
-    shard_rows = shard_bytes = 0
-
-    def write_group() -> None:
-        nonlocal writer
-        if writer is None:
-            partials.append(directory / f".shard-{len(partials):05d}.partial")
-            writer = pq.ParquetWriter(partials[-1], schema)
-        writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=ROW_GROUP_ROWS)
-        group.clear()
-
-    def close_shard() -> None:
-        nonlocal writer, shard_rows, shard_bytes
-        if group or writer is None:
-            write_group()
-        assert writer is not None
-        writer.close()
-        writer, shard_rows, shard_bytes = None, 0, 0
-
-    for record in records:
-        image = read_image(record.image_path) if record.image_path is not None else None
-        group.append(_row(record, image))
-        shard_rows += 1
-        shard_bytes += len(image) if image is not None else 0
-        if shard_rows >= max_rows or shard_bytes >= max_bytes:
-            close_shard()
-        elif len(group) >= ROW_GROUP_ROWS:
-            write_group()
-    if shard_rows or not partials:
-        close_shard()
-    _remove_old_shards(directory)
-    shards = [directory / shard_name(index, len(partials)) for index in range(len(partials))]
-    for partial, shard in zip(partials, shards, strict=True):
-        os.replace(partial, shard)
-    return shards
