@@ -129,6 +129,8 @@ class NoticeKeeper:
             ack = accept_notice(self.path, self.gate.policy, digest)
         except NoticeError as error:
             return {"ok": False, "error": str(error)}
+        except OSError as error:  # not stored: not accepted (it would not hold across a restart)
+            return {"ok": False, "error": f"cannot store the acceptance in {self.path}: {error}"}
         with self._lock:
             self.ack = ack
         self._follow_policy(force=True)
@@ -189,5 +191,8 @@ class NoticeKeeper:
         with self._lock:
             if self.ack is ack:
                 self.ack = msgspec.structs.replace(ack, reported=True)
-                save_ack(self.path, self.ack)
+                try:
+                    save_ack(self.path, self.ack)
+                except OSError as error:  # sent again after a restart: the collector keeps both
+                    log.warning("cannot note that the collector has the acceptance: %s", error)
         return True
