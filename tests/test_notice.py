@@ -75,7 +75,13 @@ def test_the_keeper_opens_the_gate_on_acceptance_and_closes_it_on_a_widening(tmp
         reported.append(ack)
         sent.set()
 
-    keeper = NoticeKeeper(gate, tmp_path / "ack.json", report=report).start()
+    asked_again: list[str] = []
+    keeper = NoticeKeeper(
+        gate,
+        tmp_path / "ack.json",
+        report=report,
+        on_asked_again=lambda: asked_again.append(gate.policy.mode),
+    ).start()
     try:
         assert gate.decide(EDITOR).reason == "notice not accepted"
         assert keeper.notice()["accepted"] is False
@@ -87,8 +93,10 @@ def test_the_keeper_opens_the_gate_on_acceptance_and_closes_it_on_a_widening(tmp
 
         gate.set_policy(NARROWER)
         assert gate.decide(EDITOR).capture == "all"
+        assert asked_again == []  # neither the first notice nor a narrowing asks "again"
         gate.set_policy(WIDER)
         assert gate.decide(EDITOR).reason == "notice not accepted"
+        assert asked_again == ["allowlist"]
         assert keeper.accept({"digest": notice_digest(WIDER)})["ok"]
         assert gate.decide(EDITOR).capture == "all"
     finally:
