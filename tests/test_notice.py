@@ -75,7 +75,13 @@ def test_the_keeper_opens_the_gate_on_acceptance_and_closes_it_on_a_widening(tmp
         reported.append(ack)
         sent.set()
 
-    keeper = NoticeKeeper(gate, tmp_path / "ack.json", report=report).start()
+    asked_again: list[str] = []
+    keeper = NoticeKeeper(
+        gate,
+        tmp_path / "ack.json",
+        report=report,
+        on_asked_again=lambda: asked_again.append(gate.policy.mode),
+    ).start()
     try:
         assert gate.decide(EDITOR).reason == "notice not accepted"
         assert keeper.notice()["accepted"] is False
@@ -87,8 +93,10 @@ def test_the_keeper_opens_the_gate_on_acceptance_and_closes_it_on_a_widening(tmp
 
         gate.set_policy(NARROWER)
         assert gate.decide(EDITOR).capture == "all"
+        assert asked_again == []  # neither the first notice nor a narrowing asks "again"
         gate.set_policy(WIDER)
         assert gate.decide(EDITOR).reason == "notice not accepted"
+        assert asked_again == ["allowlist"]
         assert keeper.accept({"digest": notice_digest(WIDER)})["ok"]
         assert gate.decide(EDITOR).capture == "all"
     finally:
@@ -254,3 +262,23 @@ def test_without_a_recorder_a_researcher_accepts_locally_and_a_fleet_device_tell
         assert [(row["device_id"], row["current_policy_notice"]) for row in listed] == [(device_id, True)]
     stored = load_ack(tmp_path / "employee" / "config" / "demotrace" / "notice-ack.json")
     assert stored is not None and stored.reported
+
+
+def test_the_consent_migration_goes_down_and_up_again(database_url: str) -> None:
+    import sqlalchemy
+    from alembic import command
+
+    from demotrace.collector.store.migrate import _config, upgrade_database
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        upgrade_database(engine)
+        assert "notice_acks" in sqlalchemy.inspect(engine).get_table_names()
+        with engine.begin() as connection:
+            command.downgrade(_config(connection), "0004_consent-1")
+        assert "notice_acks" not in sqlalchemy.inspect(engine).get_table_names()
+        with engine.begin() as connection:
+            command.upgrade(_config(connection), "head")
+        assert "notice_acks" in sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

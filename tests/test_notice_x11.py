@@ -114,6 +114,8 @@ def test_nothing_is_recorded_until_the_notice_is_accepted_and_a_widening_asks_ag
             assert state() == "awaiting notice"
             type_word(desktop.display, "alpha")
             assert spool_records(spool) == 0, "the recorder stored something before the notice was accepted"
+            with CollectorReader(collector_data) as reader:  # nor uploaded anything (uploads leave the spool)
+                assert sum(1 for _ in reader.rows()) == 0
 
             shown = notice_command()
             assert shown.returncode == 0 and "DemoTerm" in shown.stdout and "Not accepted yet" in shown.stdout

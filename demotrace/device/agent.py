@@ -115,7 +115,7 @@ def _say(text: str) -> None:
 
 def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
     """Record until SIGINT/SIGTERM with control, uploads and policy refresh; returns the exit code."""
-    from demotrace.device.consent import NOTICE_ACK_FILE, NoticeKeeper
+    from demotrace.device.consent import NOTICE_ACK_FILE, NoticeKeeper, notify_asked_again
     from demotrace.device.control import LocalControl
     from demotrace.device.device_state import DeviceStateWatcher
     from demotrace.memory import keep_heap_flat
@@ -171,7 +171,9 @@ def run_agent(config: AgentConfig, say: Callable[[str], None] = _say) -> int:
                 follow_fleet_policy=local_policy is None,
             )
             sync.refresh_once()  # the fleet policy before the first event, when the server answers
-            notice = NoticeKeeper(gate, ack_path, report=_notice_reporter(device)).start()
+            notice = NoticeKeeper(
+                gate, ack_path, report=_notice_reporter(device), on_asked_again=notify_asked_again
+            ).start()
             sync.start()
             uploader = Uploader(
                 store,

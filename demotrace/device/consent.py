@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 NOTICE_ACK_FILE = "notice-ack.json"
 REPORT_RETRY_SECONDS = 60.0
+ASKED_AGAIN = (
+    "Recording waits for you",
+    "The policy now captures more than the notice you accepted. Read the new notice (tray menu, or "
+    "`demotrace notice`): nothing is recorded until you accept it.",
+)
 
 
 class NoticeError(Exception):
@@ -69,6 +74,12 @@ def accept_notice(
     return ack
 
 
+def notify_asked_again() -> None:
+    from demotrace.device.notify import notify
+
+    notify(*ASKED_AGAIN)
+
+
 def notice_answer(policy: CapturePolicy, accepted: bool) -> dict[str, Any]:
     """The notice as the control socket and the CLI show it."""
     return {"ok": True, "text": notice_text(policy), "digest": notice_digest(policy), "accepted": accepted}
@@ -86,8 +97,10 @@ class NoticeKeeper:
         path: Path,
         report: Callable[[NoticeAck], None] | None = None,
         retry_seconds: float = REPORT_RETRY_SECONDS,
+        on_asked_again: Callable[[], object] | None = None,
     ) -> None:
         self.gate = gate
+        self.on_asked_again = on_asked_again  # a widening withdrew the acceptance (a notification)
         self.retry_seconds = retry_seconds
         self.path = path
         self.report = report
@@ -129,6 +142,8 @@ class NoticeKeeper:
             ack = accept_notice(self.path, self.gate.policy, digest)
         except NoticeError as error:
             return {"ok": False, "error": str(error)}
+        except OSError as error:  # not stored: not accepted (it would not hold across a restart)
+            return {"ok": False, "error": f"cannot store the acceptance in {self.path}: {error}"}
         with self._lock:
             self.ack = ack
         self._follow_policy(force=True)
@@ -158,9 +173,11 @@ class NoticeKeeper:
             self._seen_policy = policy
             accepted = acceptance_holds(self.ack, policy)
         if accepted != self.gate.state.notice_accepted:
-            if not accepted:
-                log.warning("the policy now captures more than the notice you accepted: recording waits")
             self.gate.update_state(notice_accepted=accepted)
+            if not accepted and self.ack is not None:
+                log.warning("the policy now captures more than the notice you accepted: recording waits")
+                if self.on_asked_again is not None:
+                    self.on_asked_again()
 
     def _report_loop(self) -> None:
         assert self.report is not None
@@ -189,5 +206,8 @@ class NoticeKeeper:
         with self._lock:
             if self.ack is ack:
                 self.ack = msgspec.structs.replace(ack, reported=True)
-                save_ack(self.path, self.ack)
+                try:
+                    save_ack(self.path, self.ack)
+                except OSError as error:  # sent again after a restart: the collector keeps both
+                    log.warning("cannot note that the collector has the acceptance: %s", error)
         return True
