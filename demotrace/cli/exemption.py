@@ -77,7 +77,14 @@ def exemption_status(credentials: CredentialsOption = None) -> None:
     elif answer.exemption_status == "none":
         console.print("No exemption requested: this device records where the policy allows it.")
     else:
-        console.print(f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/].")
+        meaning = {
+            "requested": "waiting for an admin's decision; recording goes on until it is approved",
+            "denied": "this device records where the policy allows it; you may ask again",
+        }.get(answer.exemption_status, "")
+        console.print(
+            f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/]"
+            + (f" ({meaning})." if meaning else ".")
+        )
 
 
 def register_exemption_commands(app: typer.Typer) -> None:
