@@ -119,3 +119,7 @@ def test_exemption_commands_use_the_enrolment_up_made(
         assert " ".join(answer.stdout.split()) == (
             "No exemption requested: this device records where the policy allows it."
         )
+    gone = one_error_line(demotrace("exemption", "status", env=env))  # up has stopped: its collector too
+    assert gone.startswith("error: cannot reach collector ") and gone.endswith(
+        "(this device is enrolled with the collector of demotrace up: is up running?)"
+    )

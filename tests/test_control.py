@@ -674,3 +674,27 @@ def test_pause_messages() -> None:
     summary, body = pause_message("paused", START)
     assert summary == "Recording paused" and "until" in body
     assert pause_message("expired", None)[0] == "Recording resumed"
+
+
+def test_status_watch_refreshes_until_ctrl_c(client: ControlClient, gate: CaptureGate) -> None:
+    """`status --watch` keeps asking the recorder; Ctrl+C ends it quietly with exit 0."""
+    import signal
+    import time
+
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "demotrace.cli", "status", "--watch", "--socket", str(client.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)
+        gate.update_state(exempt=True)  # a change the next refresh must show
+        time.sleep(2.0)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "state exempt" in " ".join(out.split()), out

@@ -39,6 +39,15 @@ def _credentials(path: Path | None) -> Any:
         raise fail(str(error)) from error
 
 
+def _unreachable(error: Exception, credentials: Path | None) -> typer.Exit:
+    """The collector's error; when it is `up`'s own collector (no device.json), that `up` must run."""
+    from demotrace.device.enrollment import default_credentials_path
+
+    if credentials is None and not default_credentials_path().exists():
+        return fail(f"{error} (this device is enrolled with the collector of demotrace up: is up running?)")
+    return fail(str(error))
+
+
 @exemption_app.command("request")
 def exemption_request(
     reason: Annotated[str, typer.Option("--reason", help="Why this device should not be recorded.")],
@@ -55,7 +64,7 @@ def exemption_request(
     try:
         answer = request_exemption(device, reason, delete_collected)
     except PolicySyncError as error:
-        raise fail(str(error)) from error
+        raise _unreachable(error, credentials) from error
     console.print(
         f"Exemption request {answer['id']} sent ({'with' if delete_collected else 'without'} deletion of "
         "collected data). Recording stops on this device as soon as an admin approves it."
@@ -71,13 +80,20 @@ def exemption_status(credentials: CredentialsOption = None) -> None:
     try:
         answer = fetch_device_policy(device)
     except PolicySyncError as error:
-        raise fail(str(error)) from error
+        raise _unreachable(error, credentials) from error
     if answer.exempt:
         console.print("[bold green]exempt[/]: nothing is recorded on this device.")
     elif answer.exemption_status == "none":
         console.print("No exemption requested: this device records where the policy allows it.")
     else:
-        console.print(f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/].")
+        meaning = {
+            "requested": "waiting for an admin's decision; recording goes on until it is approved",
+            "denied": "this device records where the policy allows it; you may ask again",
+        }.get(answer.exemption_status, "")
+        console.print(
+            f"Exemption request {answer.exemption_request_id}: [bold]{answer.exemption_status}[/]"
+            + (f" ({meaning})." if meaning else ".")
+        )
 
 
 def register_exemption_commands(app: typer.Typer) -> None:

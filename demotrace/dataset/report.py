@@ -160,7 +160,7 @@ def _bars(title: str, horizontal: bool = False, unit: str = "") -> Callable[[Map
 
 def render_report(figures: ReportFigures, title: str = "demotrace dataset report") -> str:
     apps = dict(list(figures.steps_by_app.items())[:TOP_APPS])
-    lengths = {f"{length} step(s)": n for length, n in sorted(Counter(figures.episode_lengths).items())}
+    lengths = {plural(length, "step"): n for length, n in sorted(Counter(figures.episode_lengths).items())}
     storage = {"frames written": figures.frames_written, "steps without frame": figures.steps_without_frame}
     # A fixed hash salt makes the SVG ids, and so the report, the same for the same data.
     with matplotlib.rc_context(

@@ -12,6 +12,7 @@ and nothing is left running.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -162,7 +163,8 @@ def record_local(spool: Path, data: Path, port: int, console: Console) -> int:
             text=True,
             **child_options(),
         )
-        _say(console, f"collector on {url} (data in {data}); recording $DISPLAY — Ctrl+C to stop")
+        display = os.environ.get("DISPLAY", "the display")
+        _say(console, f"collector on {url} (data in {data}); recording {display} — Ctrl+C to stop")
         ended = recorder
 
         def wait_for_recorder() -> None:

@@ -32,6 +32,7 @@ from demotrace.device.paths import config_dir
 from demotrace.device.spool_room import DROP_DISK_FULL, DROP_QUOTA, DropCounts, NoRoom, Reserve
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.protocol import record_id_of
+from demotrace.wording import plural
 
 SPOOL_FILE = "spool.db"
 KEY_BYTES = 32
@@ -228,7 +229,9 @@ class Spool:
             stored = self._append_locked(rows, droppable)
         self.committed.set()
         if not stored:
-            raise RecordDropped(f"no room in spool {self.directory} for {len(rows)} frame(s): dropped")
+            raise RecordDropped(
+                f"no room in spool {self.directory} for {plural(len(rows), 'frame')}: dropped"
+            )
 
     def _append_locked(self, rows: list[_Row], droppable: bool) -> bool:
         """Write the events waiting in memory and ``rows``; False if ``rows`` (frames) were dropped."""
