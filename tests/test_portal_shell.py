@@ -127,3 +127,27 @@ def test_accounts_that_cannot_be_made_say_why(
         collector.accounts.add(name, role, PASSWORD, person, "test")
     with pytest.raises(AccountError, match="12 to"):
         collector.accounts.add("shorty", Role.ADMIN, "short", None, "test")
+
+
+def test_the_api_docs_are_for_admins_and_load_nothing_from_elsewhere(
+    portal: PortalCollector, page: Page
+) -> None:
+    with signed_in_client(portal, "erin") as employee:
+        assert employee.get("/docs").status_code == 403
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    sign_in(page, portal, "ada", next_path="/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/admin/exemptions").first).to_be_visible()
+    assert requested and all(url.startswith(portal.url + "/") for url in requested)
+    assert errors == []
+
+
+def test_the_openapi_schema_has_the_api_and_none_of_the_portal(portal: PortalCollector) -> None:
+    schema = httpx.get(portal.url + "/openapi.json", timeout=30).json()
+    paths = set(schema["paths"])
+    assert {"/v1/health", "/v1/enroll", "/v1/admin/audit", "/v1/admin/policy"} <= paths
+    assert all(path.startswith("/v1/") for path in paths), paths
+    audit_filters = {p["name"] for p in schema["paths"]["/v1/admin/audit"]["get"]["parameters"]}
+    assert {"actor", "action", "since", "until", "limit", "device_id"} <= audit_filters

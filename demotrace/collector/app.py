@@ -83,6 +83,7 @@ from demotrace.collector.openapi import json_body, refusals
 from demotrace.collector.people import PeopleService
 from demotrace.collector.portal.auth import Portal
 from demotrace.collector.portal.pages_admin import add_admin_pages
+from demotrace.collector.portal.pages_docs import add_docs_page
 from demotrace.collector.portal.pages_fleet import add_fleet_pages
 from demotrace.collector.portal.pages_login import add_portal_shell
 from demotrace.collector.retention import DEFAULT_SWEEP_INTERVAL_S, RetentionSchedule, RetentionService
@@ -258,4 +259,5 @@ def create_app(
     add_portal_shell(app, portal)
     add_admin_pages(app, exemptions)
     add_fleet_pages(app, devices, exemptions)
+    add_docs_page(app)
     return app
