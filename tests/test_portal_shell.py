@@ -108,8 +108,13 @@ def test_security_headers_on_pages_and_api(portal: PortalCollector) -> None:
 
 def test_the_sign_in_redirect_never_leaves_the_site(portal: PortalCollector) -> None:
     with httpx.Client(base_url=portal.url, timeout=30) as client:
-        page = client.get("/login", params={"next": "//evil.example/x"}).text
-        assert 'name="next" value="/"' in page
+        for target in ("//evil.example/x", "/\t/evil.example", "/\\evil.example", "https://evil.example/"):
+            page = client.get("/login", params={"next": target}).text
+            assert 'name="next" value="/"' in page, target
+        assert (
+            'name="next" value="/admin/audit?actor=x"'
+            in client.get("/login", params={"next": "/admin/audit?actor=x"}).text
+        )
 
 
 @pytest.mark.parametrize(

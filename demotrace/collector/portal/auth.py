@@ -117,6 +117,14 @@ def login_redirect(next_path: str) -> str:
 
 def safe_next(next_path: str | None) -> str:
     """Only a path on this site (never //host or a scheme) may be the page after sign-in."""
-    if next_path and next_path.startswith("/") and not next_path.startswith("//") and "\\" not in next_path:
+    # Browsers drop tabs and newlines from URLs ("/\t/host" becomes "//host"): no control characters,
+    # spaces or backslashes at all.
+    if (
+        next_path
+        and next_path.startswith("/")
+        and not next_path.startswith("//")
+        and all(c.isprintable() and not c.isspace() and c != "\\" for c in next_path)
+        and len(next_path) <= 2048
+    ):
         return next_path
     return "/"
