@@ -17,6 +17,7 @@ from collections.abc import Callable
 from demotrace.collector.accounts import Account, LocalAccounts
 from demotrace.collector.limits import RateLimiter
 from demotrace.collector.store.account_store import AccountStore
+from demotrace.collector.upload_guard import audit_record
 
 SESSION_LIFETIME_S = 8 * 3600.0
 MAX_SESSION_ID_CHARS = 128
@@ -52,11 +53,15 @@ class WebSessions:
         self.clock = clock
 
     def start(self, account: Account) -> str:
-        """A new session for ``account``; returns the id for the cookie (not kept anywhere else)."""
+        """A new session for ``account`` (audited: ``signed_in``); returns the id for the cookie (not
+        kept anywhere else)."""
         now = self.clock()
         self.store.end_expired_sessions(now)
         session_id = secrets.token_urlsafe(32)
-        self.store.add_session(session_digest(session_id), account.account_id, now, now + self.lifetime_s)
+        audit = audit_record(now, account.actor, "signed_in", None, role=account.role.value)
+        self.store.add_session(
+            session_digest(session_id), account.account_id, now, now + self.lifetime_s, audit
+        )
         return session_id
 
     def account_of(self, session_id: str | None) -> Account | None:

@@ -100,13 +100,16 @@ class AccountStore:
 
     # --- browser sessions ------------------------------------------------------------------------------
 
-    def add_session(self, id_sha256: str, account_id: str, created_at: float, expires_at: float) -> None:
+    def add_session(
+        self, id_sha256: str, account_id: str, created_at: float, expires_at: float, audit: AuditRecord
+    ) -> None:
         with self._sessions.begin() as session:
             session.add(
                 WebSessionEntry(
                     id_sha256=id_sha256, account_id=account_id, created_at=created_at, expires_at=expires_at
                 )
             )
+            session.add(_audit_entry(audit))
 
     def session_account(self, id_sha256: str, now: float) -> StoredAccount | None:
         """The enabled account of a live session, or None."""
