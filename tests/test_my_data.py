@@ -239,6 +239,9 @@ def test_a_portal_pause_reaches_the_device_and_shows_once_the_device_reports_it(
     assert portal.data.pauses.history(bob.person_id, {}) == []
     bad = portal.device(alice.token, "POST", "/v1/device/pauses", {"events": [{"kind": "slept", "at": 1}]})
     assert bad.status_code == 400 and "expected JSON" in bad.json()["detail"]
+    huge = {"events": [{"kind": "paused", "at": 1, "request_id": 2**40}]}
+    bad = portal.device(alice.token, "POST", "/v1/device/pauses", huge)
+    assert bad.status_code == 400 and "request_id" in bad.json()["detail"]
 
 
 def test_an_exemption_asked_on_the_portal_is_pending_then_refused_twice(portal: Portal) -> None:
