@@ -10,6 +10,7 @@ import httpx
 import pytest
 from test_uploader import make_batch
 
+from demotrace import __version__
 from demotrace.capture.sink import RecordDropped
 from demotrace.cli.control import health_problems
 from demotrace.collector.app import create_app
@@ -39,6 +40,13 @@ def test_dropped_frames_are_reported_to_the_collector_once(tmp_path: Path) -> No
         audit = httpx.get(
             f"{server.url}/v1/admin/audit", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
         ).json()
+        fleet = httpx.get(
+            f"{server.url}/v1/admin/devices", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+        ).json()
+    # The same report carried the device's health, which the fleet page shows.
+    assert [(d["device_id"], d["agent_version"], d["spool_backlog"], d["status"]) for d in fleet] == [
+        (device.device_id, __version__, 0, "active")
+    ]
     reports = [entry for entry in audit if entry["action"] == "device_report"]
     assert len(reports) == 1 and reports[0]["device_id"] == device.device_id
     assert reports[0]["details"] == {

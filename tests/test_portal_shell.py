@@ -3,17 +3,20 @@ security headers of every answer."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+from tls_ca import TestCA
 
 from demotrace.collector.accounts import AccountError, Role
 from demotrace.collector.limits import CollectorLimits
 from demotrace.collector.portal.auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE
 from demotrace.collector.server import ServerThread
-from demotrace.collector.web_sessions import csrf_token
+from demotrace.collector.tls import server_context
+from demotrace.collector.web_sessions import LoginThrottle, csrf_token
 from tests.portal_support import PASSWORD, PortalCollector, make_portal_app, sign_in, signed_in_client
 
 
@@ -127,3 +130,67 @@ def test_accounts_that_cannot_be_made_say_why(
         collector.accounts.add(name, role, PASSWORD, person, "test")
     with pytest.raises(AccountError, match="12 to"):
         collector.accounts.add("shorty", Role.ADMIN, "short", None, "test")
+
+
+def test_the_api_docs_are_for_admins_and_load_nothing_from_elsewhere(
+    portal: PortalCollector, page: Page
+) -> None:
+    with signed_in_client(portal, "erin") as employee:
+        assert employee.get("/docs").status_code == 403
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    sign_in(page, portal, "ada", next_path="/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/admin/exemptions").first).to_be_visible()
+    assert requested and all(url.startswith(portal.url + "/") for url in requested)
+    assert errors == []
+
+
+def test_the_openapi_schema_has_the_api_and_none_of_the_portal(portal: PortalCollector) -> None:
+    schema = httpx.get(portal.url + "/openapi.json", timeout=30).json()
+    paths = set(schema["paths"])
+    assert {"/v1/health", "/v1/enroll", "/v1/admin/audit", "/v1/admin/policy"} <= paths
+    assert all(path.startswith("/v1/") for path in paths), paths
+    audit_filters = {p["name"] for p in schema["paths"]["/v1/admin/audit"]["get"]["parameters"]}
+    assert {"actor", "action", "since", "until", "limit", "device_id"} <= audit_filters
+
+
+def test_pages_work_over_https_with_a_secure_cookie_and_hsts(
+    tmp_path: Path, chromium_browser: Browser
+) -> None:
+    ca = TestCA(tmp_path / "ca")
+    cert = ca.issue()
+    collector = make_portal_app(tmp_path / "c")
+    with ServerThread(collector.app, tls=server_context(cert.certfile, cert.keyfile)) as server:
+        collector.url = server.url
+        assert server.url.startswith("https://")
+        with httpx.Client(
+            base_url=server.url, verify=ssl.create_default_context(cafile=str(ca.ca_file)), timeout=30
+        ) as client:
+            headers = client.get("/login").headers
+            assert headers["strict-transport-security"].startswith("max-age=")
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        # The test CA is not in Chromium's store: the certificate is checked above, with httpx.
+        context = chromium_browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        try:
+            sign_in(page, collector, "ada", next_path="/admin/fleet")
+            expect(page.get_by_role("heading", name="Fleet health")).to_be_visible()
+            cookie = next(c for c in context.cookies() if c["name"] == SESSION_COOKIE)
+            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        finally:
+            context.close()
+
+
+def test_the_login_throttle_refills_with_time_and_counts_addresses_too() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(per_account=2, per_address=3, window_s=60.0, clock=lambda: now[0])
+    throttle.failed("ada", "10.0.0.1")
+    throttle.failed("ADA", "10.0.0.1")  # names are counted without case
+    assert throttle.wait_needed("ada", "10.0.0.2") > 0
+    assert throttle.wait_needed("dana", "10.0.0.2") == 0
+    throttle.failed("dana", "10.0.0.1")
+    assert throttle.wait_needed("erin", "10.0.0.1") > 0  # the address spent its three
+    now[0] = 30.0  # half the window: one failure per account forgiven
+    assert throttle.wait_needed("ada", "10.0.0.2") == 0

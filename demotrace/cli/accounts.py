@@ -4,7 +4,6 @@ never from the command line, where other users could read them in the process li
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -55,8 +54,8 @@ def _password(password_file: Path | None) -> str:
         if not lines or not lines[0]:
             raise fail(f"the password file {password_file} is empty: its first line is the password")
         return lines[0]
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Password again: ") != first:
+    first: str = typer.prompt("Password", hide_input=True)
+    if typer.prompt("Password again", hide_input=True) != first:
         raise fail("the two passwords differ")
     return first
 
@@ -87,6 +86,7 @@ def account_add(
         raise fail(f"unknown role {role!r}: employee, admin or data_engineer") from None
     accounts = _open_accounts(data, database_url)
     try:
+        accounts.check_new(name, chosen, person)  # before the password is asked for
         account = accounts.add(name, chosen, _password(password_file), person, CLI_ACTOR)
     except AccountError as error:
         raise fail(str(error)) from error

@@ -179,9 +179,16 @@ def admin_devices_list(
     if as_json:
         print(json.dumps(devices, indent=2))
         return
-    table = Table("device", "name", "enrolled")
+    table = Table("device", "name", "status", "agent", "last seen", "enrolled")
     for device in devices:
-        table.add_row(device["device_id"], device["name"], _when(device["enrolled_at"]))
+        table.add_row(
+            device["device_id"],
+            device["name"],
+            device.get("status", "-"),
+            device.get("agent_version") or "-",
+            _when(device.get("last_seen")),
+            _when(device["enrolled_at"]),
+        )
     console.print(table)
 
 

@@ -96,15 +96,22 @@ class LocalAccounts:
         # Verified against when a name is unknown, so that answer takes as long as a wrong password.
         self._decoy_hash = self.hasher.hash(secrets.token_hex(16))
 
-    def add(self, name: str, role: Role, password: str, person_id: str | None, actor: str) -> Account:
+    def check_new(self, name: str, role: Role, person_id: str | None) -> None:
+        """AccountError unless an account of this name, role and person could be made (before a
+        password is asked for)."""
         check_account_name(name)
-        check_password(password)
         if role is Role.EMPLOYEE and not person_id:
             raise AccountError("an employee account needs --person (the person id their devices enrol for)")
         if role is not Role.EMPLOYEE and person_id:
             raise AccountError("only an employee account is tied to a person")
         if person_id and not self.store.person_exists(person_id):
             raise AccountError(f"no person {person_id} on this collector (see `demotrace admin people`)")
+        if self.store.by_name(name) is not None:
+            raise AccountError(f"there is already an account named {name}")
+
+    def add(self, name: str, role: Role, password: str, person_id: str | None, actor: str) -> Account:
+        self.check_new(name, role, person_id)
+        check_password(password)
         stored = StoredAccount(
             account_id=secrets.token_hex(16),
             name=name,

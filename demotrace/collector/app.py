@@ -89,6 +89,7 @@ from demotrace.collector.pauses import PauseService
 from demotrace.collector.people import PeopleService
 from demotrace.collector.portal.auth import Portal
 from demotrace.collector.portal.pages_admin import add_admin_pages
+from demotrace.collector.portal.pages_docs import add_docs_page
 from demotrace.collector.portal.pages_employee import add_employee_pages
 from demotrace.collector.portal.pages_fleet import add_fleet_pages
 from demotrace.collector.portal.pages_login import add_portal_shell
@@ -270,4 +271,5 @@ def create_app(
     add_admin_pages(app, exemptions)
     add_employee_pages(app, my_data, exemptions)
     add_fleet_pages(app, devices, exemptions)
+    add_docs_page(app)
     return app

@@ -69,9 +69,20 @@ class DeviceAdmin:
         return FleetService(self.fleet_store, self.clock)
 
     def list_devices(self) -> list[dict[str, object]]:
+        """Every enrolled device, oldest first, with its health (never its activity: see fleet.py)."""
         return [
-            {"device_id": device_id, "name": name, "enrolled_at": enrolled_at}
-            for device_id, name, enrolled_at in self.metadata.devices()
+            {
+                "device_id": device.device_id,
+                "name": device.name,
+                "person_id": device.person_id,
+                "enrolled_at": device.enrolled_at,
+                "status": device.status,
+                "agent_version": device.agent_version,
+                "last_seen": device.last_seen,
+                "spool_backlog": device.spool_backlog,
+                "last_error": device.last_error,
+            }
+            for device in self.fleet().device_health()
         ]
 
     def revoke(self, device_id: str, actor: str) -> dict[str, object]:

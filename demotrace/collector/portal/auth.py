@@ -81,7 +81,8 @@ def require_role(*roles: Role) -> Callable[[Request], Awaitable[Account]]:
     async def dependency(request: Request) -> Account:
         account = await current_account(request)
         if account.role not in allowed:
-            raise PageForbidden(f"this page is for {' or '.join(sorted(r.value for r in allowed))} accounts")
+            names = " or ".join(sorted(role.value.replace("_", " ") for role in allowed))
+            raise PageForbidden(f"This page is for {names} accounts.")
         return account
 
     return dependency
@@ -99,14 +100,14 @@ async def read_form(request: Request) -> dict[str, str]:
     try:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200))
     except (UnicodeDecodeError, ValueError) as error:
-        raise FormRefused("the form could not be read") from error
+        raise FormRefused("The form could not be read.") from error
 
 
 async def checked_form(request: Request) -> dict[str, str]:
     """A form POST's fields once its CSRF token is checked against the session (FormRefused if not)."""
     form = await read_form(request)
     if not csrf_matches(session_id_of(request), form.get(CSRF_FIELD)):
-        raise FormRefused("this form has expired or did not come from this site: reload the page and retry")
+        raise FormRefused("This form has expired or did not come from this site: reload the page and retry.")
     return form
 
 

@@ -37,8 +37,17 @@ def _when(seconds: float | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters["when"] = _when
+templates.env.filters["size"] = _size
 
 
 def render(
