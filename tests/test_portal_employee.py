@@ -150,6 +150,9 @@ def test_a_session_its_frames_with_redactions_download_and_delete(
     assert page.evaluate("() => document.querySelector('figure.frame image').getBBox().width") > 0
     actions = page.locator("table.session-actions tbody tr").all_inner_texts()
     assert [row.split("\t")[1] for row in actions] == ["click", "type"] and "hello" in actions[1]
+    # The click links to the screen just before it.
+    link = page.locator("table.session-actions tbody tr").first.get_by_role("link", name="screenshot")
+    assert link.get_attribute("href") == "?page=1#f-erin-session-f0"
     shot(page, "session")
 
     page.goto(recorded.url + "/me")
