@@ -34,6 +34,8 @@ from demotrace.model import Record
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy
 from demotrace.protocol import RECORD_MEDIA_TYPE, record_id_of
 
+ADMIN = "admin-token-for-my-data-tests"
+
 
 @dataclass
 class Person:
@@ -78,7 +80,11 @@ def portal(tmp_path: Path, backend: Backend) -> Iterator[Portal]:
     """A live collector on each of its two setups: SQLite + blob folder, PostgreSQL + S3 (moto)."""
     data_dir = tmp_path / "data"
     app = create_app(
-        data_dir, database_url=backend.database_url, blobs_url=backend.blobs_url, retention_interval_s=None
+        data_dir,
+        database_url=backend.database_url,
+        blobs_url=backend.blobs_url,
+        retention_interval_s=None,
+        admin_token=ADMIN,
     )
     location = CollectorLocation(data_dir, backend.database_url, backend.blobs_url)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
@@ -262,3 +268,15 @@ def test_an_exemption_asked_on_the_portal_is_pending_then_refused_twice(portal: 
     assert [r.status for r in portal.data.exemptions(alice.person_id)] == ["requested"]
     with pytest.raises(Conflict, match="no enrolled device"):
         portal.data.request_exemption("p-nobody", "why not", False, "person:nobody")
+
+
+def test_a_revoked_device_shows_as_revoked_with_when_it_was_last_heard_from(portal: Portal) -> None:
+    alice = portal.person("alice")
+    [device] = portal.data.devices(alice.person_id)
+    assert device["state"] == "recording" and device["last_seen"] == device["last_upload"] is not None
+    revoked = portal.client.post(
+        f"/v1/admin/devices/{alice.device_id}/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert revoked.status_code == 200, revoked.text
+    [device] = portal.data.devices(alice.person_id)
+    assert device["state"] == "revoked"
