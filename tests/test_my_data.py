@@ -1,6 +1,6 @@
 """The employee's data, service layer: scoped to one person, pauses asked on the portal reach the
 device's policy answer, redaction boxes found again in a frame, deletion reaches a dataset build, and
-the archive holds everything. On a live collector (SQLite + blob folder)."""
+the archive holds everything. On a live collector: SQLite + blob folder, and PostgreSQL + S3."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import Backend
 from employee_support import REDACTED, screenshot_png, session_records
 from PIL import Image
 from test_collector import packed
@@ -26,11 +27,14 @@ from demotrace.collector.pauses import device_pause_state, portal_pause_minutes,
 from demotrace.collector.reader import CollectorReader
 from demotrace.collector.redaction_boxes import redaction_boxes
 from demotrace.collector.server import ServerThread
+from demotrace.collector.store import CollectorLocation
 from demotrace.collector.store.pause_store import PauseEvent, PauseRequest
 from demotrace.geometry import Box
 from demotrace.model import Record
 from demotrace.policy import DEFAULT_FLEET_POLICY, CapturePolicy
 from demotrace.protocol import RECORD_MEDIA_TYPE, record_id_of
+
+ADMIN = "admin-token-for-my-data-tests"
 
 
 @dataclass
@@ -45,7 +49,7 @@ class Person:
 class Portal:
     client: httpx.Client
     data: MyData
-    data_dir: Path
+    location: CollectorLocation
 
     def enroll(self, name: str, person_id: str) -> tuple[str, str]:
         answer = self.client.post("/v1/enroll", json={"device_name": name, "person_id": person_id})
@@ -72,10 +76,19 @@ class Portal:
 
 
 @pytest.fixture
-def portal(tmp_path: Path) -> Iterator[Portal]:
-    app = create_app(tmp_path / "data", retention_interval_s=None)
+def portal(tmp_path: Path, backend: Backend) -> Iterator[Portal]:
+    """A live collector on each of its two setups: SQLite + blob folder, PostgreSQL + S3 (moto)."""
+    data_dir = tmp_path / "data"
+    app = create_app(
+        data_dir,
+        database_url=backend.database_url,
+        blobs_url=backend.blobs_url,
+        retention_interval_s=None,
+        admin_token=ADMIN,
+    )
+    location = CollectorLocation(data_dir, backend.database_url, backend.blobs_url)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        yield Portal(client, app.state.my_data, tmp_path / "data")
+        yield Portal(client, app.state.my_data, location)
 
 
 # --- pure decisions ----------------------------------------------------------------------------------
@@ -175,7 +188,7 @@ def test_a_deleted_session_is_gone_from_the_collector_and_the_next_build(portal:
     answer = portal.data.delete_session(alice.person_id, alice.device_id, alice.session_id, "person:alice")
     assert answer == {"deleted_records": 2, "deleted_blobs": 2}
     assert [s["session_id"] for s in portal.data.sessions(alice.person_id)] == ["alice-second"]
-    with CollectorReader(portal.data_dir) as reader:
+    with CollectorReader(location=portal.location) as reader:
         assert {batch.session_id for batch in reader.iter_batches()} == {"alice-second", bob.session_id}
         assert reader.load_frame(f"{alice.session_id}-f0") is None
 
@@ -239,6 +252,9 @@ def test_a_portal_pause_reaches_the_device_and_shows_once_the_device_reports_it(
     assert portal.data.pauses.history(bob.person_id, {}) == []
     bad = portal.device(alice.token, "POST", "/v1/device/pauses", {"events": [{"kind": "slept", "at": 1}]})
     assert bad.status_code == 400 and "expected JSON" in bad.json()["detail"]
+    huge = {"events": [{"kind": "paused", "at": 1, "request_id": 2**40}]}
+    bad = portal.device(alice.token, "POST", "/v1/device/pauses", huge)
+    assert bad.status_code == 400 and "request_id" in bad.json()["detail"]
 
 
 def test_an_exemption_asked_on_the_portal_is_pending_then_refused_twice(portal: Portal) -> None:
@@ -252,3 +268,15 @@ def test_an_exemption_asked_on_the_portal_is_pending_then_refused_twice(portal: 
     assert [r.status for r in portal.data.exemptions(alice.person_id)] == ["requested"]
     with pytest.raises(Conflict, match="no enrolled device"):
         portal.data.request_exemption("p-nobody", "why not", False, "person:nobody")
+
+
+def test_a_revoked_device_shows_as_revoked_with_when_it_was_last_heard_from(portal: Portal) -> None:
+    alice = portal.person("alice")
+    [device] = portal.data.devices(alice.person_id)
+    assert device["state"] == "recording" and device["last_seen"] == device["last_upload"] is not None
+    revoked = portal.client.post(
+        f"/v1/admin/devices/{alice.device_id}/revoke", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert revoked.status_code == 200, revoked.text
+    [device] = portal.data.devices(alice.person_id)
+    assert device["state"] == "revoked"

@@ -150,6 +150,9 @@ def test_a_session_its_frames_with_redactions_download_and_delete(
     assert page.evaluate("() => document.querySelector('figure.frame image').getBBox().width") > 0
     actions = page.locator("table.session-actions tbody tr").all_inner_texts()
     assert [row.split("\t")[1] for row in actions] == ["click", "type"] and "hello" in actions[1]
+    # The click links to the screen just before it.
+    link = page.locator("table.session-actions tbody tr").first.get_by_role("link", name="screenshot")
+    assert link.get_attribute("href") == "?page=1#f-erin-session-f0"
     shot(page, "session")
 
     page.goto(recorded.url + "/me")
@@ -242,3 +245,21 @@ def test_an_employee_cannot_reach_anyone_elses_data(recorded: PortalCollector) -
             assert client.get("/me").status_code == 403
             assert client.get("/me/frames/emil-session-f0.png").status_code == 403
     assert httpx.get(f"{recorded.url}/me/frames/emil-session-f0.png").status_code in (303, 307)
+
+
+def test_delete_everything_asks_for_a_tick_then_deletes_only_mine(
+    recorded: PortalCollector, page: Page
+) -> None:
+    sign_in(page, recorded, "erin")
+    page.get_by_role("link", name="Delete everything").click()
+    page.get_by_role("button", name="Delete everything").click()
+    assert page.get_by_text("Nothing was deleted: tick the box to confirm.").is_visible()
+    page.get_by_label("Yes, delete everything about me").check()
+    shot(page, "delete-everything")
+    page.get_by_role("button", name="Delete everything").click()
+    page.get_by_text("Everything the server held about you is deleted.").wait_for()
+    assert page.get_by_text("The server holds no session of yours").is_visible()
+    with CollectorReader(recorded.data_dir) as reader:
+        assert {batch.session_id for batch in reader.iter_batches()} == {"emil-session"}
+    audit = [entry["action"] for entry in recorded.app.state.exemptions.audit(actor="account:erin")]
+    assert "person_data_deleted" in audit

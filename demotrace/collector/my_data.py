@@ -98,18 +98,22 @@ class MyData:
         return {device.device_id: device.name for device in self.people.devices(person_id)}
 
     def devices(self, person_id: str) -> list[dict[str, object]]:
-        """Each of the person's devices, and whether it records, is paused (until when) or is exempt."""
+        """Each of the person's devices, and whether it records, is paused (until when), is exempt or
+        was revoked; and when the collector last heard from it (an upload or a health report)."""
         exempt = self.is_exempt(person_id)
         answer = []
         for device in self.people.devices(person_id):
             state = self.pauses.device_state(device.device_id, person_id, exempt)
+            heard = [at for at in (device.last_upload, device.last_report) if at is not None]
             answer.append(
                 {
                     "device_id": device.device_id,
                     "name": device.name,
                     "enrolled_at": device.enrolled_at,
                     "last_upload": device.last_upload,
-                    "state": state.state,
+                    "last_seen": max(heard) if heard else None,
+                    # A revoked device may still record into its own spool, but nothing reaches us.
+                    "state": "revoked" if device.revoked else state.state,
                     "paused_until": state.paused_until,
                     "waiting_for_device": state.waiting_for_device,
                 }

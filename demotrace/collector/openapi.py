@@ -24,10 +24,21 @@ _STATUS_DESCRIPTIONS = {
 }
 
 
+def _inlined(node: Any, components: dict[str, Any]) -> Any:
+    """``node`` with every reference to a component replaced by the component itself (a body of
+    structs inside structs, such as a list of events, then needs no components section)."""
+    if isinstance(node, dict):
+        if set(node) == {"$ref"}:
+            return _inlined(components[node["$ref"]], components)
+        return {key: _inlined(value, components) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inlined(item, components) for item in node]
+    return node
+
+
 def _inline_schema(struct: type) -> dict[str, Any]:
     (schema,), components = msgspec.json.schema_components([struct], ref_template="{name}")
-    name = schema["$ref"]
-    inlined: dict[str, Any] = components[name]
+    inlined: dict[str, Any] = _inlined(schema, components)
     return inlined
 
 

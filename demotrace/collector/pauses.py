@@ -26,6 +26,7 @@ from demotrace.policy import CapturePolicy
 MAX_PAUSE_EVENTS_BODY_BYTES = 16 * 1024
 MAX_PAUSE_EVENTS = 50
 PAUSE_ACTIONS = ("pause", "resume")
+MAX_REQUEST_ID = 2**31 - 1  # an SQL INTEGER everywhere (PostgreSQL's is 32-bit)
 
 
 class PauseEventBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,6 +53,8 @@ def parse_pause_events(body: bytes) -> PauseEventsBody:
         times = [event.at] + ([event.paused_until] if event.paused_until is not None else [])
         if not all(math.isfinite(value) and value >= 0 for value in times):
             raise BadRequest("pause event times must be finite and not negative")
+        if event.request_id is not None and not 1 <= event.request_id <= MAX_REQUEST_ID:
+            raise BadRequest(f"request_id must be between 1 and {MAX_REQUEST_ID}")
     return report
 
 

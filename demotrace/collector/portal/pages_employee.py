@@ -154,6 +154,8 @@ def add_employee_pages(app: FastAPI, data: MyData, exemptions: ExemptionService)
             frames=frames,
             page=page,
             pages=pages,
+            # Where each action's screenshot is: its page of frames.
+            frame_pages={frame.frame_id: i // FRAMES_PER_PAGE + 1 for i, frame in enumerate(view.frames)},
         )
 
     @app.post("/me/sessions/{device_id}/{session_id}/delete", include_in_schema=False)

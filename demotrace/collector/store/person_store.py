@@ -20,6 +20,8 @@ class PersonDevice:
     enrolled_at: float
     last_upload: float | None  # collector clock: when its newest record arrived
     records: int
+    last_report: float | None  # collector clock: its last health report
+    revoked: bool
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,13 @@ class PersonStore:
         )
         query = (
             select(
-                DeviceEntry.device_id, DeviceEntry.name, DeviceEntry.enrolled_at, uploads.c.last, uploads.c.n
+                DeviceEntry.device_id,
+                DeviceEntry.name,
+                DeviceEntry.enrolled_at,
+                uploads.c.last,
+                uploads.c.n,
+                DeviceEntry.last_report_at,
+                DeviceEntry.revoked_at,
             )
             .outerjoin(uploads, uploads.c.device_id == DeviceEntry.device_id)
             .where(DeviceEntry.person_id == person_id)
@@ -58,8 +66,16 @@ class PersonStore:
         )
         with self._sessions() as session:
             return [
-                PersonDevice(str(device), str(name), float(enrolled), last, int(count or 0))
-                for device, name, enrolled, last, count in session.execute(query)
+                PersonDevice(
+                    str(device),
+                    str(name),
+                    float(enrolled),
+                    last,
+                    int(count or 0),
+                    report,
+                    revoked is not None,
+                )
+                for device, name, enrolled, last, count, report, revoked in session.execute(query)
             ]
 
     def sessions(self, person_id: str) -> list[PersonSession]:
