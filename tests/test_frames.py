@@ -23,7 +23,7 @@ from demotrace.capture.grab import FrameBuffers, grab_pixels
 from demotrace.demo.desktop import VirtualDesktop
 from demotrace.device.spool import Spool
 from demotrace.frames.delta import FrameCodecError, changed_tiles, parse_delta
-from demotrace.frames.encoder import FrameEncoder
+from demotrace.frames.encoder import FrameEncoder, encode_held
 from demotrace.frames.images import has_many_colours, screen_png
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.resolver import FrameResolver, image_error, resolving_loader
@@ -514,3 +514,12 @@ def test_the_recorder_starts_a_new_chain_when_the_power_state_changes(
         True,
     ]
     assert stored[3] is not None and stored[2] is not None and stored[3].base_frame_id == stored[2].frame_id
+
+
+def test_a_frame_held_for_a_deferred_scrub_is_a_whole_png_of_exactly_its_pixels() -> None:
+    image = Image.new("RGB", (320, 200), (240, 240, 240))
+    ImageDraw.Draw(image).text((10, 10), "held until the charger is back in 4242", fill=(20, 20, 20))
+    encoded = encode_held(ScreenPixels.of_image(image))
+    assert encoded.is_key and encoded.media_type == "image/png"
+    with Image.open(io.BytesIO(encoded.data)) as decoded:
+        assert decoded.format == "PNG" and decoded.convert("RGB").tobytes() == image.tobytes()

@@ -30,7 +30,7 @@ from demotrace.capture.platform import DesktopPlatform, ScreenLayout
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.capture.sink import RecordDropped, RecordSink, SinkError
 from demotrace.capture.triggers import monitor_at
-from demotrace.frames.encoder import FrameEncoder
+from demotrace.frames.encoder import FrameEncoder, encode_held
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.frames.settings import PowerState, choose_encoding
 from demotrace.geometry import Box
@@ -320,12 +320,14 @@ class FramePipeline:
         pixels, monitor, held = grabbed.pixels, grabbed.monitor, grabbed.held
         self._encoding_for_power()
         # Held frames are self-contained (the scrub worker rewrites them whole, so no delta may refer
-        # to one): a key frame, and the chain starts again after it. The encoder's settings decide
+        # to one): a quick whole PNG, and the chain starts again after it. The encoder's settings decide
         # whether a window switch makes a key frame.
         switched = grabbed.window_id != self._encoded_window_id
-        encoded = self._encoder.encode(pixels, monitor, key=switched, force_key=held)
         if held:
+            encoded = encode_held(pixels)
             self._encoder.reset()
+        else:
+            encoded = self._encoder.encode(pixels, monitor, key=switched)
         self._encoded_window_id = grabbed.window_id
         frame = encoded.to_frame(
             session_id=stream.session_id,
