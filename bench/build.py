@@ -147,7 +147,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["engine"] in ("ray", "ray-data"):
         import ray
 
-        from demotrace.dataset.distributed import SpoolFrames, build_dataset_ray
+        from demotrace.dataset.distributed import LOCAL_RAY_SYSTEM_CONFIG, SpoolFrames, build_dataset_ray
         from demotrace.dataset.ray_stores import build_dataset_from_store
         from demotrace.dataset.record_sources import SpoolRecords
 
@@ -162,7 +162,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             return total
 
         started = time.perf_counter()
-        ray.init(num_cpus=spec["cores"], include_dashboard=False, logging_level=logging.ERROR)
+        ray.init(
+            num_cpus=spec["cores"],
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            _system_config=LOCAL_RAY_SYSTEM_CONFIG,  # as the CLI starts a local Ray: workers not niced
+        )
         import ray.data  # Ray Data sets up its loggers on import: quiet them after that
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)

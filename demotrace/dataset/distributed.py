@@ -56,6 +56,12 @@ __all__ = ["CollectorFrames", "FrameMap", "FrameSource", "SpoolFrames", "build_d
 _PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+# A local Ray's workers run at the priority of the local engine's pool workers: Ray's default (nice
+# 15) leaves them the scraps of a busy machine (measured here: a third of the local engine's steps per
+# second of wall time at the same CPU per step).
+LOCAL_RAY_SYSTEM_CONFIG: dict[str, Any] = {"worker_niceness": 0}
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """What the driver needs of a session before mapping it: its scrubbed names and its place."""
@@ -149,7 +155,13 @@ def ray_runtime(
         ray.init(address=address, **quiet)
         yield  # the cluster is the caller's: stay connected
         return
-    ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, **quiet)
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        _system_config=LOCAL_RAY_SYSTEM_CONFIG,
+        **quiet,
+    )
     try:
         yield
     finally:

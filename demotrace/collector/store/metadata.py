@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from demotrace.collector.store.exemption_store import AuditRecord, _audit_entry
+from demotrace.collector.store.group_commit import GroupCommitter
 from demotrace.collector.store.migrate import upgrade_database
 from demotrace.collector.store.tables import (
     DeviceEntry,
@@ -147,6 +148,8 @@ class MetadataStore:
     def __init__(self, engine: Engine, migrate: bool = True) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        table = RecordEntry.__table__
+        self._group_commit = GroupCommitter(engine, table, "record_id", self._add_record_alone)  # type: ignore[arg-type]
         if migrate:
             upgrade_database(engine)
 
@@ -252,7 +255,11 @@ class MetadataStore:
         return rows
 
     def add_record(self, record: StoredRecord) -> bool:
-        """Insert a row; False (and nothing changed) if a row with that record id exists already."""
+        """Insert a row; False (and nothing changed) if a row with that record id exists already.
+        Rows added at the same time by several threads are committed together (group_commit.py)."""
+        return self._group_commit.add(dict(record.__dict__), record)
+
+    def _add_record_alone(self, record: StoredRecord) -> bool:
         try:
             with self._sessions.begin() as session:
                 session.add(RecordEntry(**record.__dict__))
