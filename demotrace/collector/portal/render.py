@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from demotrace.collector.accounts import Account, Role
 from demotrace.collector.portal.auth import CSRF_FIELD, form_token
+from demotrace.wording import plural
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -48,6 +49,7 @@ def _size(count: float) -> str:
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters["when"] = _when
 templates.env.filters["size"] = _size
+templates.env.filters["plural"] = plural  # {{ n | plural("session") }} → "1 session", "2 sessions"
 
 
 def render(
