@@ -136,7 +136,7 @@ def test_a_session_its_frames_with_redactions_download_and_delete(
     before = built_sessions(recorded, tmp_path / "before")  # pseudonymised session ids
     assert len(before) == 2
     sign_in(page, recorded, "erin")
-    page.get_by_role("link", name="All 1 sessions").click()
+    page.get_by_role("link", name="All 1 session").click()
     page.get_by_role("link", name="Open").click()
     frame = page.locator("figure.frame")
     assert frame.count() == 1 and frame.get_attribute("data-boxes") == "1"
