@@ -95,6 +95,20 @@ class Browser:
     def xdotool(self, *args: str) -> None:
         subprocess.run(["xdotool", *args], env=self.desktop.env(), check=True)
 
+    def knows_its_origin(self) -> None:
+        """Move the pointer into the page until the page has seen a move (a page just navigated to has not
+        yet listened for one: a single move could come before its listener)."""
+        deadline = time.monotonic() + 10
+        step = 0
+        while True:
+            self.xdotool("mousemove", str(500 + step % 2), "600")  # a real move each time
+            time.sleep(0.2)
+            if self.page.evaluate("() => window.__origin !== undefined"):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the page never saw the pointer move")
+            step += 1
+
     def centre_of(self, selector: str) -> tuple[int, int]:
         """Screen point of an element's centre (the page learnt its origin from a real pointer move)."""
         x, y = self.page.evaluate(
@@ -115,8 +129,7 @@ class Browser:
         return round(left), round(top), round(right), round(bottom)
 
     def click(self, selector: str) -> None:
-        self.xdotool("mousemove", "500", "600")  # into the page, so it knows where its viewport lies
-        time.sleep(0.2)
+        self.knows_its_origin()
         x, y = self.centre_of(selector)
         self.xdotool("mousemove", str(x), str(y), "click", "1")
         time.sleep(0.4)
