@@ -107,8 +107,12 @@ def test_a_focused_password_field_is_known_and_its_box_is_covered() -> None:
     assert pages.sensitive_focus(window) == field
     assert pages.sensitive_boxes([window]) == [Box(119, 199, 421, 231)]
     pages.report(PID, ElementReport(event="blur", window=1))
-    assert pages.sensitive_focus(window) is None
-    assert pages.sensitive_boxes([window]) == []
+    assert pages.sensitive_focus(window) is None  # typing is no longer into it
+    # ...but the field stays covered while its page is shown: the frame before the next click is grabbed
+    # after the browser moved focus on mouse-down, with the field still on screen.
+    assert pages.sensitive_boxes([window]) == [Box(119, 199, 421, 231)]
+    pages.report(PID, WindowsReport([page(2, 100, 50, "https://other.example/", focused=True)]))
+    assert pages.sensitive_boxes([window]) == []  # its page is gone
 
 
 def test_the_processor_waits_for_the_report_that_follows_a_focus_change_or_a_click() -> None:

@@ -166,6 +166,9 @@ class BrowserState:
     windows: list[PageWindow] = field(default_factory=list)
     windows_seq: int = 0  # how many windows reports so far: the processor waits for a new one
     focus: ElementReport | None = None  # the latest focus change in a top frame, or a blur
+    # The latest password or card field that had focus, kept after focus moves on: the frame before a click
+    # is grabbed after the browser has already moved focus (on mouse-down), with the field still on screen.
+    last_sensitive: ElementReport | None = None
 
 
 class BrowserPages:
@@ -193,8 +196,13 @@ class BrowserPages:
         if isinstance(report, WindowsReport):
             state.windows = list(report.windows)
             state.windows_seq += 1
+            kept = state.last_sensitive
+            if kept is not None and all(window.id != kept.window for window in state.windows):
+                state.last_sensitive = None  # its page is gone
         elif report.event != "click" or takes_typing(report):
             state.focus = report  # a click into a field focuses it: the focus report may come later
+            if report.sensitive and report.box is not None:
+                state.last_sensitive = report
 
     def state_of(self, info: WindowInfo | None) -> BrowserState | None:
         if info is None or info.pid is None:
@@ -245,18 +253,23 @@ class BrowserPages:
         return focus
 
     def sensitive_boxes(self, stack: Sequence[WindowInfo]) -> list[Box]:
-        """Screen boxes (pixels) of password and card fields that have focus in the visible windows."""
+        """Screen boxes (pixels) of password and card fields that have focus in the visible windows, and of
+        the last one that had focus in a page still shown (see BrowserState.last_sensitive)."""
         boxes: list[Box] = []
         for pid, state in self.browsers.items():
-            focus = state.focus
-            if focus is None or not focus.sensitive or focus.box is None:
-                continue
+            fields = [
+                field
+                for field in (state.focus, state.last_sensitive)
+                if field is not None and field.sensitive and field.box is not None
+            ]
             own = [window for window in stack if window.pid == pid]
             for window_id, page in match_pages(own, state.windows).items():
-                if page.id != focus.window:
-                    continue
                 info = next(window for window in own if window.window_id == window_id)
-                boxes.append(element_box(info, page, focus.box))
+                for sensitive in fields:
+                    if page.id == sensitive.window and sensitive.box is not None:
+                        box = element_box(info, page, sensitive.box)
+                        if box not in boxes:
+                            boxes.append(box)
         return boxes
 
 
