@@ -109,13 +109,14 @@ def _with_margin(crop: Grey) -> Grey:
     return framed
 
 
-def _upscaled(crop: Grey, scale: int) -> Grey:
+def _upscaled(crop: Grey, scale: int) -> tuple[bytes, int, int]:
+    """The crop upscaled, as the grey bytes Tesseract takes and their size: one copy out of Pillow
+    (a block's upscaled pixels are 4x its own; an array between would be one more such copy)."""
     from PIL import Image
 
-    image = Image.fromarray(crop)
     size = (crop.shape[1] * scale, crop.shape[0] * scale)
-    resized: Grey = np.asarray(image.resize(size, Image.Resampling.BICUBIC))
-    return resized
+    resized = Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC)
+    return resized.tobytes(), *size
 
 
 @dataclass
@@ -183,9 +184,11 @@ class LineReader:
         scale = self.settings.scale if line.block or line.box.height < SMALL_LINE_PX else 1
         image = _with_margin(_as_dark_on_light(crop))
         margin = (image.shape[0] - crop.shape[0]) // 2
+        api = loaded_api(self.settings)
         if scale > 1:
-            image = _upscaled(image, scale)
-        words = loaded_api(self.settings).read(image, scale, sparse=line.block)
+            words = api.read_bytes(*_upscaled(image, scale), scale, sparse=line.block)
+        else:
+            words = api.read(image, scale, sparse=line.block)
         dx, dy = area.left - margin, area.top - margin
         return [OcrWord(word.text, word.box.shifted(dx, dy), word.confidence) for word in words]
 
