@@ -41,6 +41,7 @@ NONCE_BYTES = 12
 MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
 # The WAL file is cut back to this size after a checkpoint, so a burst does not keep its space.
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+PAGE_CACHE_KIB = 256
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ class Spool:
             self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             # Checkpoint every 1 MiB of WAL rather than 4: on a nearly full disk the WAL is what grows.
             self._db.execute("PRAGMA wal_autocheckpoint=256")
+            # A small page cache: records are written once and read back once (upload), and the OS
+            # caches the file anyway; SQLite's default 2 MiB stayed resident in the recorder.
+            self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
             self._db.executescript(_SCHEMA + spool_room.SCHEMA)
             spool_room.add_base_column(self._db)
             self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
