@@ -35,11 +35,12 @@ from demotrace.model import Monitor
 # base, which is now its tiles' signatures: frames/tile_signatures.py. A burst that outruns OCR gets
 # one-off mappings.)
 FRAME_BUFFERS = 2
-# Frames the recorder lets be in flight at once (grabbed, waiting, in OCR, encoding): the pooled buffers
-# and one one-off. Each is 8 MB at 1080p, resident while it lives; with no cap a burst of actions had
-# five in flight (bench/record.py: the recorder's peak ~18 MiB above its steady state). A grab past the
-# cap waits for the encoder to let go of a frame, as it waited for room on the OCR queue before.
-MOST_FRAMES_IN_FLIGHT = FRAME_BUFFERS + 1
+# Frames the recorder lets be in flight at once (grabbed, waiting, in OCR, encoding): the pooled buffers,
+# 8 MB each at 1080p, resident while they live. With no cap a burst of actions had five in flight
+# (bench/record.py: the recorder's peak ~18 MiB above its steady state). A grab past the cap waits for
+# the encoder to let go of a frame, as it waited for room on the OCR queue before; on bench/record.py
+# --seconds 300 no grab had to wait.
+MOST_FRAMES_IN_FLIGHT = FRAME_BUFFERS
 # A frame held elsewhere past this (a lingering reference) must not stop the grabs: one more then.
 ROOM_WAIT_SECONDS = 5.0
 
