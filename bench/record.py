@@ -82,6 +82,7 @@ class Figures:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
     cpu_by_thread: dict[str, float] = field(default_factory=dict)  # OS thread name → CPU-s in the run
     ocr_worker_peak_rss: int = 0  # the OCR worker process, apart from the recorder's own
+    grab_waits: str | None = None  # grabs that waited for a frame in flight to go (bursts)
     rss_kinds: dict[str, str] = field(default_factory=dict)  # process → its resident set by kind, at the end
     tree_cpu_seconds: float = 0.0  # recorder + OCR worker(s) + any engine process: what the user pays
     tree_peak_rss: int = 0  # the peaks of every process of the tree, summed
@@ -188,6 +189,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int, battery: FakeBatte
         uploaded = re.search(r"uploaded (\d+) records, (\d+) bytes", text)
         latency = re.search(r"callback latency p50=([\d.]+) us p99=([\d.]+) us", text)
         own_cpu = re.search(r"own CPU p50=([\d.]+) us p99=([\d.]+) us", text)
+        grab_waits = re.search(r"(\d+ grabs?) waited ([\d.]+ s)", text)
         return Figures(
             name="demotrace",
             active_seconds=driven.active_seconds,
@@ -207,6 +209,7 @@ def measure_demotrace(seconds: float, idle: float, seed: int, battery: FakeBatte
             rss_samples=rss.samples,
             cpu_by_thread=by_thread,
             ocr_worker_peak_rss=worker_peak,
+            grab_waits=f"{grab_waits.group(1)}, {grab_waits.group(2)} in all" if grab_waits else None,
             tree_cpu_seconds=tree_cpu_seconds,
             tree_peak_rss=tree_peak,
             worker_cpu_seconds=worker_cpu,
@@ -292,6 +295,8 @@ def report(figures: Figures) -> None:
     print(f"  peak RSS: {figures.peak_rss / mib:.1f} MiB")
     if figures.ocr_worker_peak_rss:
         print(f"  peak RSS of the OCR worker process: {figures.ocr_worker_peak_rss / mib:.1f} MiB")
+    if figures.grab_waits is not None:
+        print(f"  grabs that waited for a frame in flight to be encoded (bursts): {figures.grab_waits}")
     for name, kinds in figures.rss_kinds.items():
         print(f"  resident at the end, {name}: {kinds}")
     if figures.rss_samples:

@@ -17,7 +17,6 @@ Measured before, and not used:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -31,15 +30,14 @@ MMAP_THRESHOLD_BYTES = 4 << 20  # below a 1080p frame (8 MB), above the per-fram
 TRIM_THRESHOLD_BYTES = 8 << 20  # free heap kept before any is given back
 
 
-@functools.cache  # find_library runs ldconfig: once per process
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # The process's own symbols, the C library's among them: ctypes.util.find_library would start
+    # ldconfig, a child process (2.3 MiB, counted in bench/record.py's tree) in the recorder and its worker.
     if not sys.platform.startswith("linux"):
         return None
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return None
     try:
-        return ctypes.CDLL(library)
+        return ctypes.CDLL(None)
     except OSError:
         return None
 

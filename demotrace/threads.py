@@ -7,7 +7,6 @@ Python 3.11 names threads for itself only; Linux takes a 15-byte name per thread
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 import threading
@@ -31,11 +30,8 @@ def libc_prctl() -> Callable[..., int] | None:
     """The C library's ``prctl`` (Linux), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(library, use_errno=True).prctl
+    try:  # the process's own symbols (libc's): find_library would start ldconfig, a child process
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
         return prctl
     except (OSError, AttributeError):
         return None

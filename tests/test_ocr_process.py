@@ -50,6 +50,8 @@ def test_a_grab_is_covered_in_place_from_its_own_bgrx_bytes(scrubber: OcrProcess
     rendered = render(LINES)
     grab = ScreenPixels.of_image(rendered.image)
     pixels = ScreenPixels(bytearray(grab.data), grab.width, grab.height)
+    # The grey levels go to the worker band by band: the same bytes as the in-process grey frame.
+    assert b"".join(pixels.grey_bands(rows=7)) == pixels.grey_array().tobytes()
     boxes = scrubber.cover(pixels, None)
     expected = FrameScrubber().scrub_result(rendered.image)
     assert boxes == expected.boxes and boxes

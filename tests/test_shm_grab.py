@@ -4,6 +4,7 @@ mss's public grab gives, on a real Xvfb with a real window on it."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -95,6 +96,38 @@ def test_grab_buffers_are_reused_once_the_pixels_are_dropped(painted: VirtualDes
         del extra, third
         again = grab_pixels(screen, monitor, buffers)
         assert again.data is reused and again.data is not one_off
+
+
+def test_a_grab_past_the_frames_in_flight_waits_until_the_encoder_lets_one_go(
+    painted: VirtualDesktop,
+) -> None:
+    buffers = FrameBuffers(limit=2, most=3)
+    monitor = Monitor(0, 0, 1280, 800)
+    with mss.MSS(display=painted.display) as screen:
+        in_flight = [grab_pixels(screen, monitor, buffers) for _ in range(3)]  # two pooled, one one-off
+        assert buffers.made == 3
+        encoded = threading.Event()
+
+        def encode_the_oldest() -> None:
+            time.sleep(0.3)
+            encoded.set()
+            in_flight.pop(0)  # its last reference: the buffer goes back to the pool
+
+        encoder = threading.Thread(target=encode_the_oldest)
+        encoder.start()
+        buffers.wait_for_room(timeout=60)
+        assert encoded.is_set()  # it returned only once a frame was let go
+        encoder.join()
+        in_flight.append(grab_pixels(screen, monitor, buffers))
+        assert buffers.made == 3  # into the freed pooled buffer: no new mapping
+        # A frame held elsewhere for longer than the wait does not stop the grabs: one more mapping.
+        buffers.wait_for_room(timeout=0.05)
+        in_flight.append(grab_pixels(screen, monitor, buffers))
+        assert buffers.made == 4 and len(in_flight) == 4
+    # Without a cap, the wait never blocks.
+    uncapped = FrameBuffers(limit=1)
+    held = [uncapped.take(64) for _ in range(3)]
+    assert uncapped.wait_for_room(timeout=60) == 0.0 and len(held) == 3
 
 
 def test_without_shared_memory_the_public_grab_is_used(painted: VirtualDesktop) -> None:

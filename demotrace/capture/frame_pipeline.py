@@ -24,7 +24,7 @@ from typing import Any
 from demotrace.capture.blackout import black_boxes
 from demotrace.capture.browser_bridge import BrowserBridge
 from demotrace.capture.gate_spans import window_context
-from demotrace.capture.grab import FrameBuffers, grab_pixels
+from demotrace.capture.grab import MOST_FRAMES_IN_FLIGHT, FrameBuffers, grab_pixels
 from demotrace.capture.messages import Clock, FrameDone, Message
 from demotrace.capture.platform import DesktopPlatform, ScreenLayout
 from demotrace.capture.scrub import FrameScrubber
@@ -67,7 +67,12 @@ class PolicyScreen:
         self._platform = platform
         self._gate = gate
         self._browser = browser
-        self._buffers = FrameBuffers()
+        self._buffers = FrameBuffers(most=MOST_FRAMES_IN_FLIGHT)
+
+    def wait_for_room(self) -> float:
+        """Wait until a frame may be grabbed without passing the cap on frames in flight (a burst);
+        returns the seconds waited."""
+        return self._buffers.wait_for_room()
 
     def _device_allows_screen(self) -> None:
         gate = self._gate
@@ -188,6 +193,8 @@ class FramePipeline:
         self.scrub_cpu_seconds = 0.0
         self.frames_held = 0
         self.frames_dropped = 0
+        self.grabs_waited = 0  # for a frame buffer, in bursts (see grab.MOST_FRAMES_IN_FLIGHT)
+        self.seconds_waited = 0.0
         self._encoded_window_id: int | None = None  # a change of window makes the next frame a key
 
     def start(self) -> None:
@@ -245,6 +252,10 @@ class FramePipeline:
 
     def _grab(self, screen: PolicyScreen, request: _FrameRequest) -> _Grabbed:
         monitor = monitor_at(self._layout.monitors, request.x, request.y)
+        waited = screen.wait_for_room()  # before the time of the grab is taken: the frame says when it shows
+        if waited > 0.001:
+            self.grabs_waited += 1
+            self.seconds_waited += waited
         grabbed_ns = time.perf_counter_ns()
         pixels = screen.grab_pixels(monitor)
         return _Grabbed(pixels, monitor, grabbed_ns, request.trigger, request.stamp_ns, request.window_id)

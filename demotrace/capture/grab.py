@@ -23,6 +23,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,14 @@ from demotrace.model import Monitor
 # base, which is now its tiles' signatures: frames/tile_signatures.py. A burst that outruns OCR gets
 # one-off mappings.)
 FRAME_BUFFERS = 2
+# Frames the recorder lets be in flight at once (grabbed, waiting, in OCR, encoding): the pooled buffers,
+# 8 MB each at 1080p, resident while they live. With no cap a burst of actions had five in flight
+# (bench/record.py: the recorder's peak ~18 MiB above its steady state). A grab past the cap waits for
+# the encoder to let go of a frame, as it waited for room on the OCR queue before; on bench/record.py
+# --seconds 300 no grab had to wait.
+MOST_FRAMES_IN_FLIGHT = FRAME_BUFFERS
+# A frame held elsewhere past this (a lingering reference) must not stop the grabs: one more then.
+ROOM_WAIT_SECONDS = 5.0
 
 
 @dataclass(eq=False)
@@ -77,15 +86,19 @@ class FrameBuffers:
     (7 ms of CPU for 8 MB). Here at most ``limit`` mappings are made and reused for as long as recording
     lasts. A grab never waits: when all of them are in use (OCR fell behind in a burst of actions) it
     gets a one-off mapping, dropped as soon as its frame is encoded, so what stays resident is bounded
-    by ``limit``. The mappings are memfds, for the X server to write grabs into. Thread-safe."""
+    by ``limit``. The mappings are memfds, for the X server to write grabs into. Thread-safe.
 
-    def __init__(self, limit: int = FRAME_BUFFERS) -> None:
+    ``most`` (optional) caps the buffers lent at once: ``wait_for_room`` blocks until fewer are lent."""
+
+    def __init__(self, limit: int = FRAME_BUFFERS, most: int | None = None) -> None:
         self.limit = limit
+        self.most = most
         self._free: list[FrameBuffer] = []
         self._lent: dict[int, FrameBuffer] = {}  # by id() of the view: held here, so the id is not reused
         self._pooled = 0
         self._closed = False
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)
         self.made = 0  # mappings made so far, one-off ones included (for tests and benchmarks)
 
     def take(self, size: int) -> FrameBuffer:
@@ -104,11 +117,22 @@ class FrameBuffers:
             self._lent[id(buffer.view)] = buffer
         return buffer
 
+    def wait_for_room(self, timeout: float = ROOM_WAIT_SECONDS) -> float:
+        """Block until fewer than ``most`` buffers are lent (at most ``timeout`` seconds); returns the
+        seconds waited."""
+        if self.most is None:
+            return 0.0
+        started = time.monotonic()
+        with self._returned:
+            self._returned.wait_for(lambda: len(self._lent) < (self.most or 0), timeout)
+        return time.monotonic() - started
+
     def give_back(self, view: WritableBuffer) -> None:
         with self._lock:
             buffer = self._lent.pop(id(view), None)
             if buffer is None:
                 return
+            self._returned.notify_all()
             if buffer.pooled and not self._closed:
                 self._free.append(buffer)
                 return

@@ -22,10 +22,16 @@ import subprocess
 import sys
 
 import msgspec
-import numpy as np
 from PIL import Image
 
-from demotrace.capture.ocr_protocol import BoxTuple, OcrReply, OcrRequest, read_message, write_message
+from demotrace.capture.ocr_protocol import (
+    BoxTuple,
+    OcrReply,
+    OcrRequest,
+    Payload,
+    read_message,
+    write_message,
+)
 from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.geometry import Box
@@ -46,7 +52,6 @@ class OcrProcessScrubber(FrameScrubber):
         super().__init__(settings=settings)
         self._worker: subprocess.Popen[bytes] | None = None
         self.restarts = 0
-        self._grey: np.ndarray | None = None  # reused: a grey frame per grab, not a new 2 MB block
 
     @property
     def worker_pid(self) -> int | None:
@@ -70,7 +75,7 @@ class OcrProcessScrubber(FrameScrubber):
         )
         return self._worker
 
-    def _ask(self, request: OcrRequest, payload: bytes | bytearray | memoryview = b"") -> OcrReply:
+    def _ask(self, request: OcrRequest, payload: Payload = b"") -> OcrReply:
         worker = self._ensure_worker()
         assert worker.stdin is not None and worker.stdout is not None
         try:
@@ -79,6 +84,9 @@ class OcrProcessScrubber(FrameScrubber):
         except (OSError, EOFError, msgspec.DecodeError) as error:
             self._stop_worker()  # whatever state it had is gone; the next frame starts a new one
             raise OcrError(f"the OCR worker failed ({error}); it is restarted for the next frame") from error
+        except BaseException:
+            self._stop_worker()  # stopped mid-frame (the pixels' bands): the stream is out of step
+            raise
         assert isinstance(reply, OcrReply)
         if reply.error:
             raise OcrError(reply.error)
@@ -105,14 +113,14 @@ class OcrProcessScrubber(FrameScrubber):
         return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
 
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
-        # Grey levels are all OCR reads: a quarter of the grab's bytes cross the pipe, converted band by
-        # band (no frame-sized RGB copy on either side).
+        # Grey levels are all OCR reads: a quarter of the grab's bytes cross the pipe, converted and
+        # written band by band (no frame-sized RGB or grey copy on this side).
         with self._lock:
-            grey = self._grey = pixels.grey_array(self._grey)
+            size = pixels.width * pixels.height
             request = OcrRequest(
-                "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, grey.nbytes, "L"
+                "scrub", self._box_of(monitor, pixels.size), pixels.width, pixels.height, size, "L"
             )
-            reply = self._ask(request, grey.data)
+            reply = self._ask(request, pixels.grey_bands())
         boxes = [Box(*found) for found in reply.boxes]
         if boxes:
             blackout_pixels(pixels, boxes)

@@ -6,6 +6,7 @@ recorder's side (``ocr_process``) and the worker (``ocr_worker``)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import IO, Literal
 
 import msgspec
@@ -33,14 +34,19 @@ class OcrReply(msgspec.Struct):
     error: str = ""
 
 
-def write_message(
-    stream: IO[bytes], message: msgspec.Struct, payload: bytes | bytearray | memoryview = b""
-) -> None:
+Payload = bytes | bytearray | memoryview | Iterable[bytes]  # the bytes, or their pieces in order
+
+
+def write_message(stream: IO[bytes], message: msgspec.Struct, payload: Payload = b"") -> None:
     header = msgspec.msgpack.encode(message)
     stream.write(_LENGTH.pack(len(header)))
     stream.write(header)
-    if payload:
-        stream.write(payload)
+    if isinstance(payload, bytes | bytearray | memoryview):
+        if payload:
+            stream.write(payload)
+    else:
+        for piece in payload:
+            stream.write(piece)
     stream.flush()
 
 

@@ -229,6 +229,11 @@ class Recorder:
     def frames_held(self) -> int:
         return self._frames.frames_held if self._frames is not None else 0
 
+    def grab_waits(self) -> tuple[int, float]:
+        """Grabs that waited for a frame in flight to be encoded (bursts), and the seconds they waited."""
+        frames = self._frames
+        return (frames.grabs_waited, frames.seconds_waited) if frames is not None else (0, 0.0)
+
     def mark(self, kind: str, text: str = "") -> None:
         """Write a ``Marker(kind, text)`` now, such as ``task_start`` with the task's words or
         ``task_end``. Thread-safe and non-blocking; ``text`` is scrubbed like typed text. Held while
@@ -471,7 +476,9 @@ def record_until_signal(
         if recorder.scrubber is not None:
             print(
                 f"demotrace: screen scrub {recorder.scrub_cpu_seconds():.2f} CPU-s,"
-                f" {plural(recorder.frames_held(), 'frame')} held for a deferred scrub",
+                f" {plural(recorder.frames_held(), 'frame')} held for a deferred scrub;"
+                f" {plural(recorder.grab_waits()[0], 'grab')} waited {recorder.grab_waits()[1]:.2f} s"
+                " for a frame buffer",
                 file=status,
                 flush=True,
             )

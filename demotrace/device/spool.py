@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+# libsodium's ChaCha20-Poly1305 (IETF), as cryptography's was (same layout): 6 MB less resident.
+from nacl.bindings import crypto_aead_chacha20poly1305_ietf_decrypt as unseal
+from nacl.bindings import crypto_aead_chacha20poly1305_ietf_encrypt as seal
 
 from demotrace.capture.sink import RecordDropped, SinkError
 from demotrace.device import spool_room
@@ -41,6 +44,7 @@ NONCE_BYTES = 12
 MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
 # The WAL file is cut back to this size after a checkpoint, so a burst does not keep its space.
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+PAGE_CACHE_KIB = 256
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def load_or_create_key(path: Path) -> bytes:
             raise SpoolError(f"spool key {path} is {len(key)} bytes, expected {KEY_BYTES}")
         return key
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = ChaCha20Poly1305.generate_key()
+    key = os.urandom(KEY_BYTES)
     # O_EXCL: two recorders starting at once must not each write a different key.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -116,7 +120,7 @@ class Spool:
         self._unwritten: list[_Row] = []  # events that found the disk full, oldest first
         self._unwritten_bytes = 0
         self._uncounted_drops = 0  # frames refused while even the count could not be written
-        self._aead = ChaCha20Poly1305(key)
+        self._key = key
         # One zstd (de)compressor per thread: python-zstandard's are not thread-safe, and the recorder
         # seals frames on its encode thread while it seals batches on its processing thread (two
         # threads compressing with one compressor crashed the process; reading while another thread
@@ -136,6 +140,8 @@ class Spool:
             self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             # Checkpoint every 1 MiB of WAL rather than 4: on a nearly full disk the WAL is what grows.
             self._db.execute("PRAGMA wal_autocheckpoint=256")
+            # Records are written and read back once (the OS caches the file): SQLite's 2 MiB stayed resident.
+            self._db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
             self._db.executescript(_SCHEMA + spool_room.SCHEMA)
             spool_room.add_base_column(self._db)
             self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
@@ -158,12 +164,12 @@ class Spool:
     def _seal(self, record_id: str, plain: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         # The record id is authenticated too: a sealed blob cannot be moved to another row.
-        return nonce + self._aead.encrypt(nonce, self._compressor().compress(plain), record_id.encode())
+        return nonce + seal(self._compressor().compress(plain), record_id.encode(), nonce, self._key)
 
     def _open(self, record_id: str, sealed: bytes) -> bytes:
         try:
-            packed = self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], record_id.encode())
-        except Exception as error:  # cryptography raises InvalidTag without a message
+            packed = unseal(sealed[NONCE_BYTES:], record_id.encode(), sealed[:NONCE_BYTES], self._key)
+        except Exception as error:  # libsodium's CryptoError says nothing more
             raise SpoolError(f"record {record_id} does not decrypt: wrong key or tampered spool") from error
         return self._decompressor().decompress(packed)
 

@@ -9,7 +9,7 @@ plus a byte copy per stage. Pillow images are accepted too and converted first.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy
@@ -90,6 +90,17 @@ class ScreenPixels:
             image = Image.frombuffer("RGB", (self.width, bottom - top), band, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
             grey[top:bottom] = numpy.asarray(image.convert("L"))
         return grey
+
+    def grey_bands(self, rows: int = 64) -> Iterator[bytes]:
+        """The grey levels of ``grey_array``, as bytes a band of ``rows`` at a time (top to bottom): for
+        a reader that takes them in order, no frame-sized grey copy either."""
+        stride = self.width * SCREEN_BYTES_PER_PIXEL
+        view = memoryview(self.data)
+        for top in range(0, self.height, rows):
+            bottom = min(self.height, top + rows)
+            band = view[top * stride : bottom * stride]
+            image = Image.frombuffer("RGB", (self.width, bottom - top), band, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
+            yield image.convert("L").tobytes()
 
     def rgb_array(self) -> numpy.ndarray:
         """The pixels as a (height, width, 3) RGB view of the buffer (no copy; read-only use)."""

@@ -40,7 +40,6 @@ from demotrace.redact.text_lines import MAX_LINE_PX, TextLine, lines_in
 SMALL_LINE_PX = 32
 
 Grey = np.ndarray[tuple[int, int], np.dtype[np.uint8]]
-Mask = np.ndarray[tuple[int, int], np.dtype[np.bool_]]
 
 
 class LineCache:
@@ -77,20 +76,39 @@ def line_key(crop: Grey, block: bool) -> bytes:
     return digest.digest()
 
 
-def changed_rows(previous: Grey, current: Grey) -> tuple[list[Box], Mask]:
+# Rows compared at a time when looking for changed rows: no frame-sized mask of changes is ever made.
+CHANGE_BAND_ROWS = 64
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Where two frames of one monitor differ, asked box by box: without a frame-sized mask (2 MB at
+    1080p, beside the two frames, at the OCR worker's peak)."""
+
+    previous: Grey
+    current: Grey
+
+    def within(self, box: Box) -> bool:
+        rows, columns = slice(box.top, box.bottom), slice(box.left, box.right)
+        return bool((self.previous[rows, columns] != self.current[rows, columns]).any())
+
+
+def changed_rows(previous: Grey, current: Grey) -> tuple[list[Box], Changes]:
     """Full-width regions around every changed row (padded by a line's height, so a line touching a
-    change is whole in them), and the mask of changed pixels."""
-    changed: Mask = previous != current
-    height, width = changed.shape
-    rows = np.flatnonzero(changed.any(axis=1))
+    change is whole in them), and where the changes are."""
+    height, width = current.shape
+    row_changed = np.zeros(height, dtype=bool)
+    for top in range(0, height, CHANGE_BAND_ROWS):
+        bottom = min(height, top + CHANGE_BAND_ROWS)
+        row_changed[top:bottom] = (previous[top:bottom] != current[top:bottom]).any(axis=1)
     regions: list[Box] = []
-    for row in rows.tolist():
+    for row in np.flatnonzero(row_changed).tolist():
         top, bottom = max(0, row - MAX_LINE_PX), min(height, row + 1 + MAX_LINE_PX)
         if regions and top <= regions[-1].bottom:
             regions[-1] = Box(0, regions[-1].top, width, bottom)
         else:
             regions.append(Box(0, top, width, bottom))
-    return regions, changed
+    return regions, Changes(previous, current)
 
 
 def _as_dark_on_light(crop: Grey) -> Grey:
@@ -109,13 +127,14 @@ def _with_margin(crop: Grey) -> Grey:
     return framed
 
 
-def _upscaled(crop: Grey, scale: int) -> Grey:
+def _upscaled(crop: Grey, scale: int) -> tuple[bytes, int, int]:
+    """The crop upscaled, as the grey bytes Tesseract takes and their size: one copy out of Pillow
+    (a block's upscaled pixels are 4x its own; an array between would be one more such copy)."""
     from PIL import Image
 
-    image = Image.fromarray(crop)
     size = (crop.shape[1] * scale, crop.shape[0] * scale)
-    resized: Grey = np.asarray(image.resize(size, Image.Resampling.BICUBIC))
-    return resized
+    resized = Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC)
+    return resized.tobytes(), *size
 
 
 @dataclass
@@ -149,12 +168,12 @@ class LineReader:
             regions, changed, kept = [Box(0, 0, width, height)], None, []
         else:
             regions, changed = changed_rows(previous, grey)
-            kept = [b for b in self.previous_boxes if not changed[b.top : b.bottom, b.left : b.right].any()]
+            kept = [b for b in self.previous_boxes if not changed.within(b)]
         found: list[Box] = []
         for region in regions:
             for line in lines_in(grey, region):
                 box = line.box
-                if changed is not None and not changed[box.top : box.bottom, box.left : box.right].any():
+                if changed is not None and not changed.within(box):
                     continue  # unchanged: its boxes, if any, are among those kept
                 self.stats.lines_changed += 1
                 found += self._line_boxes(grey, line)
@@ -183,9 +202,11 @@ class LineReader:
         scale = self.settings.scale if line.block or line.box.height < SMALL_LINE_PX else 1
         image = _with_margin(_as_dark_on_light(crop))
         margin = (image.shape[0] - crop.shape[0]) // 2
+        api = loaded_api(self.settings)
         if scale > 1:
-            image = _upscaled(image, scale)
-        words = loaded_api(self.settings).read(image, scale, sparse=line.block)
+            words = api.read_bytes(*_upscaled(image, scale), scale, sparse=line.block)
+        else:
+            words = api.read(image, scale, sparse=line.block)
         dx, dy = area.left - margin, area.top - margin
         return [OcrWord(word.text, word.box.shifted(dx, dy), word.confidence) for word in words]
 
@@ -196,4 +217,4 @@ class LineReader:
         self.cache.clear()
 
 
-__all__ = ["SMALL_LINE_PX", "LineCache", "LineReader", "LineStats", "changed_rows", "line_key"]
+__all__ = ["SMALL_LINE_PX", "Changes", "LineCache", "LineReader", "LineStats", "changed_rows", "line_key"]

@@ -66,13 +66,19 @@ class TesseractApi:
 
     def read(self, grey: Grey, scale: int, *, sparse: bool = False) -> list[OcrWord]:
         """The words of a grey image (already scaled by ``scale``), in the image's unscaled pixels."""
+        height, width = grey.shape
+        return self.read_bytes(grey.tobytes(), width, height, scale, sparse=sparse)
+
+    def read_bytes(
+        self, grey: bytes, width: int, height: int, scale: int, *, sparse: bool = False
+    ) -> list[OcrWord]:
+        """Like ``read``, for grey levels already as bytes (row after row, one byte a pixel): an
+        upscaled line goes from Pillow to Tesseract with no array copy between."""
         psm = PSM_SPARSE_TEXT if sparse else PSM_SINGLE_LINE
         if psm != self._psm:
             self._api.SetPageSegMode(psm)
             self._psm = psm
-        height, width = grey.shape
-        image = np.ascontiguousarray(grey)
-        self._api.SetImageBytes(image.tobytes(), width, height, 1, width)
+        self._api.SetImageBytes(grey, width, height, 1, width)
         self._api.SetSourceResolution(96 * scale)
         if not self._api.Recognize():
             raise OcrError("Tesseract failed to read an image")
