@@ -4,35 +4,24 @@ Chromium, an admin approves it on the portal, and the person's real recorder (`d
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+from person_recorder import start_person_recorder, wait_for
 from playwright.sync_api import Browser, expect
 from portal_support import PortalCollector, make_portal_app, sign_in
 
 from demotrace.collector.exemptions import render_policy_toml
 from demotrace.collector.server import ServerThread
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.demo.run import start_recorder, stop_process
-from demotrace.device.control_client import ControlClient
-from demotrace.device.control_protocol import SOCKET_NAME
-from demotrace.device.enrollment import enroll, save_credentials
+from demotrace.demo.run import stop_process
 from demotrace.policy import DEFAULT_FLEET_POLICY
 
 pytestmark = pytest.mark.x11
 
 REFRESH_SECONDS = 2.0
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -50,23 +39,10 @@ def test_an_exemption_asked_and_approved_on_the_portal_stops_the_real_recorder(
     tmp_path: Path, desktop: VirtualDesktop, quick_portal: PortalCollector, chromium_browser: Browser
 ) -> None:
     portal = quick_portal
-    credentials = save_credentials(
-        enroll(portal.url, "erin-workstation", person_id="p-erin"), tmp_path / "device.json"
+    recorder, output, control = start_person_recorder(
+        tmp_path, desktop, portal.url, "erin-workstation", "p-erin"
     )
-    home = tmp_path / "home"
-    recorder, output = start_recorder(
-        desktop.display,
-        tmp_path / "spool",
-        tmp_path / "spool.key",
-        credentials,
-        portal.url,
-        home=home,
-        accept_notice=True,
-    )
-    control = ControlClient(home / "run" / "demotrace" / SOCKET_NAME)
     try:
-        wait_for(lambda: control.status()["state"] == "recording", "the recorder to record", 60)
-
         employee = chromium_browser.new_context().new_page()
         sign_in(employee, portal, "erin", next_path="/me/exemption")
         employee.get_by_label("Why?").fill("I handle HR cases all day")

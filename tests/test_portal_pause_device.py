@@ -5,33 +5,22 @@ is reported too, and a resume from the portal ends it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+from person_recorder import start_person_recorder, wait_for
 
 from demotrace.collector.app import create_app
 from demotrace.collector.exemptions import render_policy_toml
 from demotrace.collector.my_data import MyData
 from demotrace.collector.server import ServerThread
 from demotrace.demo.desktop import VirtualDesktop
-from demotrace.demo.run import start_recorder, stop_process
-from demotrace.device.control_client import ControlClient
-from demotrace.device.control_protocol import SOCKET_NAME
-from demotrace.device.enrollment import enroll, save_credentials
+from demotrace.demo.run import stop_process
 from demotrace.policy import DEFAULT_FLEET_POLICY
 
 pytestmark = pytest.mark.x11
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -48,26 +37,14 @@ def test_a_portal_pause_pauses_the_real_recorder_and_shows_once_reported(
     tmp_path: Path, desktop: VirtualDesktop, collector: tuple[ServerThread, MyData]
 ) -> None:
     server, data = collector
-    credentials = save_credentials(
-        enroll(server.url, "alice-laptop", person_id="p-alice"), tmp_path / "device.json"
+    recorder, output, control = start_person_recorder(
+        tmp_path, desktop, server.url, "alice-laptop", "p-alice"
     )
-    home = tmp_path / "home"
-    recorder, output = start_recorder(
-        desktop.display,
-        tmp_path / "spool",
-        tmp_path / "spool.key",
-        credentials,
-        server.url,
-        home=home,
-        accept_notice=True,
-    )
-    control = ControlClient(home / "run" / "demotrace" / SOCKET_NAME)
 
     def device_state() -> str:
         return str(data.devices("p-alice")[0]["state"])
 
     try:
-        wait_for(lambda: control.status()["state"] == "recording", "the recorder to record")
         asked = data.pauses.request("p-alice", "pause", 90, "person:alice")  # more than the 30 allowed
         wait_for(lambda: device_state() == "paused", "the device to report the pause")
         status = control.status()
