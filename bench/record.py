@@ -282,8 +282,9 @@ def report(figures: Figures) -> None:
             " CPU-s per active minute"
         )
         print(
-            "    (OCR thread: hands frames to the OCR worker process and paints its boxes;"
-            " OCR processes: the worker and the Tesseract runs it waited for)"
+            "    (OCR thread: finds the changed text lines, sends them to the OCR worker process, decides"
+            " and paints the boxes; OCR processes: the worker, which reads the lines, and any Tesseract"
+            " runs it waited for)"
         )
     else:
         print(f"  CPU: {figures.per_minute(figures.cpu_seconds):.3f} CPU-s per active minute")

@@ -44,6 +44,24 @@ def test_the_worker_finds_what_the_in_process_scrubber_finds(scrubber: OcrProces
     assert scrubber.worker_pid is not None and scrubber.worker_pid != os.getpid()
 
 
+def test_the_worker_reads_lines_without_numpy_or_the_detectors(scrubber: OcrProcessScrubber) -> None:
+    # The recorder finds the lines and decides what to cover; the worker only reads: a second copy of
+    # numpy in it was 16 MiB of the recorder's process tree.
+    scrubbed = scrubber.scrub(render(LINES).image)
+    assert_no_secret_visible(read_text(scrubbed))
+    assert scrubber.worker_pid is not None
+    maps = Path(f"/proc/{scrubber.worker_pid}/maps").read_text()
+    assert "tesserocr" in maps  # the worker is the one that read
+    assert "numpy" not in maps
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import demotrace.capture.ocr_worker, sys; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'numpy'" not in loaded and "'phonenumbers'" not in loaded and "'PIL'" not in loaded
+
+
 def test_a_grab_is_covered_in_place_from_its_own_bgrx_bytes(scrubber: OcrProcessScrubber) -> None:
     # What the recorder does: the grab's buffer goes to the worker as it is and the boxes are painted
     # into that very buffer, in the same places as the in-process scrubber paints them.
@@ -87,11 +105,11 @@ def test_a_worker_that_dies_mid_frame_costs_that_frame_and_the_next_gets_a_new_w
 
 
 def test_a_worker_killed_between_frames_is_replaced(scrubber: OcrProcessScrubber) -> None:
-    image = render(LINES).image
-    scrubber.scrub(image)
+    scrubber.scrub(render(LINES[1:]).image)
     first_pid = scrubber.worker_pid
     assert first_pid is not None
     os.kill(first_pid, signal.SIGKILL)
+    image = render(LINES).image  # a line it has not read yet: the worker is needed again
     try:
         scrubbed = scrubber.scrub(image)
     except OcrError:  # it was still dying when the frame was sent: that frame is lost, not leaked
@@ -119,10 +137,12 @@ def test_the_worker_ends_when_the_recorder_is_killed() -> None:
             textwrap.dedent(
                 """
                 import sys, time
-                from PIL import Image
+                from PIL import Image, ImageDraw
                 from demotrace.capture.ocr_process import OcrProcessScrubber
                 scrubber = OcrProcessScrubber()
-                scrubber.scrub(Image.new("RGB", (64, 64), "white"))
+                image = Image.new("RGB", (240, 64), "white")
+                ImageDraw.Draw(image).text((8, 24), "Quarterly report", fill="black")
+                scrubber.scrub(image)  # a line to read: the worker starts
                 print(scrubber.worker_pid, flush=True)
                 time.sleep(60)
                 """

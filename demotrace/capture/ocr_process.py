@@ -1,15 +1,16 @@
 """Screen OCR in a worker process of its own, so the recorder stays small and steady.
 
-Reading a frame takes OCR canvases, upscaled strips and several frame-sized copies; in the recorder's
-own process that working set stayed resident (~80 MB more, creeping up over a session: measured
-with bench/record.py). Here the recorder keeps only its capture buffers, and the OCR working set lives
-in a worker that also runs at a lower CPU priority, dies with the recorder, and is restarted after a
-failure (a crash loses no frame unscrubbed: that frame is dropped, as for any OCR error).
+Tesseract's model and working buffers (~40 MB) live in a worker that runs at a lower CPU priority,
+dies with the recorder, and is restarted after a failure (a crash loses no frame unscrubbed: that
+frame is dropped, as for any OCR error). The recorder finds the text lines that changed, keeps the
+line cache and decides what to cover (``redact/line_reader.py``, with the numpy it holds anyway);
+the worker only turns a line's pixels into words, so it loads neither numpy nor the detectors
+(bench/record.py: 16 MiB of the tree's peak was numpy loaded a second time, in the worker).
 
 Protocol over the worker's stdin/stdout (anonymous pipes, never a file): a 4-byte length and a
-MessagePack ``OcrRequest``, then the raw pixels for a scrub (RGB, or the grab's own BGRX bytes); the
-answer is a 4-byte length and an ``OcrReply`` with the boxes to paint. The recorder paints them itself,
-so the pixels travel one way and the recorder makes no copy of them.
+MessagePack ``OcrRequest``, then the raw pixels (a text line's grey levels, upscaled when small); the
+answer is a 4-byte length and an ``OcrReply`` with the words. With ``OcrSettings.reader="bands"`` the
+whole frame goes to the worker instead and the boxes come back. The recorder paints the boxes itself.
 
 The worker is ``capture/ocr_worker.py`` (``python -m demotrace.capture.ocr_worker``, what the recorder
 starts; not for people); the protocol is ``capture/ocr_protocol.py``.
@@ -36,17 +37,19 @@ from demotrace.capture.scrub import FrameScrubber
 from demotrace.frames.pixels import ScreenPixels
 from demotrace.geometry import Box
 from demotrace.model import Monitor
+from demotrace.redact.lines import OcrWord
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_image, blackout_pixels
 from demotrace.redact.scrubber import ScrubResult
+from demotrace.redact.tesseract_api import TextReader
 
 WORKER_MODULE = "demotrace.capture.ocr_worker"
 
 
 class OcrProcessScrubber(FrameScrubber):
-    """A FrameScrubber whose reading happens in a worker process (started on first use). Uses the
-    default screen detectors; thread-safe like its parent (one frame at a time). A frame with nothing
-    to cover comes back as the very image given (callers must not change it afterwards)."""
+    """A FrameScrubber whose OCR happens in a worker process (started on first use). Uses the default
+    screen detectors; thread-safe like its parent (one frame at a time). A frame with nothing to cover
+    comes back as the very image given (callers must not change it afterwards)."""
 
     def __init__(self, settings: OcrSettings | None = None) -> None:
         super().__init__(settings=settings)
@@ -98,21 +101,46 @@ class OcrProcessScrubber(FrameScrubber):
             return (0, 0, *size)
         return (monitor.left, monitor.top, monitor.width, monitor.height)
 
+    def _text_reader(self) -> TextReader | None:
+        return self
+
+    def read_bytes(
+        self, grey: bytes, width: int, height: int, scale: int, *, sparse: bool = False
+    ) -> list[OcrWord]:
+        """One line's words, read in the worker (called by the line reader, under the frame's lock)."""
+        request = OcrRequest(
+            "read", width=width, height=height, pixel_bytes=len(grey), layout="L", scale=scale, sparse=sparse
+        )
+        reply = self._ask(request, grey)
+        return [OcrWord(text, Box(*box), confidence) for text, box, confidence in reply.words]
+
     def scrub_result(self, image: Image.Image, monitor: Monitor | None = None) -> ScrubResult:
         if image.mode != "RGB":
             image = image.convert("RGB")
+        if self.settings.reader == "lines":
+            found = self.find_boxes(image, monitor)
+            boxes, ocr_seconds, regions = found.boxes, found.ocr_seconds, found.regions
+        else:
+            boxes, ocr_seconds, regions = self._find_in_worker(image, monitor)
+        # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
+        scrubbed = blackout_image(image, boxes) if boxes else image
+        return ScrubResult(scrubbed, boxes, ocr_seconds, regions)
+
+    def _find_in_worker(
+        self, image: Image.Image, monitor: Monitor | None
+    ) -> tuple[list[Box], float, list[Box]]:
+        """The bands reader: the whole frame goes to the worker, its boxes come back."""
         pixels = image.tobytes()
         request = OcrRequest(
             "scrub", self._box_of(monitor, image.size), image.width, image.height, len(pixels)
         )
         with self._lock:
             reply = self._ask(request, pixels)
-        boxes = [Box(*found) for found in reply.boxes]
-        # Most frames hold nothing sensitive: they pass as they are, without a frame-sized copy.
-        scrubbed = blackout_image(image, boxes) if boxes else image
-        return ScrubResult(scrubbed, boxes, reply.ocr_seconds, [Box(*r) for r in reply.regions])
+        return [Box(*found) for found in reply.boxes], reply.ocr_seconds, [Box(*r) for r in reply.regions]
 
     def cover(self, pixels: ScreenPixels, monitor: Monitor | None = None) -> list[Box]:
+        if self.settings.reader == "lines":
+            return super().cover(pixels, monitor)
         # Grey levels are all OCR reads: a quarter of the grab's bytes cross the pipe, converted and
         # written band by band (no frame-sized RGB or grey copy on this side).
         with self._lock:
@@ -127,6 +155,7 @@ class OcrProcessScrubber(FrameScrubber):
         return boxes
 
     def forget(self) -> None:
+        super().forget()
         with self._lock:
             if self.worker_pid is not None:
                 with contextlib.suppress(OcrError):  # a dead worker remembers nothing either

@@ -1,6 +1,7 @@
 """The OCR worker's wire protocol over its stdin/stdout (anonymous pipes, never a file): a 4-byte length
-and a MessagePack ``OcrRequest``, then the raw pixels for a scrub (grey, RGB, or a grab's own BGRX
-bytes); the answer is a 4-byte length and an ``OcrReply`` with the boxes to paint. Shared by the
+and a MessagePack ``OcrRequest``, then the raw pixels: one text line's grey levels to read, or a whole
+frame to scrub (grey, RGB, or a grab's own BGRX bytes); the answer is a 4-byte length and an
+``OcrReply`` with the line's words, or the frame's boxes to paint. Shared by the
 recorder's side (``ocr_process``) and the worker (``ocr_worker``)."""
 
 from __future__ import annotations
@@ -19,15 +20,25 @@ BoxTuple = tuple[int, int, int, int]
 
 
 class OcrRequest(msgspec.Struct, tag=True):
-    op: Literal["scrub", "forget"]
+    """``read``: the words of one grey image (a text line, already upscaled by ``scale``; ``sparse``
+    for a block of lines). ``scrub``: the boxes to paint on a frame of ``monitor``, read there whole
+    (the bands reader). ``forget``: drop what the worker remembers of the screen."""
+
+    op: Literal["read", "scrub", "forget"]
     monitor: BoxTuple = (0, 0, 0, 0)  # left, top, width, height
     width: int = 0
     height: int = 0
     pixel_bytes: int = 0  # raw pixel bytes that follow the header
     layout: Literal["RGB", "BGRX", "L"] = "RGB"  # BGRX: a grab's own bytes, 4 per pixel; L: grey
+    scale: int = 1
+    sparse: bool = False
+
+
+WordTuple = tuple[str, BoxTuple, float]  # text, box (left, top, right, bottom) in unscaled pixels, confidence
 
 
 class OcrReply(msgspec.Struct):
+    words: list[WordTuple] = []
     boxes: list[BoxTuple] = []
     regions: list[BoxTuple] = []
     ocr_seconds: float = 0.0
@@ -69,6 +80,7 @@ __all__ = [
     "BoxTuple",
     "OcrReply",
     "OcrRequest",
+    "WordTuple",
     "read_exactly",
     "read_message",
     "write_message",

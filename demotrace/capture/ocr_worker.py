@@ -1,9 +1,13 @@
-"""The OCR worker process: reads frames from its stdin and answers with the boxes to paint.
+"""The OCR worker process: reads text lines from its stdin and answers with their words.
 
-Lean on purpose: it imports the screen redaction and nothing of the recorder (no encoder, no spool),
-since every module it loads is resident for the whole session. It runs at a lower CPU priority, dies
-with the recorder, and keeps a loaded Tesseract, the last grey frame of each monitor and the line
-cache (``redact/line_reader.py``) in memory only.
+Lean on purpose: it holds a loaded Tesseract and nothing of the recorder (no encoder, no spool, no
+numpy: every module it loads is resident for the whole session). The recorder finds the text lines
+that changed and decides what to cover (``redact/line_reader.py``, with the numpy it has loaded
+anyway); only reading pixels into words happens here. It runs at a lower CPU priority, dies with the
+recorder, and keeps nothing of the screen between requests.
+
+The first design's whole-frame requests (``scrub``: the bands reader, ``OcrSettings.reader="bands"``)
+are still answered, with the screen redaction loaded on the first such request.
 
     python -m demotrace.capture.ocr_worker SETTINGS_JSON      # what the recorder starts; not for people
 """
@@ -14,26 +18,68 @@ import os
 import signal
 import sys
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import msgspec
-import numpy as np
-from PIL import Image
 
 from demotrace.capture.ocr_protocol import OcrReply, OcrRequest, read_exactly, read_message, write_message
 from demotrace.redact.ocr_settings import OcrError, OcrSettings
-from demotrace.redact.scrubber import Grey, ScreenScrubber
+from demotrace.redact.tesseract_api import loaded_api
+
+if TYPE_CHECKING:
+    from demotrace.redact.scrubber import ScreenScrubber
 
 WORKER_NICENESS = 10
-# Grey frames (2 MB at 1080p) and Tesseract's line images come and go: mapped from 1 MiB up and given
-# back when freed, so the worker's resident set stays near what it uses.
+# Line images and Tesseract's own buffers come and go: mapped from 1 MiB up and given back when freed,
+# so the worker's resident set stays near what it uses.
 WORKER_MMAP_THRESHOLD_BYTES = 1 << 20
 WORKER_TRIM_THRESHOLD_BYTES = 1 << 20
+
+MonitorKey = tuple[int, int, int, int]
+
+
+def read_words(settings: OcrSettings, request: OcrRequest, pixels: bytes) -> OcrReply:
+    """The words of one grey image, as the loaded Tesseract reads them."""
+    if request.width * request.height != len(pixels) or request.layout != "L" or request.scale < 1:
+        raise ValueError(f"a {request.width}x{request.height} grey image cannot be {len(pixels)} bytes")
+    words = loaded_api(settings).read_bytes(
+        pixels, request.width, request.height, request.scale, sparse=request.sparse
+    )
+    return OcrReply(words=[(word.text, word.box.as_tuple(), word.confidence) for word in words])
+
+
+def find_frame_boxes(
+    settings: OcrSettings, by_monitor: dict[MonitorKey, ScreenScrubber], request: OcrRequest, pixels: bytes
+) -> OcrReply:
+    """The boxes to paint on a whole frame, found here (the bands reader's requests)."""
+    import numpy as np
+    from PIL import Image
+
+    from demotrace.redact.scrubber import Grey, ScreenScrubber
+
+    size = (request.width, request.height)
+    image: Image.Image | Grey
+    if request.layout == "L":  # the recorder's grey frame, read in place (no copy)
+        image = np.frombuffer(pixels, np.uint8).reshape(request.height, request.width)
+    elif request.layout == "BGRX":
+        image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
+    else:
+        image = Image.frombytes("RGB", size, pixels)
+    started = time.perf_counter()
+    scrubber = by_monitor.get(request.monitor)
+    if scrubber is None:
+        scrubber = by_monitor[request.monitor] = ScreenScrubber(settings=settings)
+    result = scrubber.find(image)
+    return OcrReply(
+        boxes=[box.as_tuple() for box in result.boxes],
+        regions=[region.as_tuple() for region in result.regions],
+        ocr_seconds=time.perf_counter() - started,
+    )
 
 
 def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
     """Answer requests until the input ends."""
-    by_monitor: dict[tuple[int, int, int, int], ScreenScrubber] = {}
+    by_monitor: dict[MonitorKey, ScreenScrubber] = {}
     while True:
         try:
             request = read_message(requests, OcrRequest)
@@ -49,24 +95,10 @@ def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> Non
         except EOFError:
             return  # the recorder died while sending (SIGKILL): nobody is left to answer, nor to tell
         try:
-            size = (request.width, request.height)
-            image: Image.Image | Grey
-            if request.layout == "L":  # the recorder's grey frame, read in place (no copy)
-                image = np.frombuffer(pixels, np.uint8).reshape(request.height, request.width)
-            elif request.layout == "BGRX":
-                image = Image.frombuffer("RGB", size, pixels, "raw", "BGRX", 0, 1)
+            if request.op == "read":
+                reply = read_words(settings, request, pixels)
             else:
-                image = Image.frombytes("RGB", size, pixels)
-            started = time.perf_counter()
-            scrubber = by_monitor.get(request.monitor)
-            if scrubber is None:
-                scrubber = by_monitor[request.monitor] = ScreenScrubber(settings=settings)
-            result = scrubber.find(image)
-            reply = OcrReply(
-                [box.as_tuple() for box in result.boxes],
-                [region.as_tuple() for region in result.regions],
-                time.perf_counter() - started,
-            )
+                reply = find_frame_boxes(settings, by_monitor, request, pixels)
         except (OcrError, ValueError) as error:
             reply = OcrReply(error=str(error))
         del pixels

@@ -29,6 +29,7 @@ from demotrace.redact.detectors.base import Detector
 from demotrace.redact.ocr import OcrError, OcrSettings
 from demotrace.redact.paint import blackout_pixels
 from demotrace.redact.scrubber import FoundBoxes, Grey, ScreenScrubber, ScrubResult
+from demotrace.redact.tesseract_api import TextReader
 from demotrace.threads import name_os_thread
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,15 @@ class FrameScrubber:
     def _stream(self, key: MonitorKey) -> ScreenScrubber:
         scrubber = self._by_monitor.get(key)
         if scrubber is None:
-            scrubber = ScreenScrubber(self.detectors, self.settings, incremental=self.incremental)
+            scrubber = ScreenScrubber(
+                self.detectors, self.settings, incremental=self.incremental, reader=self._text_reader()
+            )
             self._by_monitor[key] = scrubber
         return scrubber
+
+    def _text_reader(self) -> TextReader | None:
+        """Who reads text lines: None for a Tesseract loaded in the scrubbing thread."""
+        return None
 
     def scrub_result(self, image: Image.Image, monitor: Monitor | None = None) -> ScrubResult:
         """Scrub one grabbed image of ``monitor`` (None: a single-monitor stream keyed by size)."""

@@ -32,7 +32,7 @@ from demotrace.redact.detectors.base import Detector
 from demotrace.redact.lines import OcrWord
 from demotrace.redact.ocr_settings import OcrSettings
 from demotrace.redact.screen import cover_line
-from demotrace.redact.tesseract_api import loaded_api
+from demotrace.redact.tesseract_api import TextReader, loaded_api
 from demotrace.redact.text_lines import MAX_LINE_PX, TextLine, lines_in
 
 # Lines shorter than this (X's 6x13 terminal font, 12 px UI text) are upscaled before OCR: at 1x
@@ -156,6 +156,8 @@ class LineReader:
     previous: Grey | None = None
     previous_boxes: list[Box] = field(default_factory=list)
     stats: LineStats = field(default_factory=LineStats)
+    # Who reads a line: None is this thread's loaded Tesseract; the recorder hands its OCR worker's.
+    reader: TextReader | None = None
 
     def __post_init__(self) -> None:
         self.cache = LineCache(self.settings.line_cache_entries)
@@ -202,11 +204,12 @@ class LineReader:
         scale = self.settings.scale if line.block or line.box.height < SMALL_LINE_PX else 1
         image = _with_margin(_as_dark_on_light(crop))
         margin = (image.shape[0] - crop.shape[0]) // 2
-        api = loaded_api(self.settings)
+        reader = self.reader if self.reader is not None else loaded_api(self.settings)
         if scale > 1:
-            words = api.read_bytes(*_upscaled(image, scale), scale, sparse=line.block)
+            words = reader.read_bytes(*_upscaled(image, scale), scale, sparse=line.block)
         else:
-            words = api.read(image, scale, sparse=line.block)
+            height, width = image.shape
+            words = reader.read_bytes(image.tobytes(), width, height, scale, sparse=line.block)
         dx, dy = area.left - margin, area.top - margin
         return [OcrWord(word.text, word.box.shifted(dx, dy), word.confidence) for word in words]
 

@@ -42,6 +42,7 @@ from demotrace.redact.ocr import OcrSettings, ocr_words
 from demotrace.redact.paint import blackout_image
 from demotrace.redact.regions import regions_to_read
 from demotrace.redact.screen import SensitiveWord, word_cover, words_to_cover
+from demotrace.redact.tesseract_api import TextReader
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,11 @@ class ScreenScrubber:
     incremental: bool = True
     previous_image: Image.Image | None = None
     previous_boxes: list[Box] = field(default_factory=list)
+    reader: TextReader | None = None  # who reads a text line (None: a Tesseract loaded in this thread)
     lines: LineReader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lines = LineReader(self.settings, self.detectors)
+        self.lines = LineReader(self.settings, self.detectors, reader=self.reader)
 
     def remember(self, image: Image.Image, boxes: Sequence[Box]) -> None:
         """Take ``image`` (with ``boxes`` found on it) as the previous frame."""
