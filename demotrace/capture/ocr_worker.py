@@ -22,7 +22,14 @@ from typing import IO, TYPE_CHECKING
 
 import msgspec
 
-from demotrace.capture.ocr_protocol import OcrReply, OcrRequest, read_exactly, read_message, write_message
+from demotrace.capture.ocr_protocol import (
+    BoxTuple,
+    OcrReply,
+    OcrRequest,
+    read_exactly,
+    read_message,
+    write_message,
+)
 from demotrace.redact.ocr_settings import OcrError, OcrSettings
 from demotrace.redact.tesseract_api import loaded_api
 
@@ -35,12 +42,12 @@ WORKER_NICENESS = 10
 WORKER_MMAP_THRESHOLD_BYTES = 1 << 20
 WORKER_TRIM_THRESHOLD_BYTES = 1 << 20
 
-MonitorKey = tuple[int, int, int, int]
-
 
 def read_words(settings: OcrSettings, request: OcrRequest, pixels: bytes) -> OcrReply:
     """The words of one grey image, as the loaded Tesseract reads them."""
-    if request.width * request.height != len(pixels) or request.layout != "L" or request.scale < 1:
+    if request.layout != "L" or request.scale < 1:
+        raise ValueError(f"a line to read is grey (L), scale >= 1: not {request.layout}, x{request.scale}")
+    if request.width * request.height != len(pixels):
         raise ValueError(f"a {request.width}x{request.height} grey image cannot be {len(pixels)} bytes")
     words = loaded_api(settings).read_bytes(
         pixels, request.width, request.height, request.scale, sparse=request.sparse
@@ -49,7 +56,7 @@ def read_words(settings: OcrSettings, request: OcrRequest, pixels: bytes) -> Ocr
 
 
 def find_frame_boxes(
-    settings: OcrSettings, by_monitor: dict[MonitorKey, ScreenScrubber], request: OcrRequest, pixels: bytes
+    settings: OcrSettings, by_monitor: dict[BoxTuple, ScreenScrubber], request: OcrRequest, pixels: bytes
 ) -> OcrReply:
     """The boxes to paint on a whole frame, found here (the bands reader's requests)."""
     import numpy as np
@@ -79,7 +86,7 @@ def find_frame_boxes(
 
 def serve(settings: OcrSettings, requests: IO[bytes], replies: IO[bytes]) -> None:
     """Answer requests until the input ends."""
-    by_monitor: dict[MonitorKey, ScreenScrubber] = {}
+    by_monitor: dict[BoxTuple, ScreenScrubber] = {}
     while True:
         try:
             request = read_message(requests, OcrRequest)
