@@ -195,6 +195,32 @@ def test_only_changed_bands_are_read_and_a_card_that_stayed_on_screen_stays_cove
     assert_no_secret_visible(read_text(unchanged.image))
 
 
+def test_an_email_stays_covered_when_a_row_is_added_right_under_it() -> None:
+    # Seen in the demo: a list of saved records (Tk's 13 px text, 17 px apart) gained a row; the cover
+    # of the email above reached into the new row, was dropped for that change, and the unchanged line
+    # it covered was not looked at again: the email was readable from then on.
+    font = ImageFont.truetype(font_file("DejaVu Sans"), 13)
+    rows = ["1. John Backus <john.backus@example.com>", "2. Barbara Liskov <barbara.liskov@example.com>"]
+
+    def list_of(count: int) -> Image.Image:
+        image = Image.new("RGB", (600, 120), (217, 217, 217))
+        draw = ImageDraw.Draw(image)
+        for row, text in enumerate(rows[:count]):
+            draw.text((10, 30 + 17 * row), text, fill="black", font=font)
+        return image
+
+    first_email = ImageDraw.Draw(list_of(1)).textbbox((10, 30), rows[0], font=font)
+    email_ink = Box(int(first_email[0]) + 130, int(first_email[1]), int(first_email[2]), int(first_email[3]))
+    scrubber = ScreenScrubber()
+    first = scrubber.scrub(list_of(1))
+    assert covered(first.boxes, email_ink)
+
+    second = scrubber.scrub(list_of(2))
+
+    assert covered(second.boxes, email_ink), f"the first email is readable: {second.boxes}"
+    assert "example" not in read_text(second.image)
+
+
 def test_a_missing_tesseract_is_a_clear_error() -> None:
     scrubber = FrameScrubber(settings=OcrSettings(engine="cli", reader="bands", tesseract="/nonexistent/t"))
     with pytest.raises(OcrError, match="not found"):

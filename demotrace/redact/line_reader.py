@@ -93,14 +93,16 @@ class Changes:
         return bool((self.previous[rows, columns] != self.current[rows, columns]).any())
 
 
-def changed_rows(previous: Grey, current: Grey) -> tuple[list[Box], Changes]:
+def changed_rows(previous: Grey, current: Grey, also: Sequence[Box] = ()) -> tuple[list[Box], Changes]:
     """Full-width regions around every changed row (padded by a line's height, so a line touching a
-    change is whole in them), and where the changes are."""
+    change is whole in them), and where the changes are. The rows of ``also`` count as changed."""
     height, width = current.shape
     row_changed = np.zeros(height, dtype=bool)
     for top in range(0, height, CHANGE_BAND_ROWS):
         bottom = min(height, top + CHANGE_BAND_ROWS)
         row_changed[top:bottom] = (previous[top:bottom] != current[top:bottom]).any(axis=1)
+    for box in also:
+        row_changed[max(0, box.top) : max(0, box.bottom)] = True
     regions: list[Box] = []
     for row in np.flatnonzero(row_changed).tolist():
         top, bottom = max(0, row - MAX_LINE_PX), min(height, row + 1 + MAX_LINE_PX)
@@ -166,17 +168,28 @@ class LineReader:
         """The boxes to paint on this frame, and the regions whose lines were looked for."""
         height, width = grey.shape
         previous = self.previous if incremental else None
+        changed: Changes | None = None
+        kept: list[Box] = []
+        dropped: list[Box] = []
         if previous is None or previous.shape != grey.shape:
-            regions, changed, kept = [Box(0, 0, width, height)], None, []
+            regions = [Box(0, 0, width, height)]
         else:
-            regions, changed = changed_rows(previous, grey)
-            kept = [b for b in self.previous_boxes if not changed.within(b)]
+            changed = Changes(previous, grey)
+            for box in self.previous_boxes:
+                (dropped if changed.within(box) else kept).append(box)
+            # A box dropped for a change under its margin may have covered an unchanged line beside
+            # the change (an email above a new list row): that line is looked at again too.
+            regions, _ = changed_rows(previous, grey, also=dropped)
         found: list[Box] = []
         for region in regions:
             for line in lines_in(grey, region):
                 box = line.box
-                if changed is not None and not changed.within(box):
-                    continue  # unchanged: its boxes, if any, are among those kept
+                if (
+                    changed is not None
+                    and not changed.within(box)
+                    and not any(box.intersects(gone) for gone in dropped)
+                ):
+                    continue  # unchanged and still covered: its boxes, if any, are among those kept
                 self.stats.lines_changed += 1
                 found += self._line_boxes(grey, line)
         self.stats.frames += 1
