@@ -264,8 +264,9 @@ class Uploader:
                 if self._stopping.wait(delay):
                     break
                 continue
-            self.last_decision = hold
+            # The next try first: status() reads the decision, then the next try, from another thread.
             self.next_try = None if hold.recheck_after_s is None else self.clock() + hold.recheck_after_s
+            self.last_decision = hold
             # stop() sets _stopping before waking us: if our clear() above swallowed its wake-up,
             # this check still sees the stop.
             if not self._stopping.is_set():
@@ -438,9 +439,10 @@ class Uploader:
     ) -> UploadDecision:
         in_burst = False
         while not should_stop():
-            decision = self.last_decision = self.decide(phase)
+            decision = self.decide(phase)
             if not decision.send:
-                return decision
+                return decision  # the caller publishes a hold together with its next try
+            self.last_decision = decision
             page = self.spool.pending(limit=self.page_records, max_bytes=self.page_bytes)
             if not page:
                 return UploadDecision(False, 0, "nothing to send")
