@@ -190,6 +190,33 @@ def test_the_login_host_and_full_name_are_covered_in_a_prompt_and_a_title(
     assert sum(box.width for box in title_boxes) < title_bar.width / 2
 
 
+@pytest.mark.parametrize("cursor", ["under the prompt", "beside the prompt"])
+def test_a_prompt_touching_the_block_cursor_keeps_the_login_and_host_covered(
+    desktop: VirtualDesktop, terminal: Terminal, tmp_path: Path, cursor: str
+) -> None:
+    # In the 6x13 font a descender fills the bottom row of its cell and the block cursor the whole of
+    # the next cell, so the two touch: under a prompt running "sleep" (its "p"), or beside a prompt
+    # whose row above shows "gypsy jumping" (its "g"). Found as one line, the prompt was misread.
+    login, host = prompt_user_host().split("@")
+    scrubber = FrameScrubber(detectors=screen_detectors(identity=Identity((login,), (), (host,))))
+    run_in(desktop, terminal, "echo gypsy jumping", tmp_path)
+    prompt_row = 1
+    if cursor == "under the prompt":
+        xdotool(desktop, "type", "--delay", "10", "sleep 30\n")
+    frame = settled_grab(desktop)
+    prompt = terminal.cells(prompt_row, 0, len(f"{login}@{host}"))
+    cursor_at = (
+        (prompt_row + 1, 0) if cursor == "under the prompt" else (prompt_row, len(f"{login}@{host}:~$ "))
+    )
+    assert ink(frame, terminal.cells(*cursor_at, 1)) > 40, "the block cursor is not where the test put it"
+    assert ink(frame, prompt) > 20
+
+    boxes = scrubber.scrub_result(frame).boxes
+
+    assert uncovered_ink(frame, boxes, prompt) == 0, f"{login}@{host} is readable in the prompt: {boxes}"
+    assert uncovered_ink(frame, boxes, terminal.cells(0, 0, len("gypsy"))) > 0, "the line above was covered"
+
+
 def test_the_login_and_host_typed_in_a_real_xterm_become_placeholders(
     desktop: VirtualDesktop, terminal: Terminal, tmp_path: Path
 ) -> None:

@@ -41,6 +41,25 @@ def test_lines_are_found_per_row_and_column_and_a_border_is_not_glued_to_its_tex
     assert any(90 <= box.top <= 110 for box in boxes), "the selected row was not found"
 
 
+def test_a_block_cursor_touching_a_descender_is_cut_off_the_line_and_a_line_stays_whole() -> None:
+    font = ImageFont.truetype(font_file("DejaVu Sans Mono"), 12)
+    image = Image.new("L", (400, 120), 255)
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 10), "root@vm:/tmp# sleep 30", fill=0, font=font)
+    draw.text((10, 60), "gypsy jumping Quality", fill=0, font=font)
+    ink_rows = np.flatnonzero((grey(image)[:50] < 128).any(axis=1))
+    # The cursor's cell starts on the row after the descender's last one, under the prompt's "r".
+    cursor = Box(10, int(ink_rows[-1]) + 1, 17, int(ink_rows[-1]) + 15)
+    draw.rectangle((cursor.left, cursor.top, cursor.right - 1, cursor.bottom - 1), fill=0)
+
+    boxes = [line.box for line in lines_in(grey(image), Box(0, 0, 400, 120))]
+
+    prompt = next(box for box in boxes if box.top < 20)
+    assert prompt.bottom <= cursor.top and prompt.right > 150, f"the prompt was glued to the cursor: {boxes}"
+    plain = [box for box in boxes if box.top >= 50]
+    assert len(plain) == 1 and plain[0].bottom - plain[0].top >= 12, f"a plain line was cut: {plain}"
+
+
 def test_changed_rows_are_padded_by_a_line_and_nothing_changed_is_nothing() -> None:
     before = np.full((300, 400), 255, np.uint8)
     assert changed_rows(before, before.copy())[0] == []

@@ -10,6 +10,11 @@ Each line keeps which of its columns hold ink: where OCR drops a piece of a word
 ``jane.doe@…``, a card's first group), the ink still shows it was there, and the cover of a sensitive
 word spreads over it (``screen.cover_line``).
 
+A piece of line height may still hold two things stacked, glued by one touching row: a terminal's block
+cursor under (or beside) a prompt whose descender reaches the bottom of its cell. Read whole, OCR misreads
+the prompt and the login in it. A glyph's strokes hold ink in a shared column from row to row, so the
+piece is cut at a row that shares no inked column with the row above (``_stacked_parts``).
+
 A piece that stays taller than a line after every cut (a photo, packed lines with no blank row between
 them) is returned as a block, which the caller reads in sparse mode.
 """
@@ -17,6 +22,7 @@ them) is returned as a block, which the caller reads in sparse mode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -127,7 +133,13 @@ def _cut(edges: Edges, box: Box, cuts: _Cuts, depth: int) -> None:
         for left, right in _runs(columns, gap):
             found = Box(box.left + left, box.top + top, box.left + right, box.top + bottom)
             if found.height <= MAX_LINE_PX:
-                if found.width > 2:  # two edge columns wide: a rule or a lone "l", never a value
+                if found.width <= 2:  # two edge columns wide: a rule or a lone "l", never a value
+                    continue
+                parts = _stacked_parts(edges, found)
+                if len(parts) > 1 and depth < MAX_DEPTH:
+                    for part in parts:
+                        _cut(edges, part, cuts, depth + 1)
+                else:
                     cuts.lines.append(found)
             elif found.width <= 2:
                 cuts.rules.append(found)
@@ -135,6 +147,19 @@ def _cut(edges: Edges, box: Box, cuts: _Cuts, depth: int) -> None:
                 _cut(edges, found, cuts, depth + 1)
             else:
                 _split_packed(edges, found, cuts)
+
+
+def _stacked_parts(edges: Edges, box: Box) -> list[Box]:
+    """``box`` cut at every row that shares no inked column with the row above, where each part keeps at
+    least a line's minimum height; one part if there is no such row."""
+    piece = edges[box.top : box.bottom, box.left : box.right]
+    crossed = _any(piece[1:] & piece[:-1], 1)
+    cuts = [box.top]
+    for row in (np.flatnonzero(~crossed) + 1).tolist():
+        if box.top + row - cuts[-1] >= MIN_LINE_PX and box.height - row >= MIN_LINE_PX:
+            cuts.append(box.top + row)
+    cuts.append(box.bottom)
+    return [Box(box.left, top, box.right, bottom) for top, bottom in pairwise(cuts)]
 
 
 def _split_packed(edges: Edges, box: Box, cuts: _Cuts) -> None:
