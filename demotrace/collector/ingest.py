@@ -31,6 +31,7 @@ from demotrace.collector.store import BlobStore, KeyRing, MetadataStore, StoredR
 from demotrace.collector.upload_guard import UploadGuard
 from demotrace.frames.bounds import check_frame_size
 from demotrace.frames.delta import FrameCodecError
+from demotrace.memory import MMAP_THRESHOLD_BYTES
 from demotrace.model import Batch, Frame, Record, decode_record, encode_record
 from demotrace.protocol import ENROLLMENT_SECRET_HEADER, record_id_of
 
@@ -40,7 +41,10 @@ MAX_ENROLL_BODY_BYTES = 64 * 1024
 # zstd's decoder allocates its window up front: cap it so a forged frame header cannot ask for 2 GiB.
 # 32 MiB covers every level up to 21 (window log 25) with room to spare.
 MAX_ZSTD_WINDOW_BYTES = 1 << 25
-STREAM_CHUNK_BYTES = 1 << 20
+# As large as malloc's mapping threshold: each chunk is its own mapping, unmapped when freed. At 1 MiB the
+# chunks of a refused zstd bomb (64 MiB) filled a thread's heap, and that heap stayed resident
+# (tests/test_collector_limits.py: +67 MiB held after the round, one run in three under load).
+STREAM_CHUNK_BYTES = MMAP_THRESHOLD_BYTES
 """Bodies are decompressed (and upload parts read back) this much at a time."""
 _BLOB_COMPRESSION_LEVEL = 3
 
@@ -173,7 +177,7 @@ def decompress_bounded(
     decompressed into one buffer of exactly that size, and a body that holds more or less than it said
     is refused: one mapped allocation, given back whole when freed, where a list of 1 MiB chunks left
     holes in the heap (measured by bench/collector_memory.py: ~340 MiB still held after a round).
-    Otherwise it streams in 1 MiB chunks.
+    Otherwise it streams in chunks of ``STREAM_CHUNK_BYTES``.
     """
     if not body:
         raise BadRequest("empty body: expected a zstd-compressed MessagePack record")
