@@ -43,7 +43,7 @@ MAX_ENROLL_BODY_BYTES = 64 * 1024
 MAX_ZSTD_WINDOW_BYTES = 1 << 25
 # As large as malloc's mapping threshold: each chunk is its own mapping, unmapped when freed. At 1 MiB the
 # chunks of a refused zstd bomb (64 MiB) filled a thread's heap, and that heap stayed resident
-# (tests/test_collector_limits.py: +67 MiB held after the round, one run in three under load).
+# (tests/test_collector_limits.py: +67 MiB held after the round, 3 of 14 runs five at a time).
 STREAM_CHUNK_BYTES = MMAP_THRESHOLD_BYTES
 """Bodies are decompressed (and upload parts read back) this much at a time."""
 _BLOB_COMPRESSION_LEVEL = 3
